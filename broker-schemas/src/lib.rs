@@ -1,0 +1,200 @@
+//! Swarm's AMQP messages: the serde types every producer and worker agrees on.
+//!
+//! Bodies are MessagePack maps with named fields (`rmp_serde` struct-map, ids as strings), so a
+//! producer in any language can publish by following the JSON Schemas checked in under
+//! `broker-schemas/schemas/` (one per message, generated from these types; a test fails when they
+//! drift) and the examples under `broker-schemas/examples/`.
+//!
+//! AMQP properties carry the envelope: `type` = [`Message::TYPE`] (also the routing key),
+//! `message_id` (UUID v7), `correlation_id` (the job id), `content_type` = [`CONTENT_TYPE`],
+//! `timestamp`, `app_id`, persistent delivery, and W3C `traceparent`/`tracestate` headers.
+//!
+//! Compatibility: unknown fields are ignored; a new field is optional with a default; a breaking
+//! change is a new `vN` type consumed side by side with the old one.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use uuid::Uuid;
+
+pub mod limits;
+
+/// The `content_type` of every Swarm message.
+pub const CONTENT_TYPE: &str = "application/msgpack";
+
+/// A message type on the swarm's exchange.
+pub trait Message: Serialize + DeserializeOwned + JsonSchema + Send + Sync + 'static {
+    /// The AMQP `type` property and routing key, e.g. `ingest.v1`.
+    const TYPE: &'static str;
+}
+
+/// Why a body could not be decoded.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot decode a {kind} body as MessagePack: {source}")]
+pub struct DecodeError {
+    kind: &'static str,
+    #[source]
+    source: rmp_serde::decode::Error,
+}
+
+/// Encodes a message as a MessagePack map with named fields (ids as strings).
+pub fn encode<M: Message>(message: &M) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(256);
+    let mut ser = rmp_serde::Serializer::new(&mut buf)
+        .with_struct_map()
+        .with_human_readable();
+    message
+        .serialize(&mut ser)
+        .expect("serialising to a Vec cannot fail");
+    buf
+}
+
+/// Decodes a MessagePack body into a message.
+pub fn decode<M: Message>(body: &[u8]) -> Result<M, DecodeError> {
+    let mut de = rmp_serde::Deserializer::from_read_ref(body).with_human_readable();
+    M::deserialize(&mut de).map_err(|source| DecodeError {
+        kind: M::TYPE,
+        source,
+    })
+}
+
+/// The JSON Schema of a message, pretty-printed, as checked in under `schemas/<type>.json`.
+pub fn schema_json<M: Message>() -> String {
+    let schema = schemars::schema_for!(M);
+    serde_json::to_string_pretty(&schema).expect("a schema serialises") + "\n"
+}
+
+/// Every message type with its JSON Schema: `(type, schema)`.
+pub fn all_schemas() -> Vec<(&'static str, String)> {
+    vec![
+        (IngestV1::TYPE, schema_json::<IngestV1>()),
+        (FeaturesV1::TYPE, schema_json::<FeaturesV1>()),
+        (TrainV1::TYPE, schema_json::<TrainV1>()),
+        (ReportV1::TYPE, schema_json::<ReportV1>()),
+    ]
+}
+
+/// `ingest.v1`: a batch of samples from one site of one project.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct IngestV1 {
+    /// Project name (1–64 characters); every sample of a project has the same dimension.
+    pub project: String,
+    /// Site (lab, hospital) that produced the samples (1–64 characters).
+    pub site: String,
+    /// The samples; at most `limits::MAX_SAMPLES_PER_BATCH`.
+    pub samples: Vec<Sample>,
+}
+
+impl Message for IngestV1 {
+    const TYPE: &'static str = "ingest.v1";
+}
+
+/// One subject's data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Sample {
+    /// Subject id, unique per project and site (1–128 characters). Re-sending a subject replaces it.
+    pub subject: String,
+    /// Class label (for classification), non-empty.
+    pub label: String,
+    /// How to read `values`.
+    pub kind: SampleKind,
+    /// `vector`: the features. `timeseries`: a T×R matrix in row-major order (timepoint by
+    /// timepoint), R regions per row. Every value must be finite.
+    pub values: Vec<f32>,
+    /// `timeseries` only: T, the number of timepoints (rows); R = values.len() / T.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timepoints: Option<u32>,
+}
+
+/// What a sample holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SampleKind {
+    /// A feature vector, used as is.
+    Vector,
+    /// A time-series matrix (e.g. ROI signals), turned into functional connectivity.
+    Timeseries,
+}
+
+impl SampleKind {
+    /// The name stored in the database and used on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SampleKind::Vector => "vector",
+            SampleKind::Timeseries => "timeseries",
+        }
+    }
+}
+
+/// `features.v1`: extract features for these stored samples (emitted by the ingest worker).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct FeaturesV1 {
+    /// Project name.
+    pub project: String,
+    /// Database ids of the samples (`samples.id`).
+    pub sample_ids: Vec<i64>,
+}
+
+impl Message for FeaturesV1 {
+    const TYPE: &'static str = "features.v1";
+}
+
+/// `train.v1`: cross-validate a model on a project's features, then fit it on all of them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TrainV1 {
+    /// The run this job creates (chosen by the producer so it can wait for it).
+    pub run_id: Uuid,
+    /// Project name.
+    pub project: String,
+    /// Model name: `logistic`.
+    pub model: String,
+    /// Model parameters as strings, e.g. `{"C": "1.0"}`; defaults equal scikit-learn's.
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+    /// Cross-validation scheme.
+    #[serde(default)]
+    pub cv: CrossValidation,
+    /// Only samples from these sites; empty means all sites.
+    #[serde(default)]
+    pub sites: Vec<String>,
+}
+
+impl Message for TrainV1 {
+    const TYPE: &'static str = "train.v1";
+}
+
+/// Stratified k-fold cross-validation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CrossValidation {
+    /// Number of folds, 2–100 (default 5).
+    #[serde(default = "default_folds")]
+    pub folds: u32,
+    /// Shuffle seed (default 0): the same seed gives the same folds.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+fn default_folds() -> u32 {
+    5
+}
+
+impl Default for CrossValidation {
+    fn default() -> Self {
+        Self {
+            folds: default_folds(),
+            seed: 0,
+        }
+    }
+}
+
+/// `report.v1`: render the report of a finished run (emitted by the train worker).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ReportV1 {
+    /// The run to render.
+    pub run_id: Uuid,
+}
+
+impl Message for ReportV1 {
+    const TYPE: &'static str = "report.v1";
+}

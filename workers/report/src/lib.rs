@@ -1,0 +1,1 @@
+//! Swarm's report worker.

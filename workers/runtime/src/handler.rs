@@ -1,0 +1,112 @@
+//! The `Handler` trait: what a worker adds to the runtime.
+//!
+//! The run loop decodes and validates a delivery, opens a transaction, records the message id, and
+//! then calls [`Handler::handle`] with a [`Work`]: the open transaction plus an outbox writer. The
+//! handler writes its derived rows through [`Work::tx`] and its downstream messages through
+//! [`Work::emit`]; the runtime commits, acks, and publishes the outbox.
+
+use std::future::Future;
+
+use broker_schemas::Message;
+use deadpool_postgres::Transaction;
+
+use crate::outbox;
+
+/// The envelope of the delivery being handled.
+#[derive(Debug, Clone)]
+pub struct MessageMeta {
+    /// The queue it came from, e.g. `swarm.ingest`.
+    pub queue: String,
+    /// AMQP `message_id`.
+    pub message_id: String,
+    /// AMQP `type`, e.g. `ingest.v1`.
+    pub message_type: String,
+    /// AMQP `correlation_id`: the job id that ties a pipeline together.
+    pub job_id: Option<String>,
+    /// The trace this delivery is handled in (32 hex digits), for lineage columns.
+    pub trace_id: Option<String>,
+}
+
+/// What went wrong in a handler, and so what happens next.
+#[derive(Debug, thiserror::Error)]
+pub enum HandleError {
+    /// Bad input: retrying cannot help. The message is dead-lettered at once with this reason.
+    #[error("{0}")]
+    Permanent(String),
+    /// The database or broker hiccupped: the message is retried later.
+    #[error(transparent)]
+    Transient(#[from] anyhow::Error),
+}
+
+impl HandleError {
+    /// A permanent error with a reason.
+    pub fn permanent(reason: impl Into<String>) -> Self {
+        HandleError::Permanent(reason.into())
+    }
+}
+
+impl From<tokio_postgres::Error> for HandleError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        HandleError::Transient(anyhow::Error::new(e).context("database error"))
+    }
+}
+
+/// One delivery's unit of work: the open transaction and the outbox.
+pub struct Work<'t> {
+    tx: Transaction<'t>,
+    meta: MessageMeta,
+}
+
+impl std::fmt::Debug for Work<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Work").field("meta", &self.meta).finish()
+    }
+}
+
+impl<'t> Work<'t> {
+    pub(crate) fn new(tx: Transaction<'t>, meta: MessageMeta) -> Self {
+        Self { tx, meta }
+    }
+
+    pub(crate) fn into_transaction(self) -> Transaction<'t> {
+        self.tx
+    }
+
+    /// The open transaction: write derived rows here.
+    pub fn tx(&self) -> &Transaction<'t> {
+        &self.tx
+    }
+
+    /// The delivery's envelope.
+    pub fn meta(&self) -> &MessageMeta {
+        &self.meta
+    }
+
+    /// Queues a downstream message in the outbox, in this transaction. It keeps the job id and
+    /// the current trace context, and is published after the commit.
+    pub async fn emit<M: Message>(&mut self, message: &M) -> Result<(), HandleError> {
+        outbox::insert(&self.tx, message, self.meta.job_id.as_deref()).await?;
+        Ok(())
+    }
+}
+
+/// A worker's domain logic. Handlers must be idempotent and keep all effects in [`Work::tx`].
+pub trait Handler: Send + Sync + 'static {
+    /// The message this handler consumes.
+    type Message: Message;
+
+    /// The worker's name and queue suffix: `ingest` consumes `<namespace>.ingest`.
+    const NAME: &'static str;
+
+    /// Checks a decoded message before any transaction; `Err(reason)` dead-letters it.
+    fn validate(&self, _message: &Self::Message) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Writes the derived rows and downstream messages of one message.
+    fn handle(
+        &self,
+        work: &mut Work<'_>,
+        message: Self::Message,
+    ) -> impl Future<Output = Result<(), HandleError>> + Send;
+}

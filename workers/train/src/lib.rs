@@ -1,0 +1,1 @@
+//! Swarm's train worker.
