@@ -1,1 +1,5 @@
-fn main() {}
+//! `swarm-ingest`: the ingest worker binary.
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    swarm_runtime::main_for(swarm_ingest::IngestHandler).await
+}

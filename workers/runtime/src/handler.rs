@@ -55,6 +55,7 @@ impl From<tokio_postgres::Error> for HandleError {
 pub struct Work<'t> {
     tx: Transaction<'t>,
     meta: MessageMeta,
+    emitted: Vec<i64>,
 }
 
 impl std::fmt::Debug for Work<'_> {
@@ -65,11 +66,16 @@ impl std::fmt::Debug for Work<'_> {
 
 impl<'t> Work<'t> {
     pub(crate) fn new(tx: Transaction<'t>, meta: MessageMeta) -> Self {
-        Self { tx, meta }
+        Self {
+            tx,
+            meta,
+            emitted: Vec::new(),
+        }
     }
 
-    pub(crate) fn into_transaction(self) -> Transaction<'t> {
-        self.tx
+    /// The transaction and the outbox rows emitted in it.
+    pub(crate) fn into_parts(self) -> (Transaction<'t>, Vec<i64>) {
+        (self.tx, self.emitted)
     }
 
     /// The open transaction: write derived rows here.
@@ -85,7 +91,8 @@ impl<'t> Work<'t> {
     /// Queues a downstream message in the outbox, in this transaction. It keeps the job id and
     /// the current trace context, and is published after the commit.
     pub async fn emit<M: Message>(&mut self, message: &M) -> Result<(), HandleError> {
-        outbox::insert(&self.tx, message, self.meta.job_id.as_deref()).await?;
+        let id = outbox::insert(&self.tx, message, self.meta.job_id.as_deref()).await?;
+        self.emitted.push(id);
         Ok(())
     }
 }

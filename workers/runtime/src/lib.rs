@@ -9,13 +9,59 @@
 //!
 //! Architecture invariant: only this crate talks to lapin; workers never depend on each other.
 
+pub mod amqp;
+pub mod db;
+pub mod dead;
 pub mod handler;
-mod outbox;
+pub mod http;
+pub mod outbox;
+pub mod process;
+pub mod settings;
+pub mod telemetry;
+pub mod topology;
+pub mod worker;
 
+pub use amqp::Publisher;
 pub use handler::{HandleError, Handler, MessageMeta, Work};
+pub use settings::Settings;
+pub use topology::Topology;
+pub use worker::{run, spawn, WorkerHandle};
+
+use clap::Parser;
+
+#[derive(Debug, Parser)]
+struct WorkerCli {
+    #[command(flatten)]
+    settings: Settings,
+}
 
 /// Runs a worker binary: parses [`Settings`] from flags and environment, starts telemetry, and
-/// serves `handler` until SIGTERM/SIGINT.
-pub async fn main_for<H: Handler>(_handler: H) -> anyhow::Result<()> {
-    todo!()
+/// serves `handler` until SIGTERM/SIGINT, then drains and exits.
+pub async fn main_for<H: Handler>(handler: H) -> anyhow::Result<()> {
+    let cli = WorkerCli::parse();
+    let service = format!("swarm-{}", H::NAME);
+    let telemetry = telemetry::init(&service);
+    tracing::info!(settings = ?cli.settings, "Starting {service}.");
+    let result = run(handler, cli.settings, shutdown_signal()).await;
+    if let Err(error) = &result {
+        tracing::error!(error = format!("{error:#}"), "{service} failed.");
+    }
+    tokio::task::spawn_blocking(move || telemetry.shutdown()).await?;
+    result
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("can listen for SIGTERM");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+    tracing::info!("Shutdown requested.");
 }

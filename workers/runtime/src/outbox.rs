@@ -1,11 +1,126 @@
-//! Transactional outbox.
-use broker_schemas::Message;
-use deadpool_postgres::Transaction;
+//! The transactional outbox: downstream messages are rows written in the handler's transaction,
+//! published after the commit, and deleted once the broker confirms them. A sweeper publishes
+//! rows a crash left behind; a message published twice keeps its message id, so the consumer's
+//! idempotency record makes the second copy a no-op.
 
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use broker_schemas::Message;
+use deadpool_postgres::{Pool, Transaction};
+use uuid::Uuid;
+
+use crate::amqp::{Outgoing, Publisher};
+use crate::telemetry;
+use crate::topology::Topology;
+
+/// Rows older than this are the sweeper's; younger ones are being published by their writer.
+const SWEEP_AGE: Duration = Duration::from_secs(10);
+/// How often the sweeper looks.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Writes a message into the outbox in `tx`, with the current trace context; returns the row id.
 pub(crate) async fn insert<M: Message>(
-    _tx: &Transaction<'_>,
-    _message: &M,
-    _job_id: Option<&str>,
-) -> Result<(), tokio_postgres::Error> {
-    todo!()
+    tx: &Transaction<'_>,
+    message: &M,
+    job_id: Option<&str>,
+) -> Result<i64, tokio_postgres::Error> {
+    let message_id = Uuid::now_v7().to_string();
+    let headers = telemetry::headers_of(&tracing::Span::current());
+    let trace_headers = serde_json::to_value(headers).unwrap_or_default();
+    let body = broker_schemas::encode(message);
+    let row = tx
+        .query_one(
+            "INSERT INTO outbox (message_id, message_type, routing_key, correlation_id, body, trace_headers)
+             VALUES ($1, $2, $2, $3, $4, $5) RETURNING id",
+            &[&message_id, &M::TYPE, &job_id, &body, &trace_headers],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+fn outgoing(row: &tokio_postgres::Row, topology: &Topology) -> (i64, Outgoing) {
+    let headers: serde_json::Value = row.get("trace_headers");
+    let headers: HashMap<String, String> = serde_json::from_value(headers).unwrap_or_default();
+    let out = Outgoing {
+        exchange: topology.exchange(),
+        routing_key: row.get("routing_key"),
+        message_type: row.get("message_type"),
+        message_id: row.get("message_id"),
+        correlation_id: row.get("correlation_id"),
+        headers,
+        body: row.get("body"),
+    };
+    (row.get("id"), out)
+}
+
+const COLUMNS: &str =
+    "id, message_id, message_type, routing_key, correlation_id, body, trace_headers";
+
+/// Publishes the given outbox rows (just committed by this process) and deletes them.
+pub async fn publish(
+    pool: &Pool,
+    publisher: &Publisher,
+    topology: &Topology,
+    ids: &[i64],
+) -> anyhow::Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let client = pool
+        .get()
+        .await
+        .context("Failed to get a database connection")?;
+    let sql = format!("SELECT {COLUMNS} FROM outbox WHERE id = ANY($1) ORDER BY id");
+    let rows = client.query(&sql, &[&ids]).await?;
+    let mut sent = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let (id, out) = outgoing(row, topology);
+        publisher.publish(&out).await?;
+        sent.push(id);
+    }
+    client
+        .execute("DELETE FROM outbox WHERE id = ANY($1)", &[&sent])
+        .await?;
+    Ok(())
+}
+
+/// Publishes rows left behind (older than a few seconds); any replica may run it at once, each
+/// row is locked by one. Returns how many it published.
+pub async fn sweep(
+    pool: &Pool,
+    publisher: &Publisher,
+    topology: &Topology,
+) -> anyhow::Result<usize> {
+    let mut client = pool
+        .get()
+        .await
+        .context("Failed to get a database connection")?;
+    let tx = client.transaction().await?;
+    let age = SWEEP_AGE.as_secs_f64();
+    let rows = tx
+        .query(
+            &format!(
+                "SELECT {COLUMNS} FROM outbox
+                 WHERE created_at < now() - make_interval(secs => $1)
+                 ORDER BY id LIMIT 500 FOR UPDATE SKIP LOCKED"
+            ),
+            &[&age],
+        )
+        .await?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let mut ids = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let (id, out) = outgoing(row, topology);
+        publisher.publish(&out).await?;
+        ids.push(id);
+    }
+    tx.execute("DELETE FROM outbox WHERE id = ANY($1)", &[&ids])
+        .await?;
+    tx.commit().await?;
+    tracing::info!(count = ids.len(), "Published outbox rows left behind.");
+    Ok(ids.len())
 }

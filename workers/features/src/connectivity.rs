@@ -1,0 +1,80 @@
+//! Functional connectivity: Pearson correlation between regions, upper triangle, Fisher z.
+
+/// Extractor name stored in `features.extractor`.
+pub const EXTRACTOR: &str = "connectivity";
+/// Bumped when the computation changes, so old and new features can coexist.
+pub const VERSION: i32 = 1;
+
+/// |r| is clipped below 1 so that Fisher z stays finite (z(0.9999999) ≈ 8.4).
+const MAX_R: f64 = 1.0 - 1e-7;
+
+/// Connectivity of a `timepoints × regions` matrix in row-major order: for each pair i < j (row
+/// by row of the upper triangle), `atanh(r_ij)`. A region with no variance correlates 0 with all.
+pub fn fisher_z(values: &[f32], timepoints: usize) -> Vec<f32> {
+    assert!(
+        timepoints > 0 && values.len() % timepoints == 0,
+        "values are not T rows of equal length"
+    );
+    let regions = values.len() / timepoints;
+    // Centre and scale each region's column to unit length, stored column by column, so that
+    // r_ij is the dot product of two contiguous columns.
+    let mut columns = vec![0.0f64; values.len()];
+    for r in 0..regions {
+        let column = &mut columns[r * timepoints..(r + 1) * timepoints];
+        for (t, c) in column.iter_mut().enumerate() {
+            *c = f64::from(values[t * regions + r]);
+        }
+        let mean = column.iter().sum::<f64>() / timepoints as f64;
+        column.iter_mut().for_each(|c| *c -= mean);
+        let norm = column.iter().map(|c| c * c).sum::<f64>().sqrt();
+        if norm > 0.0 {
+            column.iter_mut().for_each(|c| *c /= norm);
+        }
+    }
+    let mut out = Vec::with_capacity(regions * regions.saturating_sub(1) / 2);
+    for i in 0..regions {
+        let a = &columns[i * timepoints..(i + 1) * timepoints];
+        for j in i + 1..regions {
+            let b = &columns[j * timepoints..(j + 1) * timepoints];
+            let r: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+            out.push(r.clamp(-MAX_R, MAX_R).atanh() as f32);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_a_hand_computed_case() {
+        // Three regions over four timepoints (rows):
+        //   a = 1 2 3 4,  b = 2 4 6 9,  c = 4 3 2 1
+        // r(a,b): a-ā = (-1.5,-0.5,0.5,1.5), b-b̄ = (-3.25,-1.25,0.75,3.75)
+        //   Σxy = 4.875+0.625+0.375+5.625 = 11.5; Σx² = 5; Σy² = 10.5625+1.5625+0.5625+14.0625 = 26.75
+        //   r = 11.5 / sqrt(5 · 26.75) = 0.994393…
+        // r(a,c) = -1 (clipped), r(b,c) = -0.994393…
+        let values = [1.0, 2.0, 4.0, 2.0, 4.0, 3.0, 3.0, 6.0, 2.0, 4.0, 9.0, 1.0];
+        let z = fisher_z(&values, 4);
+        let r_ab = 11.5f64 / (5.0f64 * 26.75).sqrt();
+        assert_eq!(z.len(), 3);
+        assert!((f64::from(z[0]) - r_ab.atanh()).abs() < 1e-5, "{z:?}");
+        assert!((f64::from(z[1]) - (-MAX_R).atanh()).abs() < 1e-3, "{z:?}");
+        assert!((f64::from(z[2]) + r_ab.atanh()).abs() < 1e-5, "{z:?}");
+    }
+
+    #[test]
+    fn a_flat_region_correlates_zero() {
+        let values = [1.0, 5.0, 2.0, 5.0, 3.0, 5.0];
+        assert_eq!(fisher_z(&values, 3), vec![0.0]);
+    }
+
+    #[test]
+    fn output_has_one_value_per_region_pair() {
+        let values: Vec<f32> = (0..200 * 10).map(|i| ((i * 7919) % 101) as f32).collect();
+        let z = fisher_z(&values, 200);
+        assert_eq!(z.len(), 45);
+        assert!(z.iter().all(|v| v.is_finite()));
+    }
+}

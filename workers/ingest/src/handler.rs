@@ -1,0 +1,92 @@
+//! The ingest handler: upsert the batch's samples, emit `features.v1`.
+
+use broker_schemas::{FeaturesV1, IngestV1};
+use futures_util::future::try_join_all;
+use swarm_runtime::{HandleError, Handler, Work};
+
+use crate::validate;
+
+/// Consumes `ingest.v1` from `<ns>.ingest`.
+#[derive(Debug, Default, Clone)]
+pub struct IngestHandler;
+
+impl Handler for IngestHandler {
+    type Message = IngestV1;
+    const NAME: &'static str = "ingest";
+
+    fn validate(&self, message: &IngestV1) -> Result<(), String> {
+        validate::batch(message).map(|_| ())
+    }
+
+    #[tracing::instrument(name = "ingest", skip_all, fields(project = %message.project, site = %message.site, samples = message.samples.len()), err)]
+    async fn handle(&self, work: &mut Work<'_>, message: IngestV1) -> Result<(), HandleError> {
+        let shape = validate::batch(&message).map_err(HandleError::Permanent)?;
+        let tx = work.tx();
+        let kind = shape.kind.as_str();
+        let dimension = shape.dimension as i32;
+        // The first batch of a project fixes its kind and dimension.
+        tx.execute(
+            "INSERT INTO projects (name, kind, dimension) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+            &[&message.project, &kind, &dimension],
+        )
+        .await?;
+        let row = tx
+            .query_one(
+                "SELECT kind, dimension FROM projects WHERE name = $1",
+                &[&message.project],
+            )
+            .await?;
+        let (project_kind, project_dimension): (String, i32) = (row.get(0), row.get(1));
+        if project_kind != kind || project_dimension != dimension {
+            return Err(HandleError::permanent(format!(
+                "project {:?} holds {project_kind} samples of dimension {project_dimension}, but this batch has {kind} samples of dimension {dimension}",
+                message.project
+            )));
+        }
+        let meta = work.meta().clone();
+        let stmt = tx
+            .prepare_cached(
+                r#"INSERT INTO samples (project, site, subject, label, kind, timepoints, "values", job_id, message_id, trace_id)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                   ON CONFLICT (project, site, subject) DO UPDATE SET
+                       label = EXCLUDED.label, kind = EXCLUDED.kind, timepoints = EXCLUDED.timepoints,
+                       "values" = EXCLUDED."values", job_id = EXCLUDED.job_id,
+                       message_id = EXCLUDED.message_id, trace_id = EXCLUDED.trace_id, updated_at = now()
+                   RETURNING id"#,
+            )
+            .await?;
+        // Queries on one connection are pipelined: issue them all, then await.
+        let inserts = message.samples.iter().map(|s| {
+            let timepoints = s.timepoints.map(|t| t as i32);
+            let stmt = &stmt;
+            let meta = &meta;
+            let project = &message.project;
+            let site = &message.site;
+            async move {
+                tx.query_one(
+                    stmt,
+                    &[
+                        project,
+                        site,
+                        &s.subject,
+                        &s.label,
+                        &kind,
+                        &timepoints,
+                        &s.values,
+                        &meta.job_id,
+                        &meta.message_id,
+                        &meta.trace_id,
+                    ],
+                )
+                .await
+            }
+        });
+        let rows = try_join_all(inserts).await?;
+        let sample_ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+        work.emit(&FeaturesV1 {
+            project: message.project,
+            sample_ids,
+        })
+        .await
+    }
+}

@@ -1,0 +1,149 @@
+//! AMQP: connecting, and publishing with publisher confirms and trace context.
+
+use std::collections::HashMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context as _};
+use broker_schemas::{Message, CONTENT_TYPE};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::telemetry;
+use crate::topology::Topology;
+
+/// Opens a connection; `name` shows in the broker's management UI.
+pub async fn connect(url: &str, name: &str) -> anyhow::Result<Connection> {
+    let properties = ConnectionProperties::default().with_connection_name(name.into());
+    Connection::connect(url, properties).await.with_context(|| {
+        format!(
+            "Failed to connect to RabbitMQ at {}: is it running?",
+            crate::settings::redact(url)
+        )
+    })
+}
+
+/// A message ready to go on the wire.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// Exchange to publish to.
+    pub exchange: String,
+    /// Routing key (the message type for swarm messages).
+    pub routing_key: String,
+    /// AMQP `type`.
+    pub message_type: String,
+    /// AMQP `message_id`.
+    pub message_id: String,
+    /// AMQP `correlation_id`: the job id.
+    pub correlation_id: Option<String>,
+    /// Extra headers (trace context, dead-letter reason).
+    pub headers: HashMap<String, String>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+/// A channel in confirm mode: [`Publisher::publish`] returns once the broker has the message.
+#[derive(Debug, Clone)]
+pub struct Publisher {
+    channel: Channel,
+    app_id: String,
+}
+
+impl Publisher {
+    /// Opens a confirm-mode channel on `connection`; `app_id` names the publishing process.
+    pub async fn new(connection: &Connection, app_id: &str) -> anyhow::Result<Self> {
+        let channel = connection.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        Ok(Self {
+            channel,
+            app_id: app_id.to_string(),
+        })
+    }
+
+    /// The underlying channel (for declaring topology).
+    pub fn channel(&self) -> &Channel {
+        &self.channel
+    }
+
+    /// Publishes persistently and waits for the broker's confirm.
+    pub async fn publish(&self, out: &Outgoing) -> anyhow::Result<()> {
+        let mut headers = FieldTable::default();
+        for (k, v) in &out.headers {
+            headers.insert(
+                k.clone().into(),
+                AMQPValue::LongString(LongString::from(v.as_str())),
+            );
+        }
+        let timestamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let mut props = BasicProperties::default()
+            .with_content_type(CONTENT_TYPE.into())
+            .with_delivery_mode(2)
+            .with_type(out.message_type.clone().into())
+            .with_message_id(out.message_id.clone().into())
+            .with_timestamp(timestamp)
+            .with_app_id(self.app_id.clone().into())
+            .with_headers(headers);
+        if let Some(c) = &out.correlation_id {
+            props = props.with_correlation_id(c.clone().into());
+        }
+        let confirm = self
+            .channel
+            .basic_publish(
+                out.exchange.clone().into(),
+                out.routing_key.clone().into(),
+                BasicPublishOptions::default(),
+                &out.body,
+                props,
+            )
+            .await
+            .context("Failed to publish")?
+            .await
+            .context("Failed to get a publisher confirm")?;
+        if confirm.is_nack() {
+            bail!("the broker refused message {}", out.message_id);
+        }
+        Ok(())
+    }
+
+    /// Publishes a swarm message to the namespace's exchange in a `send` span that carries the
+    /// current trace; returns its message id.
+    pub async fn send<M: Message>(
+        &self,
+        topology: &Topology,
+        message: &M,
+        job_id: Option<&str>,
+    ) -> anyhow::Result<String> {
+        let exchange = topology.exchange();
+        let message_id = Uuid::now_v7().to_string();
+        let span = tracing::info_span!(
+            "send",
+            otel.name = format!("send {exchange}:{}", M::TYPE),
+            otel.kind = "producer",
+            messaging.system = "rabbitmq",
+            messaging.operation.name = "send",
+            messaging.operation.type = "send",
+            messaging.destination.name = %exchange,
+            messaging.rabbitmq.destination.routing_key = M::TYPE,
+            messaging.message.id = %message_id,
+            messaging.message.conversation_id = job_id.unwrap_or_default(),
+        );
+        let out = Outgoing {
+            exchange: exchange.clone(),
+            routing_key: M::TYPE.to_string(),
+            message_type: M::TYPE.to_string(),
+            message_id: message_id.clone(),
+            correlation_id: job_id.map(str::to_string),
+            headers: telemetry::headers_of(&span),
+            body: broker_schemas::encode(message),
+        };
+        self.publish(&out).instrument(span).await?;
+        Ok(message_id)
+    }
+}

@@ -1,0 +1,118 @@
+//! PostgreSQL: the connection pool, database creation and migrations.
+
+use anyhow::Context as _;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+
+/// The migrations in `migrations/`, applied in order, each once.
+const MIGRATIONS: &[(i32, &str, &str)] =
+    &[(1, "init", include_str!("../../../migrations/0001_init.sql"))];
+
+/// Any number the application picks; serialises concurrent migrators.
+const MIGRATION_LOCK: i64 = 0x5357_4152_4d00;
+
+/// A pool of connections to `url`.
+pub fn pool(url: &str, size: usize) -> anyhow::Result<Pool> {
+    let config: tokio_postgres::Config = url
+        .parse()
+        .with_context(|| format!("DATABASE_URL is not a valid Postgres URL: {url}"))?;
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size.max(1))
+        .build()
+        .context("Failed to build the Postgres pool")
+}
+
+/// Creates the database named in `url` if it does not exist (connecting to `postgres` to do so).
+pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
+    let config: tokio_postgres::Config = url
+        .parse()
+        .with_context(|| format!("DATABASE_URL is not a valid Postgres URL: {url}"))?;
+    let name = config
+        .get_dbname()
+        .context("DATABASE_URL names no database")?
+        .to_string();
+    let mut admin = config.clone();
+    admin.dbname("postgres");
+    let (client, connection) = admin.connect(NoTls).await.with_context(|| {
+        format!(
+            "Failed to connect to Postgres at {}: is it running?",
+            crate::settings::redact(url)
+        )
+    })?;
+    let task = tokio::spawn(connection);
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await?
+        .is_some();
+    if !exists {
+        let sql = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
+        if let Err(e) = client.batch_execute(&sql).await {
+            // Another process created it first.
+            let raced = e.code().is_some_and(|c| {
+                *c == tokio_postgres::error::SqlState::DUPLICATE_DATABASE
+                    || *c == tokio_postgres::error::SqlState::UNIQUE_VIOLATION
+            });
+            if !raced {
+                return Err(e).context(format!("Failed to create database {name}"));
+            }
+        }
+    }
+    drop(client);
+    let _ = task.await;
+    Ok(())
+}
+
+/// Applies the pending migrations; safe to run from many processes at once.
+pub async fn migrate(pool: &Pool) -> anyhow::Result<()> {
+    let mut client = pool
+        .get()
+        .await
+        .context("Failed to get a database connection")?;
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version integer PRIMARY KEY,
+             name text NOT NULL,
+             applied_at timestamptz NOT NULL DEFAULT now())",
+    )
+    .await?;
+    for (version, name, sql) in MIGRATIONS {
+        let applied = tx
+            .query_opt(
+                "SELECT 1 FROM schema_migrations WHERE version = $1",
+                &[version],
+            )
+            .await?
+            .is_some();
+        if !applied {
+            tx.batch_execute(sql)
+                .await
+                .with_context(|| format!("Migration {version} ({name}) failed"))?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                &[version, name],
+            )
+            .await?;
+            tracing::info!(version, name, "Applied migration.");
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Creates the database if needed, builds the pool and migrates: what every process does first.
+pub async fn connect_and_migrate(url: &str, size: usize) -> anyhow::Result<Pool> {
+    ensure_database(url).await?;
+    let pool = pool(url, size)?;
+    migrate(&pool).await?;
+    Ok(pool)
+}

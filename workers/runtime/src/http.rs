@@ -1,0 +1,76 @@
+//! `/healthz` (the process is up) and `/readyz` (consuming, database reachable, not draining).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use deadpool_postgres::Pool;
+
+/// What readiness is made of; the run loop flips the flags.
+#[derive(Debug, Default)]
+pub struct Health {
+    /// Connected to the broker and consuming.
+    pub consuming: AtomicBool,
+    /// Shutting down: finishing in-flight work, taking no more.
+    pub draining: AtomicBool,
+}
+
+#[derive(Clone)]
+struct AppState {
+    health: Arc<Health>,
+    pool: Pool,
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(state): State<AppState>) -> (StatusCode, String) {
+    if state.health.draining.load(Ordering::SeqCst) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "draining\n".into());
+    }
+    if !state.health.consuming.load(Ordering::SeqCst) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "broker: not consuming\n".into(),
+        );
+    }
+    let db = async {
+        let client = state.pool.get().await.map_err(|e| e.to_string())?;
+        client
+            .simple_query("SELECT 1")
+            .await
+            .map_err(|e| e.to_string())
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(2), db).await {
+        Ok(Ok(_)) => (StatusCode::OK, "ready\n".into()),
+        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}\n")),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database: timed out\n".into(),
+        ),
+    }
+}
+
+/// Serves the health endpoints on `addr` until `shutdown` resolves.
+pub async fn serve(
+    addr: SocketAddr,
+    health: Arc<Health>,
+    pool: Pool,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let app = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(AppState { health, pool });
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "Serving /healthz and /readyz.");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}

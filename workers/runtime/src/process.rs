@@ -1,0 +1,138 @@
+//! Handling one delivery, as a function that returns what should happen next. It touches the
+//! database but not the broker, so tests can step it; [`crate::worker`] acts on its outcome.
+
+use std::panic::AssertUnwindSafe;
+
+use broker_schemas::{limits, Message};
+use deadpool_postgres::Pool;
+use futures_util::FutureExt;
+use lapin::message::Delivery;
+
+use crate::handler::{HandleError, Handler, MessageMeta, Work};
+
+/// What happened to a delivery, and so what the loop does with it.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Committed; ack, then publish these outbox rows.
+    Processed(Vec<i64>),
+    /// Seen before (a redelivery): ack and do nothing.
+    Duplicate,
+    /// Cannot ever succeed: dead-letter with this reason, then ack.
+    DeadLettered(String),
+    /// Failed for now: requeue after a backoff.
+    Retry(anyhow::Error),
+}
+
+/// Why a delivery was refused before any transaction, if it was.
+pub fn check_envelope<M: Message>(delivery: &Delivery) -> Result<MessageIds, String> {
+    if delivery.data.len() > limits::MAX_MESSAGE_BYTES {
+        return Err(format!(
+            "message of {} bytes exceeds the limit of {} bytes",
+            delivery.data.len(),
+            limits::MAX_MESSAGE_BYTES
+        ));
+    }
+    let props = &delivery.properties;
+    let kind = props.kind().as_ref().map(|s| s.as_str()).unwrap_or("");
+    if kind != M::TYPE {
+        return Err(format!(
+            "unknown message type {kind:?}: this queue takes {:?} (set the AMQP `type` property)",
+            M::TYPE
+        ));
+    }
+    let message_id = match props.message_id() {
+        Some(id) if !id.as_str().is_empty() => id.as_str().to_string(),
+        _ => return Err("message has no message_id property (set a UUID)".into()),
+    };
+    let job_id = props
+        .correlation_id()
+        .as_ref()
+        .map(|s| s.as_str().to_string());
+    Ok(MessageIds { message_id, job_id })
+}
+
+/// The ids a delivery carries in its properties.
+#[derive(Debug, Clone)]
+pub struct MessageIds {
+    /// AMQP `message_id`.
+    pub message_id: String,
+    /// AMQP `correlation_id`.
+    pub job_id: Option<String>,
+}
+
+/// Decodes, validates and handles one delivery in one transaction.
+pub async fn process<H: Handler>(
+    handler: &H,
+    pool: &Pool,
+    queue: &str,
+    delivery: &Delivery,
+    trace_id: Option<String>,
+) -> Outcome {
+    let ids = match check_envelope::<H::Message>(delivery) {
+        Ok(ids) => ids,
+        Err(reason) => return Outcome::DeadLettered(reason),
+    };
+    let message: H::Message = match broker_schemas::decode(&delivery.data) {
+        Ok(m) => m,
+        Err(e) => return Outcome::DeadLettered(e.to_string()),
+    };
+    if let Err(reason) = tracing::info_span!("validate").in_scope(|| handler.validate(&message)) {
+        return Outcome::DeadLettered(format!("invalid {}: {reason}", H::Message::TYPE));
+    }
+    let meta = MessageMeta {
+        queue: queue.to_string(),
+        message_id: ids.message_id,
+        message_type: H::Message::TYPE.to_string(),
+        job_id: ids.job_id,
+        trace_id,
+    };
+    // A panicking handler is a failed attempt, not a dead worker.
+    match AssertUnwindSafe(transact(handler, pool, meta, message))
+        .catch_unwind()
+        .await
+    {
+        Ok(outcome) => outcome,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Outcome::Retry(anyhow::anyhow!("handler panicked: {what}"))
+        }
+    }
+}
+
+async fn transact<H: Handler>(
+    handler: &H,
+    pool: &Pool,
+    meta: MessageMeta,
+    message: H::Message,
+) -> Outcome {
+    let span = tracing::info_span!("transaction", db.system = "postgresql");
+    let result = async {
+        let mut client = pool.get().await.map_err(anyhow::Error::new)?;
+        let tx = client.transaction().await?;
+        let inserted = tx
+            .execute(
+                "INSERT INTO processed_messages (queue, message_id) VALUES ($1, $2)
+                 ON CONFLICT DO NOTHING",
+                &[&meta.queue, &meta.message_id],
+            )
+            .await?;
+        if inserted == 0 {
+            return Ok::<_, HandleError>(None);
+        }
+        let mut work = Work::new(tx, meta);
+        handler.handle(&mut work, message).await?;
+        let (tx, emitted) = work.into_parts();
+        tx.commit().await?;
+        Ok(Some(emitted))
+    };
+    match tracing::Instrument::instrument(result, span).await {
+        Ok(Some(emitted)) => Outcome::Processed(emitted),
+        Ok(None) => Outcome::Duplicate,
+        Err(HandleError::Permanent(reason)) => Outcome::DeadLettered(reason),
+        Err(HandleError::Transient(e)) => Outcome::Retry(e),
+    }
+}

@@ -1,0 +1,128 @@
+//! Worker settings: CLI flags with environment fallbacks and defaults that work against local
+//! services.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Settings every worker (and the `swarm` CLI) shares.
+#[derive(Clone, clap::Args)]
+pub struct Settings {
+    /// AMQP broker URL.
+    #[arg(
+        long,
+        env = "AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    pub amqp_url: String,
+
+    /// PostgreSQL URL; the database is created if it does not exist.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://root@127.0.0.1:5432/swarm"
+    )]
+    pub database_url: String,
+
+    /// Prefix of every exchange and queue name, so tests and tenants never collide.
+    #[arg(long, env = "SWARM_NAMESPACE", default_value = "swarm")]
+    pub namespace: String,
+
+    /// Deliveries the broker sends ahead of acks (AMQP basic.qos), per worker.
+    #[arg(long, env = "PREFETCH", default_value_t = 32)]
+    pub prefetch: u16,
+
+    /// Messages handled at once, per worker.
+    #[arg(long, env = "CONCURRENCY", default_value_t = 4)]
+    pub concurrency: usize,
+
+    /// Address of the /healthz and /readyz endpoints (e.g. 0.0.0.0:8080); unset: not served.
+    #[arg(long, env = "HTTP_ADDR")]
+    pub http_addr: Option<SocketAddr>,
+
+    /// Seconds a worker waits for in-flight messages after SIGTERM before it exits.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value_t = 30)]
+    pub shutdown_timeout_secs: u64,
+
+    /// Attempts at a message that keeps failing transiently before it is dead-lettered.
+    #[arg(long, env = "MAX_ATTEMPTS", default_value_t = 10)]
+    pub max_attempts: u32,
+
+    /// Largest Postgres connection pool per worker.
+    #[arg(long, env = "DB_POOL_SIZE", default_value_t = 8)]
+    pub db_pool_size: usize,
+}
+
+impl Settings {
+    /// The defaults, as if no flag and no variable were given.
+    pub fn local() -> Self {
+        Self {
+            amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            database_url: "postgres://root@127.0.0.1:5432/swarm".into(),
+            namespace: "swarm".into(),
+            prefetch: 32,
+            concurrency: 4,
+            http_addr: None,
+            shutdown_timeout_secs: 30,
+            max_attempts: 10,
+            db_pool_size: 8,
+        }
+    }
+
+    /// How long shutdown waits for in-flight work.
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout_secs)
+    }
+}
+
+/// Hides the password of a URL, for logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("amqp_url", &redact(&self.amqp_url))
+            .field("database_url", &redact(&self.database_url))
+            .field("namespace", &self.namespace)
+            .field("prefetch", &self.prefetch)
+            .field("concurrency", &self.concurrency)
+            .field("http_addr", &self.http_addr)
+            .field("shutdown_timeout_secs", &self.shutdown_timeout_secs)
+            .field("max_attempts", &self.max_attempts)
+            .field("db_pool_size", &self.db_pool_size)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn redacts_passwords_only() {
+        assert_eq!(
+            redact("amqp://guest:guest@127.0.0.1:5672/%2f"),
+            "amqp://guest:***@127.0.0.1:5672/%2f"
+        );
+        assert_eq!(
+            redact("postgres://root@127.0.0.1/swarm"),
+            "postgres://root@127.0.0.1/swarm"
+        );
+        assert_eq!(redact("amqp://localhost"), "amqp://localhost");
+    }
+}

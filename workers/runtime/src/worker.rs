@@ -1,0 +1,354 @@
+//! The run loop shared by every worker: connect, declare, consume with bounded concurrency, act
+//! on each delivery's [`Outcome`], reconnect when the broker goes away, drain on shutdown.
+
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use broker_schemas::Message;
+use deadpool_postgres::Pool;
+use futures_util::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use rand::Rng;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::amqp::{self, Publisher};
+use crate::handler::Handler;
+use crate::http::Health;
+use crate::process::{process, Outcome};
+use crate::settings::Settings;
+use crate::topology::Topology;
+use crate::{db, dead, outbox, telemetry};
+
+struct Shared<H> {
+    handler: H,
+    pool: Pool,
+    topology: Topology,
+    settings: Settings,
+    health: Arc<Health>,
+}
+
+/// Runs `handler` until `shutdown` resolves, then finishes in-flight messages (up to the
+/// shutdown timeout) and returns.
+pub async fn run<H: Handler>(
+    handler: H,
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    run_until(handler, settings, stop_rx).await
+}
+
+async fn run_until<H: Handler>(
+    handler: H,
+    settings: Settings,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let pool = db::connect_and_migrate(&settings.database_url, settings.db_pool_size).await?;
+    let health = Arc::new(Health::default());
+    if let Some(addr) = settings.http_addr {
+        let mut stop = stop.clone();
+        let server = crate::http::serve(addr, health.clone(), pool.clone(), async move {
+            stopped(&mut stop).await;
+        });
+        tokio::spawn(async move {
+            if let Err(error) = server.await {
+                tracing::error!(%error, "The health endpoint stopped.");
+            }
+        });
+    }
+    let shared = Arc::new(Shared {
+        topology: Topology::new(settings.namespace.clone()),
+        handler,
+        pool,
+        settings,
+        health,
+    });
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match session(shared.clone(), stop.clone()).await {
+            Ok(()) => return Ok(()),
+            Err(error) => {
+                shared.health.consuming.store(false, Ordering::SeqCst);
+                tracing::warn!(error = format!("{error:#}"), worker = H::NAME, retry_in = ?backoff, "Lost the broker; reconnecting.");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stopped(&mut stop) => return Ok(()),
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+/// Resolves once a stop is requested.
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns is not Send: drop it at once.
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// One connection's life: returns Ok on shutdown, Err when the broker connection is lost.
+async fn session<H: Handler>(
+    shared: Arc<Shared<H>>,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let settings = &shared.settings;
+    let name = format!("swarm-{}", H::NAME);
+    let connection = amqp::connect(&settings.amqp_url, &name).await?;
+    let publisher = Publisher::new(&connection, &name).await?;
+    shared.topology.declare(publisher.channel()).await?;
+    let channel = connection.create_channel().await?;
+    channel
+        .basic_qos(settings.prefetch, BasicQosOptions::default())
+        .await?;
+    let queue = shared.topology.queue(H::NAME);
+    let mut consumer = channel
+        .basic_consume(
+            queue.clone().into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .with_context(|| format!("Failed to consume {queue}"))?;
+    shared.health.consuming.store(true, Ordering::SeqCst);
+    tracing::info!(queue, "Consuming.");
+    let sweeper = spawn_sweeper(shared.clone(), publisher.clone());
+
+    let concurrency = settings.concurrency.max(1);
+    let permits = Arc::new(Semaphore::new(concurrency));
+    let result = loop {
+        tokio::select! {
+            _ = stopped(&mut stop) => break Ok(()),
+            next = consumer.next() => match next {
+                Some(Ok(delivery)) => {
+                    let permit = permits.clone().acquire_owned().await.expect("never closed");
+                    let shared = shared.clone();
+                    let publisher = publisher.clone();
+                    tokio::spawn(async move {
+                        handle(&shared, &publisher, delivery).await;
+                        drop(permit);
+                    });
+                }
+                Some(Err(e)) => break Err(anyhow::Error::new(e).context("the consumer failed")),
+                None => break Err(anyhow::anyhow!("the broker cancelled the consumer")),
+            },
+        }
+    };
+    sweeper.abort();
+    if result.is_ok() {
+        shared.health.draining.store(true, Ordering::SeqCst);
+        let _ = channel
+            .basic_cancel(consumer.tag(), BasicCancelOptions::default())
+            .await;
+        let in_flight = concurrency - permits.available_permits();
+        tracing::info!(in_flight, "Draining.");
+        let drained = tokio::time::timeout(
+            settings.shutdown_timeout(),
+            permits.acquire_many(concurrency as u32),
+        )
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                "Shutdown timeout reached with messages in flight; they will be redelivered."
+            );
+        }
+        let _ = channel.close(200, "shutdown".into()).await;
+        let _ = connection.close(200, "shutdown".into()).await;
+        tracing::info!("Stopped.");
+    }
+    result
+}
+
+fn spawn_sweeper<H: Handler>(shared: Arc<Shared<H>>, publisher: Publisher) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(outbox::SWEEP_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(error) = outbox::sweep(&shared.pool, &publisher, &shared.topology).await {
+                tracing::warn!(error = format!("{error:#}"), "The outbox sweep failed.");
+            }
+        }
+    })
+}
+
+/// The number of this attempt at a delivery (quorum queues count redeliveries).
+fn attempt(delivery: &Delivery) -> u32 {
+    let count = delivery
+        .properties
+        .headers()
+        .as_ref()
+        .and_then(|h| h.inner().get("x-delivery-count").cloned());
+    let previous = match count {
+        Some(AMQPValue::LongLongInt(n)) => n as u32,
+        Some(AMQPValue::LongInt(n)) => n as u32,
+        Some(AMQPValue::LongUInt(n)) => n,
+        Some(AMQPValue::ShortInt(n)) => n as u32,
+        _ => u32::from(delivery.redelivered),
+    };
+    previous + 1
+}
+
+fn consumer_span<H: Handler>(shared: &Shared<H>, delivery: &Delivery) -> tracing::Span {
+    let queue = shared.topology.queue(H::NAME);
+    let exchange = delivery.exchange.as_str();
+    let routing_key = delivery.routing_key.as_str();
+    let props = &delivery.properties;
+    let span = tracing::info_span!(
+        "process",
+        otel.name = format!("process {exchange}:{routing_key}:{queue}"),
+        otel.kind = "consumer",
+        messaging.system = "rabbitmq",
+        messaging.operation.name = "process",
+        messaging.operation.type = "process",
+        messaging.destination.name = %exchange,
+        messaging.rabbitmq.destination.routing_key = %routing_key,
+        messaging.consumer.group.name = %queue,
+        messaging.message.id = props.message_id().as_ref().map(|s| s.as_str()).unwrap_or_default(),
+        messaging.message.conversation_id = props.correlation_id().as_ref().map(|s| s.as_str()).unwrap_or_default(),
+        messaging.message.body.size = delivery.data.len(),
+        messaging.message.type = props.kind().as_ref().map(|s| s.as_str()).unwrap_or_default(),
+        error.type = tracing::field::Empty,
+    );
+    let _ = span.set_parent(telemetry::extract(props.headers().as_ref()));
+    span
+}
+
+/// Handles one delivery and acts on the outcome: ack after commit, dead letter, or requeue.
+async fn handle<H: Handler>(shared: &Shared<H>, publisher: &Publisher, delivery: Delivery) {
+    let span = consumer_span(shared, &delivery);
+    let trace_id = telemetry::trace_id_of(&span);
+    async {
+        let queue = shared.topology.queue(H::NAME);
+        let outcome = process(&shared.handler, &shared.pool, &queue, &delivery, trace_id).await;
+        let outcome = match outcome {
+            Outcome::Retry(error) if attempt(&delivery) >= shared.settings.max_attempts => {
+                Outcome::DeadLettered(format!(
+                    "gave up after {} attempts: {error:#}",
+                    attempt(&delivery)
+                ))
+            }
+            other => other,
+        };
+        match outcome {
+            Outcome::Processed(emitted) => {
+                ack(&delivery).await;
+                if let Err(error) =
+                    outbox::publish(&shared.pool, publisher, &shared.topology, &emitted).await
+                {
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        "Outbox publish failed; the sweeper will retry."
+                    );
+                }
+                tracing::debug!("Processed.");
+            }
+            Outcome::Duplicate => {
+                tracing::info!("Already processed; acking the redelivery.");
+                ack(&delivery).await;
+            }
+            Outcome::DeadLettered(reason) => {
+                tracing::Span::current().record("error.type", "permanent");
+                tracing::warn!(reason, "Dead-lettering the message.");
+                match dead::dead_letter(
+                    &shared.pool,
+                    publisher,
+                    &shared.topology,
+                    H::NAME,
+                    &delivery,
+                    &reason,
+                )
+                .await
+                {
+                    Ok(()) => ack(&delivery).await,
+                    Err(error) => {
+                        tracing::error!(
+                            error = format!("{error:#}"),
+                            "Failed to dead-letter; requeueing."
+                        );
+                        requeue(&delivery, attempt(&delivery)).await;
+                    }
+                }
+            }
+            Outcome::Retry(error) => {
+                tracing::Span::current().record("error.type", "transient");
+                let n = attempt(&delivery);
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    attempt = n,
+                    "Failed; will retry."
+                );
+                requeue(&delivery, n).await;
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+async fn ack(delivery: &Delivery) {
+    if let Err(error) = delivery.acker.ack(BasicAckOptions::default()).await {
+        // The channel is gone: the broker redelivers, and the idempotency record makes it a no-op.
+        tracing::warn!(%error, "Ack failed; the message will be redelivered and skipped.");
+    }
+}
+
+/// Waits an exponential backoff with jitter, then hands the message back to the broker.
+async fn requeue(delivery: &Delivery, attempt: u32) {
+    let base = 100u64.saturating_mul(1 << attempt.min(7));
+    let jitter = rand::rng().random_range(0..=base / 2);
+    tokio::time::sleep(Duration::from_millis((base + jitter).min(15_000))).await;
+    let options = BasicNackOptions {
+        requeue: true,
+        ..Default::default()
+    };
+    if let Err(error) = delivery.acker.nack(options).await {
+        tracing::warn!(%error, "Nack failed; the broker will redeliver anyway.");
+    }
+}
+
+/// A worker running in this process (for the demo and tests).
+#[derive(Debug)]
+pub struct WorkerHandle {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl WorkerHandle {
+    /// Asks the worker to stop and waits for it to drain.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        self.task.await.context("the worker task panicked")?
+    }
+
+    /// Whether the worker has already exited (e.g. on a start-up error).
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+}
+
+/// Starts `handler` on a task of this runtime.
+pub fn spawn<H: Handler>(handler: H, settings: Settings) -> WorkerHandle {
+    let (stop, rx) = watch::channel(false);
+    let task = tokio::spawn(run_until(handler, settings, rx));
+    WorkerHandle { stop, task }
+}
+
+/// The message type a handler consumes (for logs).
+pub fn message_type<H: Handler>() -> &'static str {
+    H::Message::TYPE
+}
