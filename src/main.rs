@@ -1,1 +1,57 @@
-fn main() {}
+//! `swarm`: publish data and jobs, read reports, run the demo.
+
+use clap::{Parser, Subcommand};
+use swarm::commands::{
+    self, demo::DemoArgs, publish::PublishArgs, report::ReportCommand, train::TrainArgs,
+};
+use swarm_runtime::Settings;
+
+/// Swarm: a message-driven worker swarm for collaborative pattern analysis.
+///
+/// Sites publish data and jobs to RabbitMQ; the ingest, features, train and report workers
+/// consume them and write derived data to PostgreSQL; analysts read the reports.
+/// Every setting has a flag and an environment variable; the defaults work against a local
+/// RabbitMQ and Postgres.
+#[derive(Debug, Parser)]
+#[command(name = "swarm", version, propagate_version = true)]
+struct Cli {
+    #[command(flatten)]
+    settings: Settings,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create the database if it does not exist and apply the migrations.
+    Migrate,
+    /// Publish a site's samples for ingestion; prints the job id.
+    Publish(PublishArgs),
+    /// Start a training run (cross-validation, then a final model); prints the run id.
+    Train(TrainArgs),
+    /// List and show reports.
+    #[command(subcommand)]
+    Report(ReportCommand),
+    /// Run the whole pipeline in this process on a synthetic 3-site data set and print the report.
+    Demo(DemoArgs),
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let _telemetry = swarm_runtime::telemetry::init_with("swarm", "warn");
+    let result = match cli.command {
+        Command::Migrate => commands::migrate(&cli.settings).await,
+        Command::Publish(args) => commands::publish::run(&cli.settings, args).await,
+        Command::Train(args) => commands::train::run(&cli.settings, args).await,
+        Command::Report(cmd) => commands::report::run(&cli.settings, cmd).await,
+        Command::Demo(args) => commands::demo::run(&cli.settings, args).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,7 +1,8 @@
 //! PostgreSQL: the connection pool, database creation and migrations.
 
 use anyhow::Context as _;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+pub use deadpool_postgres::Pool;
+use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod};
 use tokio_postgres::NoTls;
 
 /// The migrations in `migrations/`, applied in order, each once.

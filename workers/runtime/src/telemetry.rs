@@ -1,8 +1,8 @@
 //! Telemetry: the tracing subscriber, the OpenTelemetry tracer that gives spans their trace ids,
 //! and W3C trace-context propagation through AMQP headers.
 //!
-//! Logs are JSON lines carrying the trace id when stdout is not a terminal (human format on one,
-//! or set `LOG_FORMAT=json|text`); `RUST_LOG` filters them (default `info`).
+//! Logs go to stderr as JSON lines carrying the trace id when stderr is not a terminal (human
+//! format on one, or set `LOG_FORMAT=json|text`); `RUST_LOG` filters them.
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -34,9 +34,17 @@ impl Telemetry {
     }
 }
 
-/// Installs the global subscriber and propagator for a process named `service`. Installing twice
-/// is harmless (the first one stays).
+/// Default log filter of the workers (`RUST_LOG` overrides it).
+pub const WORKER_LOG_FILTER: &str = "info,tokio_postgres=warn";
+
+/// Installs the global subscriber and propagator for a worker named `service`, logging at
+/// [`WORKER_LOG_FILTER`]. Installing twice is harmless (the first one stays).
 pub fn init(service: &str) -> Telemetry {
+    init_with(service, WORKER_LOG_FILTER)
+}
+
+/// Like [`init`], with another default log filter (the CLI logs only warnings).
+pub fn init_with(service: &str, default_filter: &str) -> Telemetry {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let provider = tracer_provider(service);
     let tracer = provider.tracer(service.to_string());
@@ -48,20 +56,25 @@ pub fn init(service: &str) -> Telemetry {
                 .with_default(LevelFilter::TRACE)
                 .with_target("lapin", LevelFilter::OFF),
         );
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let json = match std::env::var("LOG_FORMAT").as_deref() {
         Ok("json") => true,
         Ok("text") => false,
-        _ => !std::io::stdout().is_terminal(),
+        _ => !std::io::stderr().is_terminal(),
     };
+    // Logs go to stderr: stdout is for results (ids, reports).
     let fmt = if json {
         tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
             .json()
             .with_current_span(true)
             .with_span_list(false)
             .boxed()
     } else {
-        tracing_subscriber::fmt::layer().boxed()
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .boxed()
     };
     let installed = tracing_subscriber::registry()
         .with(otel)

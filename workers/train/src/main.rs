@@ -1,1 +1,5 @@
-fn main() {}
+//! `swarm-train`: the training worker binary.
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    swarm_runtime::main_for(swarm_train::TrainHandler::default()).await
+}

@@ -1,0 +1,122 @@
+//! `swarm publish`: read a site's files and publish them as `ingest.v1` batches.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context as _};
+use broker_schemas::{limits, IngestV1, Sample};
+use indicatif::{ProgressBar, ProgressStyle};
+use swarm_runtime::{Publisher, Settings, Topology};
+use uuid::Uuid;
+
+use crate::load;
+
+/// Arguments of `swarm publish`.
+#[derive(Debug, clap::Args)]
+pub struct PublishArgs {
+    /// Project the samples belong to (all samples of a project share one dimension).
+    #[arg(long)]
+    pub project: String,
+    /// Site (lab, hospital) publishing them.
+    #[arg(long)]
+    pub site: String,
+    /// Time-series mode: a CSV `subject,label` giving each file's label (subject = file name
+    /// without extension). Without it, every file is a feature table with header
+    /// `subject,label,<feature>...`.
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+    /// Most samples per message.
+    #[arg(long, default_value_t = 100)]
+    pub batch_size: usize,
+    /// Feature tables (.csv, .tsv) or time series (.tsv, .csv, .1D: T rows × R regions).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+/// Reads the files into samples.
+pub fn read_samples(args: &PublishArgs) -> anyhow::Result<Vec<Sample>> {
+    match &args.labels {
+        Some(labels) => {
+            let labels = load::read_labels(labels)?;
+            load::timeseries_samples(&args.files, &labels)
+        }
+        None => {
+            let mut samples = Vec::new();
+            for path in &args.files {
+                let file = std::fs::File::open(path)
+                    .with_context(|| format!("Failed to open {}", path.display()))?;
+                samples.extend(load::read_feature_table(path, file)?);
+            }
+            Ok(samples)
+        }
+    }
+}
+
+/// A progress bar on stderr (hidden when stderr is not a terminal).
+pub fn progress(len: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_string());
+    bar
+}
+
+/// Publishes samples of one site in batches under one job id; returns the number of messages.
+pub async fn publish_samples(
+    publisher: &Publisher,
+    topology: &Topology,
+    project: &str,
+    site: &str,
+    samples: Vec<Sample>,
+    batch_size: usize,
+    job_id: Uuid,
+    bar: &ProgressBar,
+) -> anyhow::Result<usize> {
+    let job = job_id.to_string();
+    let batches = load::batches(samples, batch_size, limits::MAX_MESSAGE_BYTES / 2);
+    let count = batches.len();
+    for batch in batches {
+        let n = batch.len() as u64;
+        let message = IngestV1 {
+            project: project.to_string(),
+            site: site.to_string(),
+            samples: batch,
+        };
+        publisher.send(topology, &message, Some(&job)).await?;
+        bar.inc(n);
+    }
+    Ok(count)
+}
+
+/// `swarm publish`.
+pub async fn run(settings: &Settings, args: PublishArgs) -> anyhow::Result<()> {
+    let samples = read_samples(&args)?;
+    if samples.is_empty() {
+        bail!("the files hold no samples");
+    }
+    let (connection, publisher, topology) = super::publisher(settings).await?;
+    let job_id = Uuid::now_v7();
+    let bar = progress(samples.len() as u64, "publishing");
+    let n = samples.len();
+    let messages = publish_samples(
+        &publisher,
+        &topology,
+        &args.project,
+        &args.site,
+        samples,
+        args.batch_size,
+        job_id,
+        &bar,
+    )
+    .await?;
+    bar.finish_and_clear();
+    let _ = connection.close(200, "done".into()).await;
+    eprintln!(
+        "Published {n} samples of project {:?}, site {:?} in {messages} messages.",
+        args.project, args.site
+    );
+    println!("{job_id}");
+    Ok(())
+}

@@ -1,0 +1,138 @@
+//! `swarm train`: publish a `train.v1` job, optionally wait for its report.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use broker_schemas::{CrossValidation, TrainV1};
+use swarm_runtime::db::Pool;
+use swarm_runtime::Settings;
+use uuid::Uuid;
+
+/// Arguments of `swarm train`.
+#[derive(Debug, clap::Args)]
+pub struct TrainArgs {
+    /// Project whose features to train on.
+    #[arg(long)]
+    pub project: String,
+    /// Model: `logistic` (L2 logistic regression, scikit-learn's defaults).
+    #[arg(long, default_value = "logistic")]
+    pub model: String,
+    /// A model parameter as key=value (repeatable), e.g. `--param C=0.5`.
+    #[arg(long = "param", value_parser = parse_param)]
+    pub params: Vec<(String, String)>,
+    /// Folds of stratified k-fold cross-validation.
+    #[arg(long, default_value_t = 5)]
+    pub cv: u32,
+    /// Seed of the fold shuffle: the same seed gives the same folds.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Only these sites (comma-separated); default all.
+    #[arg(long, value_delimiter = ',')]
+    pub sites: Vec<String>,
+    /// Wait for the report and print the cross-validated accuracy.
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait: give up after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    pub timeout: u64,
+}
+
+fn parse_param(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
+        _ => Err(format!("expected key=value, got {s:?}")),
+    }
+}
+
+impl TrainArgs {
+    /// The job message for a new run.
+    pub fn message(&self, run_id: Uuid) -> TrainV1 {
+        TrainV1 {
+            run_id,
+            project: self.project.clone(),
+            model: self.model.clone(),
+            params: self.params.iter().cloned().collect::<BTreeMap<_, _>>(),
+            cv: CrossValidation {
+                folds: self.cv,
+                seed: self.seed,
+            },
+            sites: self.sites.clone(),
+        }
+    }
+}
+
+/// The headline of a finished run.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    /// Mean cross-validated accuracy.
+    pub accuracy: f64,
+    /// Its standard deviation across folds.
+    pub accuracy_sd: f64,
+    /// The report's Markdown summary.
+    pub summary: String,
+}
+
+/// Polls until the run's report exists, the job is dead-lettered, or the deadline passes.
+pub async fn wait_for_report(
+    pool: &Pool,
+    run_id: Uuid,
+    timeout: Duration,
+) -> anyhow::Result<RunResult> {
+    let deadline = Instant::now() + timeout;
+    let job = run_id.to_string();
+    loop {
+        let client = pool.get().await.context("Failed to connect to Postgres")?;
+        let row = client
+            .query_opt(
+                "SELECT (r.metrics->'accuracy'->>'mean')::float8, (r.metrics->'accuracy'->>'sd')::float8, p.summary
+                 FROM runs r JOIN reports p ON p.run_id = r.id WHERE r.id = $1",
+                &[&run_id],
+            )
+            .await?;
+        if let Some(row) = row {
+            return Ok(RunResult {
+                accuracy: row.get::<_, Option<f64>>(0).unwrap_or(f64::NAN),
+                accuracy_sd: row.get::<_, Option<f64>>(1).unwrap_or(f64::NAN),
+                summary: row.get(2),
+            });
+        }
+        if let Some(dead) = client
+            .query_opt(
+                "SELECT queue, reason FROM dead_letters WHERE correlation_id = $1 ORDER BY id LIMIT 1",
+                &[&job],
+            )
+            .await?
+        {
+            let (queue, reason): (String, String) = (dead.get(0), dead.get(1));
+            bail!("the job failed in {queue}: {reason}");
+        }
+        if Instant::now() > deadline {
+            bail!("no report for run {run_id} after {timeout:?}: are the train and report workers running?");
+        }
+        drop(client);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// `swarm train`.
+pub async fn run(settings: &Settings, args: TrainArgs) -> anyhow::Result<()> {
+    let run_id = Uuid::now_v7();
+    let message = args.message(run_id);
+    let (connection, publisher, topology) = super::publisher(settings).await?;
+    publisher
+        .send(&topology, &message, Some(&run_id.to_string()))
+        .await?;
+    let _ = connection.close(200, "done".into()).await;
+    println!("{run_id}");
+    if args.wait {
+        let pool = swarm_runtime::db::connect_and_migrate(&settings.database_url, 1).await?;
+        eprintln!("Waiting for the report of run {run_id}...");
+        let result = wait_for_report(&pool, run_id, Duration::from_secs(args.timeout)).await?;
+        println!(
+            "accuracy {:.3} ± {:.3} ({}-fold cross-validation)",
+            result.accuracy, result.accuracy_sd, args.cv
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,464 @@
+//! The whole pipeline against the real RabbitMQ and Postgres: each test has its own namespace and
+//! database, and runs the workers in-process.
+
+mod helpers;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use broker_schemas::{CrossValidation, IngestV1, Message, Sample, SampleKind, TrainV1};
+use helpers::{eventually, TestEnv};
+use uuid::Uuid;
+
+fn vector(subject: &str, label: &str, values: Vec<f32>) -> Sample {
+    Sample {
+        subject: subject.into(),
+        label: label.into(),
+        kind: SampleKind::Vector,
+        values,
+        timepoints: None,
+    }
+}
+
+fn by_site(data: Vec<(String, Sample)>) -> BTreeMap<String, Vec<Sample>> {
+    let mut sites: BTreeMap<String, Vec<Sample>> = BTreeMap::new();
+    for (site, sample) in data {
+        sites.entry(site).or_default().push(sample);
+    }
+    sites
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_sites_flow_through_all_workers_to_a_report() {
+    let env = TestEnv::new().await;
+    let workers = env.spawn_all();
+    let job = Uuid::now_v7().to_string();
+    let data = swarm::synth::vector_dataset(&["north", "south", "east"], 40, 16, 11);
+    let mut message_ids = BTreeMap::new();
+    for (site, samples) in by_site(data) {
+        let message = IngestV1 {
+            project: "p".into(),
+            site: site.clone(),
+            samples,
+        };
+        message_ids.insert(site, env.send(&message, &job).await);
+    }
+    env.wait_count(
+        "features",
+        "SELECT count(*) FROM features WHERE job_id = $1",
+        &[&job],
+        120,
+    )
+    .await;
+
+    // Lineage: every sample names the message of its site, every row the job.
+    for (site, id) in &message_ids {
+        let n: i64 = env
+            .scalar(
+                "SELECT count(*) FROM samples WHERE site = $1 AND message_id = $2 AND job_id = $3",
+                &[site, id, &job],
+            )
+            .await;
+        assert_eq!(n, 40, "samples of {site} name message {id}");
+    }
+    // Each features row names a features.v1 message the features worker processed, and shares
+    // the trace of the ingest message it came from.
+    let features_queue = env.topology.queue("features");
+    let orphans: i64 = env
+        .scalar(
+            "SELECT count(*) FROM features f WHERE NOT EXISTS
+               (SELECT 1 FROM processed_messages p WHERE p.queue = $1 AND p.message_id = f.message_id)",
+            &[&features_queue],
+        )
+        .await;
+    assert_eq!(
+        orphans, 0,
+        "every features row names the message that produced it"
+    );
+    let traced: i64 = env
+        .scalar(
+            "SELECT count(*) FROM features f JOIN samples s ON s.id = f.sample_id
+             WHERE f.trace_id IS NOT NULL AND f.trace_id = s.trace_id",
+            &[],
+        )
+        .await;
+    assert_eq!(
+        traced, 120,
+        "ingest and features of one batch are one trace"
+    );
+    let traces: i64 = env
+        .scalar("SELECT count(DISTINCT trace_id) FROM samples", &[])
+        .await;
+    assert_eq!(traces, 3, "one trace per published batch");
+
+    let run_id = Uuid::now_v7();
+    let train = TrainV1 {
+        run_id,
+        project: "p".into(),
+        model: "logistic".into(),
+        params: BTreeMap::new(),
+        cv: CrossValidation { folds: 5, seed: 3 },
+        sites: vec![],
+    };
+    let train_message = env.send(&train, &run_id.to_string()).await;
+    let result = swarm::commands::train::wait_for_report(&env.pool, run_id, helpers::PATIENCE)
+        .await
+        .expect("the run gets a report");
+    assert!(
+        result.accuracy > 0.7,
+        "accuracy {} is clearly above chance (0.5)",
+        result.accuracy
+    );
+    assert!(result.summary.contains("logistic"), "{}", result.summary);
+
+    let run_message: String = env
+        .scalar("SELECT message_id FROM runs WHERE id = $1", &[&run_id])
+        .await;
+    assert_eq!(
+        run_message, train_message,
+        "the run names its train.v1 message"
+    );
+    let folds: i64 = env
+        .scalar("SELECT count(*) FROM folds WHERE run_id = $1", &[&run_id])
+        .await;
+    assert_eq!(folds, 5);
+    let tested: i64 = env
+        .scalar(
+            "SELECT sum(n_test)::int8 FROM folds WHERE run_id = $1",
+            &[&run_id],
+        )
+        .await;
+    assert_eq!(tested, 120, "every sample is tested exactly once");
+    let model_bytes: i32 = env
+        .scalar(
+            "SELECT length(model_blob) FROM runs WHERE id = $1",
+            &[&run_id],
+        )
+        .await;
+    assert!(model_bytes > 0, "the final model is stored");
+    let report_queue = env.topology.queue("report");
+    let report_ok: i64 = env
+        .scalar(
+            "SELECT count(*) FROM reports p JOIN runs r ON r.id = p.run_id
+             JOIN processed_messages m ON m.queue = $2 AND m.message_id = p.message_id
+             WHERE p.run_id = $1 AND p.trace_id = r.trace_id AND p.job_id = $3
+               AND length(p.html) > 0 AND length(p.markdown) > 0",
+            &[&run_id, &report_queue, &run_id.to_string()],
+        )
+        .await;
+    assert_eq!(
+        report_ok, 1,
+        "the report names its message and shares the run's trace"
+    );
+
+    env.wait_count("outbox drained", "SELECT count(*) FROM outbox", &[], 0)
+        .await;
+    let dead: i64 = env.scalar("SELECT count(*) FROM dead_letters", &[]).await;
+    assert_eq!(dead, 0);
+    env.finish(workers).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_series_become_fisher_z_connectivity() {
+    let env = TestEnv::new().await;
+    let workers = env.spawn_all();
+    let job = Uuid::now_v7().to_string();
+    let data = swarm::synth::timeseries_dataset(&["x", "y"], 6, 40, 6, 5);
+    let expected: BTreeMap<String, Vec<f32>> = data
+        .iter()
+        .map(|(site, s)| {
+            let t = s.timepoints.unwrap() as usize;
+            (
+                format!("{site}/{}", s.subject),
+                swarm_features::connectivity::fisher_z(&s.values, t),
+            )
+        })
+        .collect();
+    for (site, samples) in by_site(data) {
+        env.send(
+            &IngestV1 {
+                project: "ts".into(),
+                site,
+                samples,
+            },
+            &job,
+        )
+        .await;
+    }
+    env.wait_count(
+        "features",
+        "SELECT count(*) FROM features WHERE job_id = $1",
+        &[&job],
+        12,
+    )
+    .await;
+    let client = env.pool.get().await.unwrap();
+    let rows = client
+        .query(
+            r#"SELECT s.site || '/' || s.subject, f.extractor, f."values" FROM features f JOIN samples s ON s.id = f.sample_id"#,
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 12);
+    for row in rows {
+        let key: String = row.get(0);
+        let extractor: String = row.get(1);
+        let values: Vec<f32> = row.get(2);
+        assert_eq!(extractor, "connectivity");
+        assert_eq!(values.len(), 15, "6 regions give 15 pairs");
+        assert_eq!(&values, &expected[&key], "{key}");
+    }
+    drop(client);
+    env.finish(workers).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivered_message_changes_nothing() {
+    let mut env = TestEnv::new().await;
+    // One message at a time, so the sentinel below is handled after the duplicate.
+    env.settings.concurrency = 1;
+    env.settings.prefetch = 1;
+    let workers = env.spawn_all();
+    let samples = (0..5)
+        .map(|i| vector(&format!("s{i}"), "a", vec![i as f32, 1.0]))
+        .collect();
+    let first = IngestV1 {
+        project: "p".into(),
+        site: "s".into(),
+        samples,
+    };
+    let id = Uuid::now_v7().to_string();
+    env.publish_raw(
+        IngestV1::TYPE,
+        IngestV1::TYPE,
+        &id,
+        broker_schemas::encode(&first),
+    )
+    .await;
+    env.wait_count("features", "SELECT count(*) FROM features", &[], 5)
+        .await;
+    let before: String = env
+        .scalar("SELECT string_agg(subject || label || updated_at::text, ',' ORDER BY subject) FROM samples", &[])
+        .await;
+
+    // The same message id again, even with other content, is a redelivery: skipped.
+    let mut again = first.clone();
+    again
+        .samples
+        .iter_mut()
+        .for_each(|s| s.label = "changed".into());
+    env.publish_raw(
+        IngestV1::TYPE,
+        IngestV1::TYPE,
+        &id,
+        broker_schemas::encode(&again),
+    )
+    .await;
+    let sentinel = IngestV1 {
+        project: "q".into(),
+        site: "s".into(),
+        samples: vec![vector("z", "a", vec![1.0])],
+    };
+    env.publish_raw(
+        IngestV1::TYPE,
+        IngestV1::TYPE,
+        &Uuid::now_v7().to_string(),
+        broker_schemas::encode(&sentinel),
+    )
+    .await;
+    env.wait_count("sentinel", "SELECT count(*) FROM features f JOIN samples s ON s.id = f.sample_id WHERE s.project = 'q'", &[], 1)
+        .await;
+
+    let after: String = env
+        .scalar("SELECT string_agg(subject || label || updated_at::text, ',' ORDER BY subject) FROM samples WHERE project = 'p'", &[])
+        .await;
+    assert_eq!(before, after, "the duplicate changed samples");
+    let features: i64 = env.scalar("SELECT count(*) FROM features", &[]).await;
+    assert_eq!(features, 6);
+    let ingest_queue = env.topology.queue("ingest");
+    let processed: i64 = env
+        .scalar(
+            "SELECT count(*) FROM processed_messages WHERE queue = $1",
+            &[&ingest_queue],
+        )
+        .await;
+    assert_eq!(processed, 2, "two distinct ingest messages were processed");
+    let features_messages: i64 = env
+        .scalar("SELECT count(DISTINCT message_id) FROM features", &[])
+        .await;
+    assert_eq!(features_messages, 2, "the duplicate emitted no features.v1");
+    env.finish(workers).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_messages_are_dead_lettered_with_a_reason_and_the_worker_keeps_serving() {
+    let env = TestEnv::new().await;
+    let workers = env.spawn_all();
+    let ok = |subject: &str, dims: usize| IngestV1 {
+        project: "p".into(),
+        site: "s".into(),
+        samples: vec![vector(subject, "a", vec![0.5; dims])],
+    };
+    // Fix the project's dimension at 4.
+    env.send(&ok("first", 4), "job").await;
+    env.wait_count("first sample", "SELECT count(*) FROM samples", &[], 1)
+        .await;
+
+    let t = IngestV1::TYPE;
+    let mut nan = ok("nan", 4);
+    nan.samples[0].values[2] = f32::NAN;
+    let oversized = IngestV1 {
+        project: "p".into(),
+        site: "s".into(),
+        samples: (0..=broker_schemas::limits::MAX_SAMPLES_PER_BATCH)
+            .map(|i| vector(&i.to_string(), "a", vec![1.0; 4]))
+            .collect(),
+    };
+    let cases: Vec<(&str, &str, Vec<u8>, &str)> = vec![
+        (
+            "malformed",
+            t,
+            b"\xc1 not msgpack".to_vec(),
+            "cannot decode",
+        ),
+        (
+            "unknown-type",
+            "ingest.v9",
+            broker_schemas::encode(&ok("u", 4)),
+            "unknown message type",
+        ),
+        ("nan", t, broker_schemas::encode(&nan), "non-finite"),
+        (
+            "wrong-dimension",
+            t,
+            broker_schemas::encode(&ok("w", 3)),
+            "dimension",
+        ),
+        (
+            "oversized-batch",
+            t,
+            broker_schemas::encode(&oversized),
+            "limit",
+        ),
+        (
+            "missing-field",
+            t,
+            rmp_serde::to_vec_named(&serde_json::json!({"project": "p", "site": "s"})).unwrap(),
+            "samples",
+        ),
+    ];
+    for (id, message_type, body, _) in &cases {
+        env.publish_raw(t, message_type, id, body.clone()).await;
+    }
+    // The worker keeps serving after all of them.
+    env.send(&ok("last", 4), "job").await;
+    env.wait_count(
+        "the last good sample",
+        "SELECT count(*) FROM samples WHERE subject = 'last'",
+        &[],
+        1,
+    )
+    .await;
+
+    let dead = env.take_dead("ingest", cases.len()).await;
+    let dead: BTreeMap<String, String> =
+        dead.into_iter().map(|(reason, id)| (id, reason)).collect();
+    let client = env.pool.get().await.unwrap();
+    for (id, _, _, expected) in &cases {
+        let reason = dead
+            .get(*id)
+            .unwrap_or_else(|| panic!("{id} is in the dead queue"));
+        assert!(
+            reason.contains(expected),
+            "{id}: reason {reason:?} should mention {expected:?}"
+        );
+        let row = client
+            .query_one(
+                "SELECT reason, queue FROM dead_letters WHERE message_id = $1",
+                &[id],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            &row.get::<_, String>(0),
+            reason,
+            "{id}: the row has the header's reason"
+        );
+        assert_eq!(row.get::<_, String>(1), env.topology.queue("ingest"));
+    }
+    let samples: i64 = env.scalar("SELECT count(*) FROM samples", &[]).await;
+    assert_eq!(samples, 2, "no bad sample was stored");
+    drop(client);
+    env.finish(workers).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_producer_following_broker_schemas_is_accepted() {
+    let env = TestEnv::new().await;
+    let workers = env.spawn_all();
+    let python = helpers::python();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/python/publish_ingest.py"
+    );
+    let job = Uuid::now_v7().to_string();
+    let output = tokio::process::Command::new(&python)
+        .args([
+            script,
+            "--amqp-url",
+            &env.settings.amqp_url,
+            "--exchange",
+            &env.topology.exchange(),
+        ])
+        .args([
+            "--project",
+            "py",
+            "--site",
+            "lab",
+            "--n",
+            "20",
+            "--dims",
+            "8",
+            "--job-id",
+            &job,
+        ])
+        .output()
+        .await
+        .expect("the Python producer runs");
+    assert!(
+        output.status.success(),
+        "producer failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let message_id = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    env.wait_count(
+        "features of the Python batch",
+        "SELECT count(*) FROM features WHERE job_id = $1",
+        &[&job],
+        20,
+    )
+    .await;
+    let n: i64 = env
+        .scalar(
+            "SELECT count(*) FROM samples WHERE message_id = $1",
+            &[&message_id],
+        )
+        .await;
+    assert_eq!(n, 20, "the samples name the Python message {message_id}");
+    eventually("no dead letters", || async {
+        env.scalar::<i64>("SELECT count(*) FROM dead_letters", &[])
+            .await
+            == 0
+    })
+    .await;
+    env.finish(workers).await;
+}
+
+#[allow(dead_code)]
+fn _assert_message_types() -> [&'static str; 1] {
+    [TrainV1::TYPE]
+}
+
+#[allow(dead_code)]
+const _POLL: Duration = Duration::from_millis(50);

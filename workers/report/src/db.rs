@@ -1,0 +1,275 @@
+//! Reading a run and its folds, and storing a report: the worker's only SQL.
+//!
+//! Every statement is a constant with `$n` parameters. [`load_run`] and [`store_report`] take any
+//! [`GenericClient`], so the handler passes its transaction and the CLI a plain client.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use tokio_postgres::GenericClient;
+use uuid::Uuid;
+
+use crate::model::{CvScheme, FoldRow, MetricSummary, RunData};
+use crate::render::Rendered;
+
+/// Reads one run.
+pub const SELECT_RUN: &str = "SELECT id, project, model, params, cv, sites, n_samples, \
+     n_features, classes, data_summary, metrics, duration_ms, job_id, trace_id, created_at \
+     FROM runs WHERE id = $1";
+
+/// Reads a run's folds, in fold order.
+pub const SELECT_FOLDS: &str = "SELECT fold, n_train, n_test, accuracy, balanced_accuracy, \
+     confusion FROM folds WHERE run_id = $1 ORDER BY fold";
+
+/// Stores a run's report, replacing an earlier one (re-rendering is idempotent).
+pub const UPSERT_REPORT: &str = "INSERT INTO reports \
+     (run_id, summary, markdown, html, json, job_id, message_id, trace_id) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+     ON CONFLICT (run_id) DO UPDATE SET summary = EXCLUDED.summary, \
+     markdown = EXCLUDED.markdown, html = EXCLUDED.html, json = EXCLUDED.json, \
+     job_id = EXCLUDED.job_id, message_id = EXCLUDED.message_id, trace_id = EXCLUDED.trace_id";
+
+/// Why a run could not be loaded, and so what happens next.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The database failed: worth retrying.
+    #[error("cannot read the run from the database: {0}")]
+    Database(#[from] tokio_postgres::Error),
+    /// The stored run does not have the shape this worker reads: retrying cannot help.
+    #[error("run {run_id} is malformed: {what}")]
+    Malformed {
+        /// The run.
+        run_id: Uuid,
+        /// What is wrong, naming the column.
+        what: String,
+    },
+}
+
+impl LoadError {
+    /// Whether retrying cannot help (the data itself is wrong).
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, LoadError::Malformed { .. })
+    }
+}
+
+/// Loads a run and its folds; `Ok(None)` when there is no such run.
+///
+/// Parses the jsonb columns (`params`, `cv`, `data_summary`, `metrics`, `folds.confusion`) and
+/// checks that every confusion matrix is `classes.len()` square.
+#[tracing::instrument(skip_all, fields(run_id = %run_id), err)]
+pub async fn load_run<C>(client: &C, run_id: Uuid) -> Result<Option<RunData>, LoadError>
+where
+    C: GenericClient + Sync,
+{
+    let Some(row) = client.query_opt(SELECT_RUN, &[&run_id]).await? else {
+        return Ok(None);
+    };
+    let bad = |what: String| LoadError::Malformed { run_id, what };
+
+    let params = parse_params(row.try_get("params")?).map_err(bad)?;
+    let cv: CvScheme =
+        serde_json::from_value(row.try_get("cv")?).map_err(|e| bad(format!("runs.cv: {e}")))?;
+    let data_summary: BTreeMap<String, BTreeMap<String, u64>> =
+        serde_json::from_value(row.try_get("data_summary")?)
+            .map_err(|e| bad(format!("runs.data_summary: {e}")))?;
+    let metrics = parse_metrics(row.try_get("metrics")?).map_err(bad)?;
+    let classes: Vec<String> = row.try_get("classes")?;
+    let n_samples = non_negative(row.try_get("n_samples")?, "runs.n_samples").map_err(bad)?;
+    let n_features = non_negative(row.try_get("n_features")?, "runs.n_features").map_err(bad)?;
+
+    let mut folds = Vec::new();
+    for fold_row in client.query(SELECT_FOLDS, &[&run_id]).await? {
+        let fold = non_negative(fold_row.try_get("fold")?, "folds.fold").map_err(bad)?;
+        let confusion: Vec<Vec<u64>> = serde_json::from_value(fold_row.try_get("confusion")?)
+            .map_err(|e| bad(format!("folds.confusion of fold {fold}: {e}")))?;
+        let k = classes.len();
+        if confusion.len() != k || confusion.iter().any(|r| r.len() != k) {
+            return Err(bad(format!(
+                "folds.confusion of fold {fold} is not {k}×{k} (one row and column per class)"
+            )));
+        }
+        folds.push(FoldRow {
+            fold,
+            n_train: non_negative(fold_row.try_get("n_train")?, "folds.n_train").map_err(bad)?,
+            n_test: non_negative(fold_row.try_get("n_test")?, "folds.n_test").map_err(bad)?,
+            accuracy: fold_row.try_get("accuracy")?,
+            balanced_accuracy: fold_row.try_get("balanced_accuracy")?,
+            confusion,
+        });
+    }
+
+    Ok(Some(RunData {
+        run_id: row.try_get("id")?,
+        project: row.try_get("project")?,
+        model: row.try_get("model")?,
+        params,
+        cv,
+        sites: row.try_get("sites")?,
+        n_samples,
+        n_features,
+        classes,
+        data_summary,
+        metrics,
+        folds,
+        duration_ms: row.try_get("duration_ms")?,
+        job_id: row.try_get("job_id")?,
+        trace_id: row.try_get("trace_id")?,
+        created_at: row.try_get("created_at")?,
+    }))
+}
+
+/// The lineage of a stored report: the delivery that rendered it.
+#[derive(Debug, Clone, Copy)]
+pub struct ReportLineage<'a> {
+    /// AMQP `correlation_id` of the `report.v1` message.
+    pub job_id: Option<&'a str>,
+    /// AMQP `message_id` of the `report.v1` message.
+    pub message_id: &'a str,
+    /// The trace the report was rendered in.
+    pub trace_id: Option<&'a str>,
+}
+
+/// Inserts or replaces the `reports` row of a run.
+#[tracing::instrument(skip_all, fields(run_id = %run_id), err)]
+pub async fn store_report<C>(
+    client: &C,
+    run_id: Uuid,
+    report: &Rendered,
+    lineage: ReportLineage<'_>,
+) -> Result<(), tokio_postgres::Error>
+where
+    C: GenericClient + Sync,
+{
+    client
+        .execute(
+            UPSERT_REPORT,
+            &[
+                &run_id,
+                &report.summary,
+                &report.markdown,
+                &report.html,
+                &report.json,
+                &lineage.job_id,
+                &lineage.message_id,
+                &lineage.trace_id,
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+/// `runs.params`: a JSON object; non-string values are kept as their JSON text.
+fn parse_params(value: Value) -> Result<BTreeMap<String, String>, String> {
+    match value {
+        Value::Object(map) => Ok(map
+            .into_iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                (k, v)
+            })
+            .collect()),
+        other => Err(format!("runs.params is not an object: {other}")),
+    }
+}
+
+/// `runs.metrics`: `{"<name>": {"mean": x, "sd": y}}`. A missing or `null` number (JSON has no
+/// NaN) reads as NaN and renders as "n/a".
+fn parse_metrics(value: Value) -> Result<BTreeMap<String, MetricSummary>, String> {
+    let Value::Object(map) = value else {
+        return Err(format!("runs.metrics is not an object: {value}"));
+    };
+    map.into_iter()
+        .map(|(name, v)| {
+            if !v.is_object() {
+                return Err(format!("runs.metrics.{name} is not an object: {v}"));
+            }
+            let number = |key: &str| v.get(key).and_then(Value::as_f64).unwrap_or(f64::NAN);
+            let summary = MetricSummary {
+                mean: number("mean"),
+                sd: number("sd"),
+            };
+            Ok((name, summary))
+        })
+        .collect()
+}
+
+fn non_negative(n: i32, column: &str) -> Result<u32, String> {
+    u32::try_from(n).map_err(|_| format!("{column} is negative: {n}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn params_keep_strings_and_stringify_the_rest() {
+        let params = parse_params(json!({"C": "1.0", "k": 5, "flag": true})).unwrap();
+        assert_eq!(params["C"], "1.0");
+        assert_eq!(params["k"], "5");
+        assert_eq!(params["flag"], "true");
+        assert!(parse_params(json!(["C"])).is_err());
+    }
+
+    #[test]
+    fn metrics_tolerate_nulls_but_not_garbage() {
+        let metrics = parse_metrics(json!({
+            "accuracy": {"mean": 0.9, "sd": 0.02},
+            "roc_auc": {"mean": null, "sd": null},
+        }))
+        .unwrap();
+        assert_eq!(metrics["accuracy"].mean, 0.9);
+        assert_eq!(metrics["accuracy"].sd, 0.02);
+        assert!(metrics["roc_auc"].mean.is_nan());
+        assert!(parse_metrics(json!({"accuracy": 0.9})).is_err());
+        assert!(parse_metrics(json!(null)).is_err());
+    }
+
+    #[test]
+    fn cv_schemes_are_described() {
+        for (stored, want) in [
+            (
+                json!({"folds": 5, "seed": 0}),
+                "stratified 5-fold cross-validation (shuffle seed 0)",
+            ),
+            (
+                json!({"scheme": "stratified_k_fold", "folds": 10, "seed": 7}),
+                "stratified 10-fold cross-validation (shuffle seed 7)",
+            ),
+            (
+                json!({"scheme": "leave_site_out"}),
+                "leave-one-site-out cross-validation",
+            ),
+            (
+                json!({"scheme": "group_k_fold", "folds": 3, "groups": "site"}),
+                "group k fold cross-validation, 3 folds (groups: site)",
+            ),
+            (json!({}), "stratified k-fold cross-validation"),
+        ] {
+            let cv: CvScheme = serde_json::from_value(stored.clone()).unwrap();
+            assert_eq!(cv.describe(), want, "{stored}");
+            // What is read is written back unchanged (unknown keys included).
+            assert_eq!(serde_json::to_value(&cv).unwrap(), stored);
+        }
+    }
+
+    #[test]
+    fn negative_counts_are_malformed() {
+        assert_eq!(non_negative(3, "x"), Ok(3));
+        assert!(non_negative(-1, "x").is_err());
+    }
+
+    #[test]
+    fn sql_is_parameterised() {
+        for sql in [SELECT_RUN, SELECT_FOLDS, UPSERT_REPORT] {
+            assert!(sql.contains("$1"));
+            assert!(!sql.contains('{'), "formatted SQL: {sql}");
+        }
+        assert!(UPSERT_REPORT.contains("$8"));
+        assert!(UPSERT_REPORT.contains("ON CONFLICT (run_id) DO UPDATE"));
+    }
+}
