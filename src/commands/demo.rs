@@ -95,14 +95,11 @@ async fn pipeline(
     for (site, sample) in data {
         by_site.entry(site).or_default().push(sample);
     }
-    let (connection, publisher, topology) = super::publisher(settings).await?;
+    let outlet = super::Outlet::connect(settings).await?;
     let job_id = Uuid::now_v7();
     let bar = progress(total as u64, "publishing");
     for (site, samples) in by_site {
-        publish_samples(
-            &publisher, &topology, project, &site, samples, 20, job_id, &bar,
-        )
-        .await?;
+        publish_samples(&outlet, project, &site, samples, 20, job_id, &bar).await?;
     }
     bar.finish_and_clear();
     eprintln!(
@@ -153,10 +150,8 @@ async fn pipeline(
         cv: CrossValidation { folds: 5, seed: 0 },
         sites: Vec::new(),
     };
-    publisher
-        .send(&topology, &train, Some(&run_id.to_string()))
-        .await?;
-    let _ = connection.close(200, "done".into()).await;
+    outlet.send(&train, &run_id.to_string()).await?;
+    outlet.close().await;
     eprintln!("Training run {run_id} (logistic regression, stratified 5-fold) ...");
     let result = wait_for_report(pool, run_id, timeout).await?;
     println!("{}", result.summary);

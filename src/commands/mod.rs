@@ -17,13 +17,43 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A connection and confirm-mode publisher with the topology declared, for commands that publish.
-pub async fn publisher(
-    settings: &Settings,
-) -> anyhow::Result<(lapin::Connection, Publisher, Topology)> {
-    let connection = swarm_runtime::amqp::connect(&settings.amqp_url, "swarm-cli").await?;
-    let publisher = Publisher::new(&connection, "swarm-cli").await?;
-    let topology = Topology::new(settings.namespace.clone());
-    topology.declare(publisher.channel()).await?;
-    Ok((connection, publisher, topology))
+/// A broker connection with a confirm-mode publisher and the topology declared.
+#[derive(Debug)]
+pub struct Outlet {
+    connection: lapin::Connection,
+    /// Publishes with confirms.
+    pub publisher: Publisher,
+    /// The namespace's names.
+    pub topology: Topology,
+}
+
+impl Outlet {
+    /// Connects and declares the topology.
+    pub async fn connect(settings: &Settings) -> anyhow::Result<Self> {
+        let connection = swarm_runtime::amqp::connect(&settings.amqp_url, "swarm-cli").await?;
+        let publisher = Publisher::new(&connection, "swarm-cli").await?;
+        let topology = Topology::new(settings.namespace.clone());
+        topology.declare(publisher.channel()).await?;
+        Ok(Self {
+            connection,
+            publisher,
+            topology,
+        })
+    }
+
+    /// Publishes a message under a job id; returns its message id.
+    pub async fn send<M: broker_schemas::Message>(
+        &self,
+        message: &M,
+        job_id: &str,
+    ) -> anyhow::Result<String> {
+        self.publisher
+            .send(&self.topology, message, Some(job_id))
+            .await
+    }
+
+    /// Closes the connection.
+    pub async fn close(self) {
+        let _ = self.connection.close(200, "done".into()).await;
+    }
 }

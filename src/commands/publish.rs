@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use anyhow::{bail, Context as _};
 use broker_schemas::{limits, IngestV1, Sample};
 use indicatif::{ProgressBar, ProgressStyle};
-use swarm_runtime::{Publisher, Settings, Topology};
+use swarm_runtime::Settings;
 use uuid::Uuid;
 
+use super::Outlet;
 use crate::load;
 
 /// Arguments of `swarm publish`.
@@ -65,8 +66,7 @@ pub fn progress(len: u64, what: &str) -> ProgressBar {
 
 /// Publishes samples of one site in batches under one job id; returns the number of messages.
 pub async fn publish_samples(
-    publisher: &Publisher,
-    topology: &Topology,
+    outlet: &Outlet,
     project: &str,
     site: &str,
     samples: Vec<Sample>,
@@ -84,7 +84,7 @@ pub async fn publish_samples(
             site: site.to_string(),
             samples: batch,
         };
-        publisher.send(topology, &message, Some(&job)).await?;
+        outlet.send(&message, &job).await?;
         bar.inc(n);
     }
     Ok(count)
@@ -96,13 +96,12 @@ pub async fn run(settings: &Settings, args: PublishArgs) -> anyhow::Result<()> {
     if samples.is_empty() {
         bail!("the files hold no samples");
     }
-    let (connection, publisher, topology) = super::publisher(settings).await?;
+    let outlet = Outlet::connect(settings).await?;
     let job_id = Uuid::now_v7();
     let bar = progress(samples.len() as u64, "publishing");
     let n = samples.len();
     let messages = publish_samples(
-        &publisher,
-        &topology,
+        &outlet,
         &args.project,
         &args.site,
         samples,
@@ -112,7 +111,7 @@ pub async fn run(settings: &Settings, args: PublishArgs) -> anyhow::Result<()> {
     )
     .await?;
     bar.finish_and_clear();
-    let _ = connection.close(200, "done".into()).await;
+    outlet.close().await;
     eprintln!(
         "Published {n} samples of project {:?}, site {:?} in {messages} messages.",
         args.project, args.site

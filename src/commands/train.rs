@@ -119,11 +119,9 @@ pub async fn wait_for_report(
 pub async fn run(settings: &Settings, args: TrainArgs) -> anyhow::Result<()> {
     let run_id = Uuid::now_v7();
     let message = args.message(run_id);
-    let (connection, publisher, topology) = super::publisher(settings).await?;
-    publisher
-        .send(&topology, &message, Some(&run_id.to_string()))
-        .await?;
-    let _ = connection.close(200, "done".into()).await;
+    let outlet = super::Outlet::connect(settings).await?;
+    outlet.send(&message, &run_id.to_string()).await?;
+    outlet.close().await;
     println!("{run_id}");
     if args.wait {
         let pool = swarm_runtime::db::connect_and_migrate(&settings.database_url, 1).await?;
