@@ -1,0 +1,54 @@
+//! Micro-benchmark of the features worker's hot path: functional connectivity (Pearson, upper
+//! triangle, Fisher z) of one subject, and MessagePack encoding of an ingest batch.
+//!
+//! `cargo bench --bench connectivity`
+
+use broker_schemas::{IngestV1, Sample, SampleKind};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+
+fn series(timepoints: usize, regions: usize) -> Vec<f32> {
+    (0..timepoints * regions)
+        .map(|i| ((i * 7919 + 13) % 1009) as f32 / 1009.0)
+        .collect()
+}
+
+fn connectivity(c: &mut Criterion) {
+    let mut group = c.benchmark_group("connectivity");
+    for (t, r) in [(200, 116), (150, 16), (1200, 400)] {
+        let values = series(t, r);
+        group.throughput(Throughput::Elements(1));
+        group.bench_with_input(
+            BenchmarkId::from_parameter(format!("{t}x{r}")),
+            &values,
+            |b, v| b.iter(|| swarm_features::connectivity::fisher_z(v, t)),
+        );
+    }
+    group.finish();
+}
+
+fn encode(c: &mut Criterion) {
+    let batch = IngestV1 {
+        project: "bench".into(),
+        site: "site".into(),
+        samples: (0..100)
+            .map(|i| Sample {
+                subject: format!("sub-{i:04}"),
+                label: "patient".into(),
+                kind: SampleKind::Vector,
+                values: series(64, 1),
+                timepoints: None,
+            })
+            .collect(),
+    };
+    let body = broker_schemas::encode(&batch);
+    let mut group = c.benchmark_group("ingest.v1 100×64");
+    group.throughput(Throughput::Elements(100));
+    group.bench_function("encode", |b| b.iter(|| broker_schemas::encode(&batch)));
+    group.bench_function("decode", |b| {
+        b.iter(|| broker_schemas::decode::<IngestV1>(&body).expect("decodes"))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, connectivity, encode);
+criterion_main!(benches);
