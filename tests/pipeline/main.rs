@@ -151,6 +151,18 @@ async fn three_sites_flow_through_all_workers_to_a_report() {
         "the report names its message and shares the run's trace"
     );
 
+    // The analyst views expose the same numbers.
+    let summary_accuracy: f64 = env
+        .scalar(
+            "SELECT accuracy FROM report_summary WHERE run_id = $1",
+            &[&run_id],
+        )
+        .await;
+    assert!((summary_accuracy - result.accuracy).abs() < 1e-12);
+    let fold_metrics: i64 = env
+        .scalar("SELECT count(*) FROM run_metrics WHERE run_id = $1 AND fold IS NOT NULL AND metric IN ('accuracy', 'balanced_accuracy')", &[&run_id])
+        .await;
+    assert_eq!(fold_metrics, 10, "two metrics for each of five folds");
     env.wait_count("outbox drained", "SELECT count(*) FROM outbox", &[], 0)
         .await;
     let dead: i64 = env.scalar("SELECT count(*) FROM dead_letters", &[]).await;

@@ -6,8 +6,14 @@ use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod};
 use tokio_postgres::NoTls;
 
 /// The migrations in `migrations/`, applied in order, each once.
-const MIGRATIONS: &[(i32, &str, &str)] =
-    &[(1, "init", include_str!("../../../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "init", include_str!("../../../migrations/0001_init.sql")),
+    (
+        2,
+        "metrics_views",
+        include_str!("../../../migrations/0002_metrics_views.sql"),
+    ),
+];
 
 /// Any number the application picks; serialises concurrent migrators.
 const MIGRATION_LOCK: i64 = 0x5357_4152_4d00;
@@ -116,4 +122,30 @@ pub async fn connect_and_migrate(url: &str, size: usize) -> anyhow::Result<Pool>
     let pool = pool(url, size)?;
     migrate(&pool).await?;
     Ok(pool)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MIGRATIONS;
+
+    #[test]
+    fn every_migration_file_is_listed_in_order() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../migrations");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .expect("migrations/ exists")
+            .map(|e| {
+                e.expect("readable")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .filter(|n| n.ends_with(".sql"))
+            .collect();
+        files.sort();
+        let listed: Vec<String> = MIGRATIONS
+            .iter()
+            .map(|(v, name, _)| format!("{v:04}_{name}.sql"))
+            .collect();
+        assert_eq!(files, listed, "add the new file to MIGRATIONS in db.rs");
+    }
 }

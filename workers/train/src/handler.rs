@@ -44,7 +44,7 @@ ON CONFLICT (id) DO NOTHING";
 
 /// Inserts one fold's scores.
 pub const INSERT_FOLD_SQL: &str = "INSERT INTO folds (run_id, fold, n_train, n_test, accuracy, \
-balanced_accuracy, confusion) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+balanced_accuracy, confusion, metrics) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 
 /// The train worker's handler: cross-validates a model on a project's features, stores the run,
 /// its folds and the final model, and asks for a report.
@@ -322,6 +322,10 @@ async fn store(
     for fold in &outcome.folds {
         let confusion = serde_json::to_value(&fold.confusion)
             .map_err(|e| HandleError::Transient(anyhow::Error::new(e)))?;
+        let metrics = serde_json::json!({
+            "accuracy": fold.accuracy,
+            "balanced_accuracy": fold.balanced_accuracy,
+        });
         tx.execute(
             INSERT_FOLD_SQL,
             &[
@@ -332,6 +336,7 @@ async fn store(
                 &fold.accuracy,
                 &fold.balanced_accuracy,
                 &confusion,
+                &metrics,
             ],
         )
         .await?;
