@@ -97,10 +97,28 @@ impl<'t> Work<'t> {
     }
 }
 
+/// What a handler consumes: one message type, or (for a worker with several job kinds) an enum
+/// of them that decodes by the AMQP `type`. Every [`Message`] is one.
+pub trait Incoming: Sized + Send + 'static {
+    /// The AMQP `type`s accepted (and bound to the worker's queue).
+    const TYPES: &'static [&'static str];
+
+    /// Decodes a body of one of [`Incoming::TYPES`]; `Err` is the reason to dead-letter it.
+    fn decode(message_type: &str, body: &[u8]) -> Result<Self, String>;
+}
+
+impl<M: Message> Incoming for M {
+    const TYPES: &'static [&'static str] = &[M::TYPE];
+
+    fn decode(_message_type: &str, body: &[u8]) -> Result<Self, String> {
+        broker_schemas::decode(body).map_err(|e| e.to_string())
+    }
+}
+
 /// A worker's domain logic. Handlers must be idempotent and keep all effects in [`Work::tx`].
 pub trait Handler: Send + Sync + 'static {
     /// The message this handler consumes.
-    type Message: Message;
+    type Message: Incoming;
 
     /// The worker's name and queue suffix: `ingest` consumes `<namespace>.ingest`.
     const NAME: &'static str;

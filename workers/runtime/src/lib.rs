@@ -22,7 +22,7 @@ pub mod topology;
 pub mod worker;
 
 pub use amqp::Publisher;
-pub use handler::{HandleError, Handler, MessageMeta, Work};
+pub use handler::{HandleError, Handler, Incoming, MessageMeta, Work};
 pub use settings::Settings;
 pub use topology::Topology;
 pub use worker::{run, spawn, WorkerHandle};

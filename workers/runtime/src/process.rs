@@ -3,12 +3,12 @@
 
 use std::panic::AssertUnwindSafe;
 
-use broker_schemas::{limits, Message};
+use broker_schemas::limits;
 use deadpool_postgres::Pool;
 use futures_util::FutureExt;
 use lapin::message::Delivery;
 
-use crate::handler::{HandleError, Handler, MessageMeta, Work};
+use crate::handler::{HandleError, Handler, Incoming, MessageMeta, Work};
 
 /// What happened to a delivery, and so what the loop does with it.
 #[derive(Debug)]
@@ -24,7 +24,7 @@ pub enum Outcome {
 }
 
 /// Why a delivery was refused before any transaction, if it was.
-pub fn check_envelope<M: Message>(delivery: &Delivery) -> Result<MessageIds, String> {
+pub fn check_envelope<M: Incoming>(delivery: &Delivery) -> Result<MessageIds, String> {
     if delivery.data.len() > limits::MAX_MESSAGE_BYTES {
         return Err(format!(
             "message of {} bytes exceeds the limit of {} bytes",
@@ -34,10 +34,10 @@ pub fn check_envelope<M: Message>(delivery: &Delivery) -> Result<MessageIds, Str
     }
     let props = &delivery.properties;
     let kind = props.kind().as_ref().map(|s| s.as_str()).unwrap_or("");
-    if kind != M::TYPE {
+    if !M::TYPES.contains(&kind) {
         return Err(format!(
             "unknown message type {kind:?}: this queue takes {:?} (set the AMQP `type` property)",
-            M::TYPE
+            M::TYPES
         ));
     }
     let message_id = match props.message_id() {
@@ -48,7 +48,11 @@ pub fn check_envelope<M: Message>(delivery: &Delivery) -> Result<MessageIds, Str
         .correlation_id()
         .as_ref()
         .map(|s| s.as_str().to_string());
-    Ok(MessageIds { message_id, job_id })
+    Ok(MessageIds {
+        message_id,
+        message_type: kind.to_string(),
+        job_id,
+    })
 }
 
 /// The ids a delivery carries in its properties.
@@ -56,6 +60,8 @@ pub fn check_envelope<M: Message>(delivery: &Delivery) -> Result<MessageIds, Str
 pub struct MessageIds {
     /// AMQP `message_id`.
     pub message_id: String,
+    /// AMQP `type`.
+    pub message_type: String,
     /// AMQP `correlation_id`.
     pub job_id: Option<String>,
 }
@@ -72,17 +78,17 @@ pub async fn process<H: Handler>(
         Ok(ids) => ids,
         Err(reason) => return Outcome::DeadLettered(reason),
     };
-    let message: H::Message = match broker_schemas::decode(&delivery.data) {
+    let message = match H::Message::decode(&ids.message_type, &delivery.data) {
         Ok(m) => m,
-        Err(e) => return Outcome::DeadLettered(e.to_string()),
+        Err(reason) => return Outcome::DeadLettered(reason),
     };
     if let Err(reason) = tracing::info_span!("validate").in_scope(|| handler.validate(&message)) {
-        return Outcome::DeadLettered(format!("invalid {}: {reason}", H::Message::TYPE));
+        return Outcome::DeadLettered(format!("invalid {}: {reason}", ids.message_type));
     }
     let meta = MessageMeta {
         queue: queue.to_string(),
         message_id: ids.message_id,
-        message_type: H::Message::TYPE.to_string(),
+        message_type: ids.message_type,
         job_id: ids.job_id,
         trace_id,
     };

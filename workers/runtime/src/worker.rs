@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use broker_schemas::Message;
 use deadpool_postgres::Pool;
 use futures_util::StreamExt;
 use lapin::message::Delivery;
@@ -346,9 +345,4 @@ pub fn spawn<H: Handler>(handler: H, settings: Settings) -> WorkerHandle {
     let (stop, rx) = watch::channel(false);
     let task = tokio::spawn(run_until(handler, settings, rx));
     WorkerHandle { stop, task }
-}
-
-/// The message type a handler consumes (for logs).
-pub fn message_type<H: Handler>() -> &'static str {
-    H::Message::TYPE
 }
