@@ -19,6 +19,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use uuid::Uuid;
 
 pub mod limits;
+pub mod results;
 
 /// The `content_type` of every Swarm message.
 pub const CONTENT_TYPE: &str = "application/msgpack";

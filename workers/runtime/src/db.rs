@@ -13,6 +13,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "metrics_views",
         include_str!("../../../migrations/0002_metrics_views.sql"),
     ),
+    (
+        3,
+        "results",
+        include_str!("../../../migrations/0003_results.sql"),
+    ),
 ];
 
 /// Any number the application picks; serialises concurrent migrators.

@@ -93,7 +93,7 @@ pub async fn process<H: Handler>(
         trace_id,
     };
     // A panicking handler is a failed attempt, not a dead worker.
-    match AssertUnwindSafe(transact(handler, pool, meta, message))
+    match AssertUnwindSafe(handle_once(handler, pool, meta, message))
         .catch_unwind()
         .await
     {
@@ -109,7 +109,10 @@ pub async fn process<H: Handler>(
     }
 }
 
-async fn transact<H: Handler>(
+/// Runs a decoded message through the handler in one transaction with the idempotency record:
+/// the core of [`process`], public so handlers can be tested against a real database without a
+/// broker.
+pub async fn handle_once<H: Handler>(
     handler: &H,
     pool: &Pool,
     meta: MessageMeta,
