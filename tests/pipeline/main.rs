@@ -474,3 +474,149 @@ fn _assert_message_types() -> [&'static str; 1] {
 
 #[allow(dead_code)]
 const _POLL: Duration = Duration::from_millis(50);
+
+/// Runs the `swarm` binary against the test's namespace and database; returns stdout.
+async fn swarm_cli(env: &TestEnv, args: &[&str]) -> String {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_swarm"))
+        .args(args)
+        .env("AMQP_URL", &env.settings.amqp_url)
+        .env("DATABASE_URL", &env.settings.database_url)
+        .env("SWARM_NAMESPACE", &env.settings.namespace)
+        .output()
+        .await
+        .expect("the swarm binary runs");
+    assert!(
+        output.status.success(),
+        "swarm {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("utf-8 output")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_publishes_files_trains_and_shows_the_report() {
+    let env = TestEnv::new().await;
+    let workers = env.spawn_all();
+    let dir = std::env::temp_dir().join(format!("swarm-cli-{}", Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+
+    // Feature tables, one CSV per site.
+    let data = swarm::synth::vector_dataset(&["a", "b", "c"], 30, 12, 21);
+    let mut jobs = Vec::new();
+    for (site, samples) in by_site(data) {
+        let path = dir.join(format!("{site}.csv"));
+        let mut csv = String::from("subject,label");
+        (0..12).for_each(|i| csv.push_str(&format!(",f{i}")));
+        for s in &samples {
+            csv.push_str(&format!("\n{},{}", s.subject, s.label));
+            s.values.iter().for_each(|v| csv.push_str(&format!(",{v}")));
+        }
+        std::fs::write(&path, csv).unwrap();
+        let out = swarm_cli(
+            &env,
+            &[
+                "publish",
+                "--project",
+                "csv",
+                "--site",
+                &site,
+                path.to_str().unwrap(),
+            ],
+        )
+        .await;
+        jobs.push(
+            out.trim()
+                .parse::<Uuid>()
+                .expect("publish prints the job id"),
+        );
+    }
+    for job in &jobs {
+        env.wait_count(
+            "features",
+            "SELECT count(*) FROM features WHERE job_id = $1",
+            &[&job.to_string()],
+            30,
+        )
+        .await;
+    }
+    let out = swarm_cli(
+        &env,
+        &[
+            "train",
+            "--project",
+            "csv",
+            "--model",
+            "logistic",
+            "--cv",
+            "5",
+            "--seed",
+            "1",
+            "--wait",
+            "--timeout",
+            "120",
+        ],
+    )
+    .await;
+    let mut lines = out.lines();
+    let run: Uuid = lines
+        .next()
+        .unwrap()
+        .parse()
+        .expect("train prints the run id");
+    let accuracy: f64 = lines
+        .next()
+        .and_then(|l| l.strip_prefix("accuracy "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("train --wait prints the accuracy: {out}"));
+    assert!(accuracy > 0.7, "accuracy {accuracy}");
+    let json = swarm_cli(
+        &env,
+        &["report", "show", &run.to_string(), "--format", "json"],
+    )
+    .await;
+    let json: serde_json::Value = serde_json::from_str(&json).expect("the JSON report parses");
+    assert_eq!(json["project"], "csv");
+    let listed = swarm_cli(&env, &["report", "list", "--project", "csv"]).await;
+    assert!(listed.contains(&run.to_string()), "{listed}");
+
+    // Time series, one .1D file per subject, labels from a CSV.
+    let series = swarm::synth::timeseries_dataset(&["a"], 4, 30, 5, 2);
+    let mut labels = String::from("subject,label");
+    let mut files = Vec::new();
+    for (_, s) in &series {
+        let t = s.timepoints.unwrap() as usize;
+        let rows: Vec<String> = s
+            .values
+            .chunks(s.values.len() / t)
+            .map(|row| {
+                row.iter()
+                    .map(|v| v.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect();
+        let path = dir.join(format!("{}.1D", s.subject));
+        std::fs::write(&path, rows.join("\n")).unwrap();
+        labels.push_str(&format!("\n{},{}", s.subject, s.label));
+        files.push(path.to_string_lossy().into_owned());
+    }
+    let labels_path = dir.join("labels.csv");
+    std::fs::write(&labels_path, labels).unwrap();
+    let mut args = vec![
+        "publish",
+        "--project",
+        "ts",
+        "--site",
+        "a",
+        "--labels",
+        labels_path.to_str().unwrap(),
+    ];
+    args.extend(files.iter().map(String::as_str));
+    let job = swarm_cli(&env, &args).await.trim().to_string();
+    env.wait_count("connectivity", "SELECT count(*) FROM features WHERE job_id = $1 AND extractor = 'connectivity' AND cardinality(\"values\") = 10", &[&job], 4)
+        .await;
+
+    std::fs::remove_dir_all(&dir).unwrap();
+    env.finish(workers).await;
+}
