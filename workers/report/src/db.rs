@@ -1,7 +1,9 @@
-//! Reading a run and its folds, and storing a report: the worker's only SQL.
+//! Reading a run (with its folds and predictions) or a statistics job, and storing a report: the
+//! worker's only SQL.
 //!
-//! Every statement is a constant with `$n` parameters. [`load_run`] and [`store_report`] take any
-//! [`GenericClient`], so the handler passes its transaction and the CLI a plain client.
+//! Every statement is a constant with `$n` parameters. [`load_subject`], [`load_run`],
+//! [`load_stats`] and [`store_report`] take any [`GenericClient`], so the handler passes its
+//! transaction and the CLI a plain client.
 
 use std::collections::BTreeMap;
 
@@ -9,25 +11,37 @@ use serde_json::Value;
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
-use crate::model::{CvScheme, FoldRow, MetricSummary, RunData};
+use crate::model::{CvScheme, FoldRow, MetricSummary, Prediction, RunData, StatsData, Subject};
 use crate::render::Rendered;
 
-/// Reads one run.
-pub const SELECT_RUN: &str = "SELECT id, project, model, params, cv, sites, n_samples, \
-     n_features, classes, data_summary, metrics, duration_ms, job_id, trace_id, created_at \
-     FROM runs WHERE id = $1";
+/// Reads one run, with its project's region labels.
+pub const SELECT_RUN: &str = "SELECT r.id, r.project, r.model, r.params, r.cv, r.sites, \
+     r.n_samples, r.n_features, r.classes, r.data_summary, r.metrics, r.results, r.duration_ms, \
+     r.job_id, r.trace_id, r.created_at, p.region_labels \
+     FROM runs r LEFT JOIN projects p ON p.name = r.project WHERE r.id = $1";
 
 /// Reads a run's folds, in fold order.
 pub const SELECT_FOLDS: &str = "SELECT fold, n_train, n_test, accuracy, balanced_accuracy, \
-     confusion FROM folds WHERE run_id = $1 ORDER BY fold";
+     confusion, metrics FROM folds WHERE run_id = $1 ORDER BY fold";
 
-/// Stores a run's report, replacing an earlier one (re-rendering is idempotent).
+/// Reads a run's out-of-fold predictions.
+pub const SELECT_PREDICTIONS: &str = "SELECT repeat, site, subject, fold, y_true, y_pred, score \
+     FROM predictions WHERE run_id = $1 ORDER BY repeat, site, subject, sample_id";
+
+/// Reads one statistics job, with its project's region labels.
+pub const SELECT_STATS: &str = "SELECT s.id, s.project, s.test, s.covariate, s.sites, \
+     s.n_samples, s.n_features, s.results, s.duration_ms, s.job_id, s.trace_id, s.created_at, \
+     p.region_labels \
+     FROM stats_jobs s LEFT JOIN projects p ON p.name = s.project WHERE s.id = $1";
+
+/// Stores a report, replacing an earlier one (re-rendering is idempotent).
 pub const UPSERT_REPORT: &str = "INSERT INTO reports \
-     (run_id, summary, markdown, html, json, job_id, message_id, trace_id) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-     ON CONFLICT (run_id) DO UPDATE SET summary = EXCLUDED.summary, \
+     (run_id, kind, summary, markdown, html, json, job_id, message_id, trace_id) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+     ON CONFLICT (run_id) DO UPDATE SET kind = EXCLUDED.kind, summary = EXCLUDED.summary, \
      markdown = EXCLUDED.markdown, html = EXCLUDED.html, json = EXCLUDED.json, \
-     job_id = EXCLUDED.job_id, message_id = EXCLUDED.message_id, trace_id = EXCLUDED.trace_id";
+     job_id = EXCLUDED.job_id, message_id = EXCLUDED.message_id, trace_id = EXCLUDED.trace_id, \
+     created_at = now()";
 
 /// Why a run could not be loaded, and so what happens next.
 #[derive(Debug, thiserror::Error)]
@@ -35,7 +49,7 @@ pub enum LoadError {
     /// The database failed: worth retrying.
     #[error("cannot read the run from the database: {0}")]
     Database(#[from] tokio_postgres::Error),
-    /// The stored run does not have the shape this worker reads: retrying cannot help.
+    /// The stored run or job does not have the shape this worker reads: retrying cannot help.
     #[error("run {run_id} is malformed: {what}")]
     Malformed {
         /// The run.
@@ -52,10 +66,57 @@ impl LoadError {
     }
 }
 
-/// Loads a run and its folds; `Ok(None)` when there is no such run.
+/// Loads what `id` names: a run (looked for first) or a statistics job; `Ok(None)` when it is
+/// neither.
+pub async fn load_subject<C>(client: &C, id: Uuid) -> Result<Option<Subject>, LoadError>
+where
+    C: GenericClient + Sync,
+{
+    if let Some(run) = load_run(client, id).await? {
+        return Ok(Some(Subject::Run(Box::new(run))));
+    }
+    Ok(load_stats(client, id)
+        .await?
+        .map(|stats| Subject::Stats(Box::new(stats))))
+}
+
+/// Loads a statistics job; `Ok(None)` when there is no such job.
+#[tracing::instrument(skip_all, fields(job = %id), err)]
+pub async fn load_stats<C>(client: &C, id: Uuid) -> Result<Option<StatsData>, LoadError>
+where
+    C: GenericClient + Sync,
+{
+    let Some(row) = client.query_opt(SELECT_STATS, &[&id]).await? else {
+        return Ok(None);
+    };
+    let bad = |what: String| LoadError::Malformed { run_id: id, what };
+    let results = serde_json::from_value(row.try_get("results")?)
+        .map_err(|e| bad(format!("stats_jobs.results: {e}")))?;
+    Ok(Some(StatsData {
+        id: row.try_get("id")?,
+        project: row.try_get("project")?,
+        test: row.try_get("test")?,
+        covariate: row.try_get("covariate")?,
+        sites: row.try_get("sites")?,
+        n_samples: non_negative(row.try_get("n_samples")?, "stats_jobs.n_samples").map_err(bad)?,
+        n_features: non_negative(row.try_get("n_features")?, "stats_jobs.n_features")
+            .map_err(bad)?,
+        results,
+        duration_ms: row.try_get("duration_ms")?,
+        job_id: row.try_get("job_id")?,
+        trace_id: row.try_get("trace_id")?,
+        created_at: row.try_get("created_at")?,
+        region_labels: row
+            .try_get::<_, Option<Vec<String>>>("region_labels")?
+            .unwrap_or_default(),
+    }))
+}
+
+/// Loads a run, its folds and its predictions; `Ok(None)` when there is no such run.
 ///
-/// Parses the jsonb columns (`params`, `cv`, `data_summary`, `metrics`, `folds.confusion`) and
-/// checks that every confusion matrix is `classes.len()` square.
+/// Parses the jsonb columns (`params`, `cv`, `data_summary`, `metrics`, `results`,
+/// `folds.confusion`, `folds.metrics`) and checks that every confusion matrix is
+/// `classes.len()` square.
 #[tracing::instrument(skip_all, fields(run_id = %run_id), err)]
 pub async fn load_run<C>(client: &C, run_id: Uuid) -> Result<Option<RunData>, LoadError>
 where
@@ -88,13 +149,40 @@ where
                 "folds.confusion of fold {fold} is not {k}×{k} (one row and column per class)"
             )));
         }
+        let accuracy: f64 = fold_row.try_get("accuracy")?;
+        let balanced_accuracy: f64 = fold_row.try_get("balanced_accuracy")?;
+        let mut fold_metrics = parse_fold_metrics(fold_row.try_get("metrics")?)
+            .map_err(|e| bad(format!("folds.metrics of fold {fold}: {e}")))?;
+        // Rows from before the metrics map: its two columns.
+        fold_metrics
+            .entry("accuracy".to_owned())
+            .or_insert(accuracy);
+        fold_metrics
+            .entry("balanced_accuracy".to_owned())
+            .or_insert(balanced_accuracy);
         folds.push(FoldRow {
             fold,
             n_train: non_negative(fold_row.try_get("n_train")?, "folds.n_train").map_err(bad)?,
             n_test: non_negative(fold_row.try_get("n_test")?, "folds.n_test").map_err(bad)?,
-            accuracy: fold_row.try_get("accuracy")?,
-            balanced_accuracy: fold_row.try_get("balanced_accuracy")?,
+            accuracy,
+            balanced_accuracy,
+            metrics: fold_metrics,
             confusion,
+        });
+    }
+
+    let results = serde_json::from_value(row.try_get("results")?)
+        .map_err(|e| bad(format!("runs.results: {e}")))?;
+    let mut predictions = Vec::new();
+    for p in client.query(SELECT_PREDICTIONS, &[&run_id]).await? {
+        predictions.push(Prediction {
+            repeat: non_negative(p.try_get("repeat")?, "predictions.repeat").map_err(bad)?,
+            site: p.try_get("site")?,
+            subject: p.try_get("subject")?,
+            fold: non_negative(p.try_get("fold")?, "predictions.fold").map_err(bad)?,
+            y_true: p.try_get("y_true")?,
+            y_pred: p.try_get("y_pred")?,
+            score: p.try_get("score")?,
         });
     }
 
@@ -115,6 +203,11 @@ where
         job_id: row.try_get("job_id")?,
         trace_id: row.try_get("trace_id")?,
         created_at: row.try_get("created_at")?,
+        results,
+        predictions,
+        region_labels: row
+            .try_get::<_, Option<Vec<String>>>("region_labels")?
+            .unwrap_or_default(),
     }))
 }
 
@@ -129,11 +222,12 @@ pub struct ReportLineage<'a> {
     pub trace_id: Option<&'a str>,
 }
 
-/// Inserts or replaces the `reports` row of a run.
-#[tracing::instrument(skip_all, fields(run_id = %run_id), err)]
+/// Inserts or replaces the `reports` row of a run (`kind` `run`) or statistics job (`stats`).
+#[tracing::instrument(skip_all, fields(run_id = %run_id, kind), err)]
 pub async fn store_report<C>(
     client: &C,
     run_id: Uuid,
+    kind: &str,
     report: &Rendered,
     lineage: ReportLineage<'_>,
 ) -> Result<(), tokio_postgres::Error>
@@ -145,6 +239,7 @@ where
             UPSERT_REPORT,
             &[
                 &run_id,
+                &kind,
                 &report.summary,
                 &report.markdown,
                 &report.html,
@@ -194,6 +289,22 @@ fn parse_metrics(value: Value) -> Result<BTreeMap<String, MetricSummary>, String
             Ok((name, summary))
         })
         .collect()
+}
+
+/// `folds.metrics`: `{"<name>": number}`; `null` reads as NaN, other non-numbers are skipped
+/// (e.g. a nested confusion matrix).
+fn parse_fold_metrics(value: Value) -> Result<BTreeMap<String, f64>, String> {
+    let Value::Object(map) = value else {
+        return Err(format!("not an object: {value}"));
+    };
+    Ok(map
+        .into_iter()
+        .filter_map(|(name, v)| match v {
+            Value::Null => Some((name, f64::NAN)),
+            Value::Number(n) => Some((name, n.as_f64().unwrap_or(f64::NAN))),
+            _ => None,
+        })
+        .collect())
 }
 
 fn non_negative(n: i32, column: &str) -> Result<u32, String> {
@@ -258,6 +369,15 @@ mod tests {
     }
 
     #[test]
+    fn fold_metrics_keep_numbers() {
+        let m = parse_fold_metrics(json!({"accuracy": 0.5, "roc_auc": null, "cm": [[1]]})).unwrap();
+        assert_eq!(m["accuracy"], 0.5);
+        assert!(m["roc_auc"].is_nan());
+        assert!(!m.contains_key("cm"));
+        assert!(parse_fold_metrics(json!([])).is_err());
+    }
+
+    #[test]
     fn negative_counts_are_malformed() {
         assert_eq!(non_negative(3, "x"), Ok(3));
         assert!(non_negative(-1, "x").is_err());
@@ -265,11 +385,17 @@ mod tests {
 
     #[test]
     fn sql_is_parameterised() {
-        for sql in [SELECT_RUN, SELECT_FOLDS, UPSERT_REPORT] {
+        for sql in [
+            SELECT_RUN,
+            SELECT_FOLDS,
+            SELECT_PREDICTIONS,
+            SELECT_STATS,
+            UPSERT_REPORT,
+        ] {
             assert!(sql.contains("$1"));
             assert!(!sql.contains('{'), "formatted SQL: {sql}");
         }
-        assert!(UPSERT_REPORT.contains("$8"));
+        assert!(UPSERT_REPORT.contains("$9"));
         assert!(UPSERT_REPORT.contains("ON CONFLICT (run_id) DO UPDATE"));
     }
 }

@@ -1,23 +1,35 @@
-//! [`ReportHandler`]: renders a finished run's report and stores it in `reports`.
+//! [`ReportHandler`]: renders a finished run's (or statistics job's) report and stores it in
+//! `reports`.
 //!
-//! One `report.v1` message → load the run and its folds in the delivery's transaction → render
-//! the summary, Markdown, HTML and JSON → upsert the `reports` row with the delivery's lineage.
-//! Re-handling the same run replaces its report, so redeliveries and replays are harmless.
+//! One `report.v1` message → load the run (or else the statistics job) in the delivery's
+//! transaction → render the summary, Markdown, HTML and JSON → upsert the `reports` row with the
+//! delivery's lineage. Re-handling the same id replaces its report, so redeliveries and replays
+//! are harmless.
 
 use broker_schemas::ReportV1;
 use swarm_runtime::{HandleError, Handler, Work};
 use uuid::Uuid;
 
 use crate::db::{self, LoadError, ReportLineage};
-use crate::render;
+use crate::render::{self, RenderOptions};
 
-/// The report worker's handler; build it with `ReportHandler::default()`.
-///
-/// It holds no state yet. The private field keeps `default()` the one way to build it, so
-/// settings can be added without breaking callers.
-#[derive(Debug, Clone, Copy, Default)]
+/// The report worker's handler: `ReportHandler::default()` links nothing,
+/// [`ReportHandler::from_env`] links trace ids to `JAEGER_UI_URL`.
+#[derive(Debug, Clone, Default)]
 pub struct ReportHandler {
-    _private: (),
+    options: RenderOptions,
+}
+
+impl ReportHandler {
+    /// A handler rendering with these options.
+    pub fn new(options: RenderOptions) -> Self {
+        Self { options }
+    }
+
+    /// A handler whose reports link trace ids to `JAEGER_UI_URL` (unset: no link).
+    pub fn from_env() -> Self {
+        Self::new(RenderOptions::from_env())
+    }
 }
 
 impl Handler for ReportHandler {
@@ -36,15 +48,22 @@ impl Handler for ReportHandler {
     async fn handle(&self, work: &mut Work<'_>, message: ReportV1) -> Result<(), HandleError> {
         let run_id = message.run_id;
         let tx = &**work.tx();
-        let run = match db::load_run(tx, run_id).await {
-            Ok(Some(run)) => run,
+        let subject = match db::load_subject(tx, run_id).await {
+            Ok(Some(subject)) => subject,
             Ok(None) => return Err(not_found(run_id)),
             Err(error) => return Err(load_failed(error)),
         };
+        let kind = subject.kind();
 
-        let rendered = tracing::info_span!("render", run_id = %run_id)
-            .in_scope(|| render::all(&run))
-            .map_err(|error| HandleError::permanent(format!("run {run_id}: {error}")))?;
+        // Rendering is CPU work (charts, a page of up to a few MB): off the async threads.
+        let options = self.options.clone();
+        let rendered = tokio::task::spawn_blocking(move || {
+            tracing::info_span!("render", run_id = %run_id, kind)
+                .in_scope(|| render::all(&subject, &options))
+        })
+        .await
+        .map_err(|error| HandleError::Transient(anyhow::anyhow!("rendering panicked: {error}")))?
+        .map_err(|error| HandleError::permanent(format!("{kind} {run_id}: {error}")))?;
 
         let meta = work.meta();
         let lineage = ReportLineage {
@@ -52,9 +71,10 @@ impl Handler for ReportHandler {
             message_id: &meta.message_id,
             trace_id: meta.trace_id.as_deref(),
         };
-        db::store_report(tx, run_id, &rendered, lineage).await?;
+        db::store_report(tx, run_id, kind, &rendered, lineage).await?;
         tracing::info!(
             run_id = %run_id,
+            kind,
             html_bytes = rendered.html.len(),
             "Stored the report."
         );
@@ -62,10 +82,13 @@ impl Handler for ReportHandler {
     }
 }
 
-/// A `report.v1` for a run that does not exist is dead-lettered: the train worker writes the run
-/// before it emits the message, in the same transaction.
+/// A `report.v1` for an id that is neither a run nor a statistics job is dead-lettered: the
+/// train and stats workers write their rows before they emit the message, in the same
+/// transaction.
 fn not_found(run_id: Uuid) -> HandleError {
-    HandleError::permanent(format!("run {run_id} not found"))
+    HandleError::permanent(format!(
+        "run {run_id} not found (neither in runs nor in stats_jobs)"
+    ))
 }
 
 fn load_failed(error: LoadError) -> HandleError {
@@ -99,7 +122,9 @@ mod tests {
     fn errors_say_what_happens_next() {
         let id = Uuid::nil();
         match not_found(id) {
-            HandleError::Permanent(reason) => assert_eq!(reason, format!("run {id} not found")),
+            HandleError::Permanent(reason) => {
+                assert!(reason.starts_with(&format!("run {id} not found")))
+            }
             other => panic!("expected a permanent error, got {other:?}"),
         }
         let malformed = LoadError::Malformed {

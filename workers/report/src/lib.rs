@@ -1,32 +1,42 @@
 //! `swarm-report`: the report worker.
 //!
-//! It consumes `report.v1` (emitted by the train worker once a run is stored), reads the run and
-//! its folds from `runs` and `folds`, renders them, and upserts one `reports` row per run:
+//! It consumes `report.v1` (emitted by the train worker once a run is stored, or by the stats
+//! worker once a statistics job is). The message's `run_id` names a run (`runs`, looked for
+//! first) or a statistics job (`stats_jobs`); neither is a permanent error. The worker reads it
+//! with its folds, results and per-subject predictions, renders it, and upserts one `reports`
+//! row (`kind` `run` or `stats`):
 //!
-//! - `summary`: a short Markdown paragraph (project, model, validation, accuracy ± sd, samples);
-//! - `markdown`: every section as a Markdown table;
-//! - `html`: one self-contained page (inline CSS and SVG, no script, nothing fetched, readable on
-//!   a phone);
-//! - `json`: the run's data plus derived values, for programs.
+//! - `summary`: a short Markdown paragraph;
+//! - `markdown`: every section as a Markdown table, the predictions as a fenced CSV block;
+//! - `html`: one self-contained page (inline CSS and SVG charts, no script, nothing fetched,
+//!   prints well, readable on a phone), with the predictions as a CSV to download;
+//! - `json`: the data plus derived values, for programs.
 //!
-//! Code map: [`model`] is the plain data ([`RunData`]); [`render`] the pure formatters; [`db`]
-//! the SQL ([`load_run`], [`store_report`]); [`handler`] the [`ReportHandler`] that ties them
-//! together inside the runtime's transaction.
+//! Code map: [`model`] is the plain data ([`RunData`], [`StatsData`], [`Subject`]); [`charts`]
+//! draws the SVG charts with plotters; [`render`] formats runs and [`stats`] statistics jobs
+//! (minijinja templates in `templates/`); [`db`] is the SQL ([`load_subject`],
+//! [`store_report`]); [`handler`] the [`ReportHandler`] that ties them together inside the
+//! runtime's transaction; [`fixtures`] builds complete synthetic runs for tests and benches.
 //!
-//! API boundary: the `swarm` CLI reads the stored `reports` rows; it may reuse [`load_run`] and
-//! [`render`] to render a run afresh.
+//! API boundary: the `swarm` CLI reads the stored `reports` rows; it may reuse [`load_subject`]
+//! and [`render::all`] to render afresh. Analysts read `reports` and the views `report_summary`
+//! and `run_metrics` with SQL (role `swarm_analyst`, `deploy/postgres/analyst.sql`).
 //!
-//! Invariants: a report is a pure function of its run; every producer-supplied string is escaped
-//! in HTML and Markdown; SQL is constant text with `$n` parameters.
+//! Invariants: a report is a pure function of its run (or job) and the [`RenderOptions`];
+//! every producer-supplied string is escaped in HTML and Markdown; the page loads nothing and
+//! carries no URL except the optional trace link; SQL is constant text with `$n` parameters.
 
 #![deny(missing_docs, missing_debug_implementations)]
 
+pub mod charts;
 pub mod db;
+pub mod fixtures;
 pub mod handler;
 pub mod model;
 pub mod render;
+pub mod stats;
 
-pub use db::{load_run, store_report, LoadError, ReportLineage};
+pub use db::{load_run, load_stats, load_subject, store_report, LoadError, ReportLineage};
 pub use handler::ReportHandler;
-pub use model::{CvScheme, FoldRow, MetricSummary, RunData};
-pub use render::{RenderError, Rendered};
+pub use model::{CvScheme, FoldRow, MetricSummary, Prediction, RunData, StatsData, Subject};
+pub use render::{RenderError, RenderOptions, Rendered};

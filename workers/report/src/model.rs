@@ -1,14 +1,45 @@
-//! The data a report is rendered from: one training run and its folds, as plain values.
+//! The data a report is rendered from, as plain values: a training run ([`RunData`]: the run,
+//! its folds, its [`RunResults`] and its per-subject predictions) or a statistics job
+//! ([`StatsData`]).
 //!
-//! [`RunData`] mirrors the `runs` and `folds` tables (see `migrations/0001_init.sql`) after its
-//! jsonb columns have been parsed; [`crate::load_run`] fills it from the database and the
-//! functions in [`crate::render`] turn it into text. Nothing here does I/O.
+//! [`RunData`] mirrors the `runs`, `folds` and `predictions` tables (see `migrations/`) after
+//! their jsonb columns have been parsed; [`crate::load_subject`] fills it from the database and
+//! the functions in [`crate::render`] and [`crate::stats`] turn it into text. Nothing here does
+//! I/O.
 
 use std::collections::BTreeMap;
 
+pub use broker_schemas::results::{RunResults, StatsResults};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+/// What one `report.v1` names: a training run or a statistics job.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Subject {
+    /// A training run (`runs`).
+    Run(Box<RunData>),
+    /// A univariate statistics job (`stats_jobs`).
+    Stats(Box<StatsData>),
+}
+
+impl Subject {
+    /// The run or job id, the `reports.run_id` of its report.
+    pub fn id(&self) -> Uuid {
+        match self {
+            Subject::Run(run) => run.run_id,
+            Subject::Stats(stats) => stats.id,
+        }
+    }
+
+    /// `reports.kind`: `run` or `stats`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Subject::Run(_) => "run",
+            Subject::Stats(_) => "stats",
+        }
+    }
+}
 
 /// One finished training run with its per-fold results: everything a report shows.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -45,6 +76,101 @@ pub struct RunData {
     pub trace_id: Option<String>,
     /// When the run was stored.
     pub created_at: DateTime<Utc>,
+    /// Everything beyond the plain columns (`runs.results`): task, pipeline, ROC, per-site
+    /// scores, grid search, permutation test, feature weights, held-out sites.
+    pub results: RunResults,
+    /// Per-subject out-of-fold predictions (`predictions`), ordered by repeat, site, subject.
+    pub predictions: Vec<Prediction>,
+    /// The project's region labels (`projects.region_labels`), empty when it has none: names
+    /// connectivity features as region pairs.
+    pub region_labels: Vec<String>,
+}
+
+/// One subject's out-of-fold prediction (`predictions` row).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Prediction {
+    /// Repeat of a repeated k-fold (0 otherwise).
+    pub repeat: u32,
+    /// The sample's site.
+    pub site: String,
+    /// The sample's subject.
+    pub subject: String,
+    /// The fold the subject was tested in.
+    pub fold: u32,
+    /// The true label.
+    pub y_true: String,
+    /// The predicted label.
+    pub y_pred: String,
+    /// Score of the positive class (binary), the prediction (regression), or none.
+    pub score: Option<f64>,
+}
+
+/// One finished statistics job (`stats_jobs` row): everything a statistics report shows.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StatsData {
+    /// `stats_jobs.id`.
+    pub id: Uuid,
+    /// The project tested.
+    pub project: String,
+    /// `welch_t`, `anova`, `pearson` or `spearman`.
+    pub test: String,
+    /// The covariate correlated with, for correlations.
+    pub covariate: Option<String>,
+    /// The sites the job was restricted to; empty means every site.
+    pub sites: Vec<String>,
+    /// Samples used.
+    pub n_samples: u32,
+    /// Features tested.
+    pub n_features: u32,
+    /// The per-feature results.
+    pub results: StatsResults,
+    /// Wall-clock time in milliseconds.
+    pub duration_ms: i64,
+    /// The job (AMQP `correlation_id`).
+    pub job_id: Option<String>,
+    /// The trace the job ran in.
+    pub trace_id: Option<String>,
+    /// When the job was stored.
+    pub created_at: DateTime<Utc>,
+    /// The project's region labels, empty when it has none.
+    pub region_labels: Vec<String>,
+}
+
+/// The display name of feature `index`: a region pair (`A × B`) when `region_labels` has `R`
+/// labels and there are `R(R-1)/2` features (the upper triangle of a connectivity matrix, row by
+/// row, as the features worker writes it); else the stored `name` when there is one; else
+/// `f<index>`. A stored name of the generic form `f<index>` gives way to the region pair.
+pub fn feature_name(
+    index: usize,
+    name: Option<&str>,
+    n_features: usize,
+    regions: &[String],
+) -> String {
+    let generic = format!("f{index}");
+    let stored = name.filter(|n| !n.is_empty());
+    if stored.is_none_or(|n| n == generic) {
+        if let Some((i, j)) = region_pair(index, n_features, regions.len()) {
+            return format!("{} × {}", regions[i], regions[j]);
+        }
+    }
+    stored.map(str::to_owned).unwrap_or(generic)
+}
+
+/// Row and column `(i, j)`, `i < j`, of upper-triangle entry `index` of an `r`×`r` matrix with
+/// `n` = `r(r-1)/2` entries; `None` when the sizes do not match.
+fn region_pair(index: usize, n: usize, r: usize) -> Option<(usize, usize)> {
+    if r < 2 || r * (r - 1) / 2 != n || index >= n {
+        return None;
+    }
+    let mut k = index;
+    for i in 0..r {
+        let row = r - 1 - i;
+        if k < row {
+            return Some((i, i + 1 + k));
+        }
+        k -= row;
+    }
+    None
 }
 
 /// A cross-validation scheme as stored in `runs.cv`, e.g.
@@ -128,6 +254,8 @@ pub struct FoldRow {
     pub accuracy: f64,
     /// Test balanced accuracy.
     pub balanced_accuracy: f64,
+    /// Every metric of the fold by name (`folds.metrics`); non-finite means not available.
+    pub metrics: BTreeMap<String, f64>,
     /// Test confusion matrix: rows are true classes, columns predicted classes, both in
     /// [`RunData::classes`] order.
     pub confusion: Vec<Vec<u64>>,
@@ -176,5 +304,27 @@ impl RunData {
     /// A metric by name.
     pub fn metric(&self, name: &str) -> Option<MetricSummary> {
         self.metrics.get(name).copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn region_pairs_follow_the_upper_triangle_row_by_row() {
+        let regions: Vec<String> = ["A", "B", "C", "D"].map(String::from).to_vec();
+        let names: Vec<String> = (0..6).map(|k| feature_name(k, None, 6, &regions)).collect();
+        assert_eq!(
+            names,
+            ["A × B", "A × C", "A × D", "B × C", "B × D", "C × D"]
+        );
+        // The generic stored name gives way; a real one is kept.
+        assert_eq!(feature_name(1, Some("f1"), 6, &regions), "A × C");
+        assert_eq!(feature_name(1, Some("ALFF_3"), 6, &regions), "ALFF_3");
+        // Sizes that do not match a triangle: no pairs.
+        assert_eq!(feature_name(1, None, 5, &regions), "f1");
+        assert_eq!(feature_name(6, None, 6, &regions), "f6");
+        assert_eq!(feature_name(0, Some(""), 6, &[]), "f0");
     }
 }

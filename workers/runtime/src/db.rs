@@ -18,6 +18,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "results",
         include_str!("../../../migrations/0003_results.sql"),
     ),
+    (
+        5,
+        "report_views",
+        include_str!("../../../migrations/0005_report_views.sql"),
+    ),
 ];
 
 /// Any number the application picks; serialises concurrent migrators.
