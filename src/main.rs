@@ -34,24 +34,57 @@ enum Command {
     Report(ReportCommand),
     /// Run the whole pipeline in this process on a synthetic 3-site data set and print the report.
     Demo(DemoArgs),
+    /// Run one worker in this process (the same as its `swarm-<kind>` binary).
+    Worker {
+        /// Which worker.
+        #[arg(value_enum)]
+        kind: WorkerKind,
+    },
+}
+
+/// The four workers.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum WorkerKind {
+    Ingest,
+    Features,
+    Train,
+    Report,
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let _telemetry = swarm_runtime::telemetry::init_with("swarm", "warn");
+    // A worker starts its own telemetry, named for the worker.
+    let telemetry = (!matches!(cli.command, Command::Worker { .. }))
+        .then(|| swarm_runtime::telemetry::init_with("swarm", "warn"));
+    let settings = cli.settings;
     let result = match cli.command {
-        Command::Migrate => commands::migrate(&cli.settings).await,
-        Command::Publish(args) => commands::publish::run(&cli.settings, args).await,
-        Command::Train(args) => commands::train::run(&cli.settings, args).await,
-        Command::Report(cmd) => commands::report::run(&cli.settings, cmd).await,
-        Command::Demo(args) => commands::demo::run(&cli.settings, args).await,
+        Command::Migrate => commands::migrate(&settings).await,
+        Command::Publish(args) => commands::publish::run(&settings, args).await,
+        Command::Train(args) => commands::train::run(&settings, args).await,
+        Command::Report(cmd) => commands::report::run(&settings, cmd).await,
+        Command::Demo(args) => commands::demo::run(&settings, args).await,
+        Command::Worker { kind } => worker(kind, settings).await,
     };
+    if let Some(telemetry) = telemetry {
+        // Flush the spans of what was published.
+        let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    }
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+async fn worker(kind: WorkerKind, settings: Settings) -> anyhow::Result<()> {
+    use swarm_runtime::serve;
+    match kind {
+        WorkerKind::Ingest => serve(swarm_ingest::IngestHandler, settings).await,
+        WorkerKind::Features => serve(swarm_features::FeaturesHandler, settings).await,
+        WorkerKind::Train => serve(swarm_train::TrainHandler::default(), settings).await,
+        WorkerKind::Report => serve(swarm_report::ReportHandler::default(), settings).await,
     }
 }

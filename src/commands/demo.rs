@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use broker_schemas::{CrossValidation, Sample, TrainV1};
 use swarm_runtime::{Settings, WorkerHandle};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::publish::{progress, publish_samples};
@@ -98,8 +99,11 @@ async fn pipeline(
     let outlet = super::Outlet::connect(settings).await?;
     let job_id = Uuid::now_v7();
     let bar = progress(total as u64, "publishing");
+    let span = super::publish::job_span(job_id);
     for (site, samples) in by_site {
-        publish_samples(&outlet, project, &site, samples, 20, job_id, &bar).await?;
+        publish_samples(&outlet, project, &site, samples, 20, job_id, &bar)
+            .instrument(span.clone())
+            .await?;
     }
     bar.finish_and_clear();
     eprintln!(

@@ -6,6 +6,7 @@ use anyhow::{bail, Context as _};
 use broker_schemas::{limits, IngestV1, Sample};
 use indicatif::{ProgressBar, ProgressStyle};
 use swarm_runtime::Settings;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::Outlet;
@@ -90,6 +91,12 @@ pub async fn publish_samples(
     Ok(count)
 }
 
+/// The root span of a job: every message published under it, and everything the workers do with
+/// them, is one trace.
+pub fn job_span(job_id: Uuid) -> tracing::Span {
+    tracing::info_span!("job", otel.name = format!("job {job_id}"), job_id = %job_id)
+}
+
 /// `swarm publish`.
 pub async fn run(settings: &Settings, args: PublishArgs) -> anyhow::Result<()> {
     let samples = read_samples(&args)?;
@@ -109,6 +116,7 @@ pub async fn run(settings: &Settings, args: PublishArgs) -> anyhow::Result<()> {
         job_id,
         &bar,
     )
+    .instrument(job_span(job_id))
     .await?;
     bar.finish_and_clear();
     outlet.close().await;

@@ -1,5 +1,7 @@
-//! Test helpers: a fresh namespace and database per test, workers in-process, polling with a
-//! deadline (never sleeps as synchronisation).
+//! Test helpers: a fresh namespace and database per test, workers in-process or as processes,
+//! polling with a deadline (never sleeps as synchronisation). Shared by several test binaries,
+//! each of which uses part of it.
+#![allow(dead_code)]
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -22,7 +24,7 @@ pub struct TestEnv {
     pub pool: Pool,
     pub connection: lapin::Connection,
     pub publisher: Publisher,
-    db_name: String,
+    pub db_name: String,
 }
 
 impl TestEnv {
@@ -80,16 +82,57 @@ impl TestEnv {
         message_id: &str,
         body: Vec<u8>,
     ) {
+        self.publish_with_headers(
+            routing_key,
+            message_type,
+            message_id,
+            body,
+            Default::default(),
+        )
+        .await
+    }
+
+    /// Like [`TestEnv::publish_raw`], with AMQP headers.
+    pub async fn publish_with_headers(
+        &self,
+        routing_key: &str,
+        message_type: &str,
+        message_id: &str,
+        body: Vec<u8>,
+        headers: std::collections::HashMap<String, String>,
+    ) {
         let out = Outgoing {
             exchange: self.topology.exchange(),
             routing_key: routing_key.into(),
             message_type: message_type.into(),
             message_id: message_id.into(),
             correlation_id: Some("raw-job".into()),
-            headers: Default::default(),
+            headers,
             body,
         };
         self.publisher.publish(&out).await.unwrap();
+    }
+
+    /// Ready messages in a worker's queue (unacked ones are not counted).
+    pub async fn queue_depth(&self, worker: &str) -> u32 {
+        let connection = swarm_runtime::amqp::connect(&self.settings.amqp_url, "swarm-test")
+            .await
+            .unwrap();
+        let channel = connection.create_channel().await.unwrap();
+        let passive = lapin::options::QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let q = channel
+            .queue_declare(
+                self.topology.queue(worker).into(),
+                passive,
+                Default::default(),
+            )
+            .await
+            .unwrap();
+        let _ = connection.close(200, "done".into()).await;
+        q.message_count()
     }
 
     /// One value of a query (e.g. a count).
@@ -101,8 +144,25 @@ impl TestEnv {
     where
         T: for<'a> tokio_postgres::types::FromSql<'a>,
     {
-        let client = self.pool.get().await.unwrap();
-        client.query_one(sql, params).await.unwrap().get(0)
+        // Retried for a while: fault tests restart the database under it.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let result = match self.pool.get().await {
+                Ok(client) => client
+                    .query_one(sql, params)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match result {
+                Ok(row) => return row.get(0),
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("query failed, retrying: {e}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("{sql}: {e}"),
+            }
+        }
     }
 
     /// Waits until `sql` (a count) returns `expected`, failing after [`PATIENCE`].
@@ -178,7 +238,11 @@ impl TestEnv {
         for w in workers {
             w.stop().await.expect("the worker stops cleanly");
         }
-        let channel = self.connection.create_channel().await.unwrap();
+        // A fresh connection: fault tests may have closed the first one.
+        let connection = swarm_runtime::amqp::connect(&self.settings.amqp_url, "swarm-test")
+            .await
+            .unwrap();
+        let channel = connection.create_channel().await.unwrap();
         for (worker, _) in WORKERS {
             for q in [
                 self.topology.queue(worker),
@@ -194,6 +258,7 @@ impl TestEnv {
                 .exchange_delete(e.into(), ExchangeDeleteOptions::default())
                 .await;
         }
+        let _ = connection.close(200, "done".into()).await;
         let _ = self.connection.close(200, "done".into()).await;
         self.pool.close();
         let server = std::env::var("TEST_DATABASE_SERVER")
@@ -261,4 +326,154 @@ pub fn python() -> String {
         );
     }
     python
+}
+
+/// A worker running as a `swarm worker <kind>` process of its own.
+pub struct WorkerProcess {
+    pub kind: String,
+    child: tokio::process::Child,
+}
+
+impl WorkerProcess {
+    /// Starts `swarm worker <kind>` against the test's namespace and database.
+    pub fn start(env: &TestEnv, kind: &str, extra_env: &[(&str, String)]) -> Self {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_swarm"));
+        command
+            .args(["worker", kind])
+            .env("AMQP_URL", &env.settings.amqp_url)
+            .env("DATABASE_URL", &env.settings.database_url)
+            .env("SWARM_NAMESPACE", &env.settings.namespace)
+            .env("SHUTDOWN_TIMEOUT", "10")
+            .env("LOG_FORMAT", "json")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true);
+        if std::env::var_os("TEST_LOG").is_none() {
+            command.stderr(std::process::Stdio::null());
+        }
+        for (k, v) in extra_env {
+            command.env(k, v);
+        }
+        let child = command.spawn().expect("the swarm binary starts");
+        Self {
+            kind: kind.to_string(),
+            child,
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("still running")
+    }
+
+    /// Sends SIGTERM and waits (up to 30 s) for the exit status.
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.pid().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -TERM {pid}");
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("the worker exits within 30 s of SIGTERM")
+            .unwrap()
+    }
+
+    /// SIGKILL, at once.
+    pub async fn kill(mut self) {
+        self.child.kill().await.unwrap();
+    }
+}
+
+/// A TCP port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A TCP proxy the test can cut and restore, to make one worker lose its database (or broker)
+/// without touching the shared server.
+pub struct Proxy {
+    pub port: u16,
+    target: String,
+    tasks: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    /// Forwards a free local port to `target` (e.g. `127.0.0.1:5432`).
+    pub async fn start(target: &str) -> Self {
+        let proxy = Self {
+            port: free_port(),
+            target: target.to_string(),
+            tasks: Default::default(),
+        };
+        proxy.restore().await;
+        proxy
+    }
+
+    /// Accepts and forwards connections again.
+    pub async fn restore(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let listener = loop {
+            match tokio::net::TcpListener::bind(("127.0.0.1", self.port)).await {
+                Ok(l) => break l,
+                Err(e) => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "cannot rebind the proxy port: {e}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        };
+        let target = self.target.clone();
+        let tasks = self.tasks.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let target = target.clone();
+                let conn = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                tasks.lock().unwrap().push(conn);
+            }
+        });
+        self.tasks.lock().unwrap().push(accept);
+    }
+
+    /// Refuses new connections and drops the open ones.
+    pub fn cut(&self) {
+        for t in self.tasks.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
+}
+
+/// The value of a Prometheus series whose line contains all of `parts`, or 0.
+pub fn metric(text: &str, name: &str, parts: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.starts_with(name)
+                && (l.as_bytes().get(name.len()) == Some(&b'{')
+                    || l.as_bytes().get(name.len()) == Some(&b' '))
+        })
+        .filter(|l| parts.iter().all(|p| l.contains(p)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// GET a URL; returns the status and body.
+pub async fn http_get(url: &str) -> (u16, String) {
+    match reqwest::get(url).await {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            (status, r.text().await.unwrap_or_default())
+        }
+        Err(e) => (0, e.to_string()),
+    }
 }

@@ -90,8 +90,10 @@ impl Handler for FeaturesHandler {
             .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
             .collect();
         // Connectivity is CPU work: keep it off the async threads.
+        // The span is made here: the blocking thread does not inherit the current one.
+        let span = tracing::info_span!("extract");
         let extracted = tokio::task::spawn_blocking(move || {
-            let _span = tracing::info_span!("extract").entered();
+            let _span = span.entered();
             samples
                 .into_iter()
                 .map(|(id, kind, t, values)| extract(id, &kind, t, values))

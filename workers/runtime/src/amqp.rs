@@ -122,18 +122,8 @@ impl Publisher {
     ) -> anyhow::Result<String> {
         let exchange = topology.exchange();
         let message_id = Uuid::now_v7().to_string();
-        let span = tracing::info_span!(
-            "send",
-            otel.name = format!("send {exchange}:{}", M::TYPE),
-            otel.kind = "producer",
-            messaging.system = "rabbitmq",
-            messaging.operation.name = "send",
-            messaging.operation.type = "send",
-            messaging.destination.name = %exchange,
-            messaging.rabbitmq.destination.routing_key = M::TYPE,
-            messaging.message.id = %message_id,
-            messaging.message.conversation_id = job_id.unwrap_or_default(),
-        );
+        let body = broker_schemas::encode(message);
+        let span = send_span(&exchange, M::TYPE, &message_id, job_id, body.len());
         let out = Outgoing {
             exchange: exchange.clone(),
             routing_key: M::TYPE.to_string(),
@@ -141,9 +131,33 @@ impl Publisher {
             message_id: message_id.clone(),
             correlation_id: job_id.map(str::to_string),
             headers: telemetry::headers_of(&span),
-            body: broker_schemas::encode(message),
+            body,
         };
         self.publish(&out).instrument(span).await?;
         Ok(message_id)
     }
+}
+
+/// The producer span of one message (OpenTelemetry messaging conventions for RabbitMQ); its
+/// context is what goes into the message's `traceparent`.
+pub fn send_span(
+    exchange: &str,
+    routing_key: &str,
+    message_id: &str,
+    job_id: Option<&str>,
+    body_size: usize,
+) -> tracing::Span {
+    tracing::info_span!(
+        "send",
+        otel.name = format!("send {exchange}:{routing_key}"),
+        otel.kind = "producer",
+        messaging.system = "rabbitmq",
+        messaging.operation.name = "send",
+        messaging.operation.type = "send",
+        messaging.destination.name = exchange,
+        messaging.rabbitmq.destination.routing_key = routing_key,
+        messaging.message.id = message_id,
+        messaging.message.conversation_id = job_id.unwrap_or_default(),
+        messaging.message.body.size = body_size,
+    )
 }

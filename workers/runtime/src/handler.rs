@@ -46,14 +46,23 @@ impl HandleError {
 }
 
 impl From<tokio_postgres::Error> for HandleError {
+    /// A data exception (SQLSTATE class 22, e.g. a value out of range) is the message's fault:
+    /// permanent. Anything else — a lost connection, a serialization failure, a deadlock — may
+    /// pass: transient.
     fn from(e: tokio_postgres::Error) -> Self {
-        HandleError::Transient(anyhow::Error::new(e).context("database error"))
+        match e.code() {
+            Some(code) if code.code().starts_with("22") => {
+                HandleError::Permanent(format!("the database rejected the data: {e}"))
+            }
+            _ => HandleError::Transient(anyhow::Error::new(e).context("database error")),
+        }
     }
 }
 
-/// One delivery's unit of work: the open transaction and the outbox.
+/// One message's unit of work: the open transaction (shared by the messages of a batch) and the
+/// outbox.
 pub struct Work<'t> {
-    tx: Transaction<'t>,
+    tx: &'t Transaction<'t>,
     meta: MessageMeta,
     emitted: Vec<i64>,
 }
@@ -65,7 +74,7 @@ impl std::fmt::Debug for Work<'_> {
 }
 
 impl<'t> Work<'t> {
-    pub(crate) fn new(tx: Transaction<'t>, meta: MessageMeta) -> Self {
+    pub(crate) fn new(tx: &'t Transaction<'t>, meta: MessageMeta) -> Self {
         Self {
             tx,
             meta,
@@ -73,14 +82,14 @@ impl<'t> Work<'t> {
         }
     }
 
-    /// The transaction and the outbox rows emitted in it.
-    pub(crate) fn into_parts(self) -> (Transaction<'t>, Vec<i64>) {
-        (self.tx, self.emitted)
+    /// The outbox rows emitted.
+    pub(crate) fn into_emitted(self) -> Vec<i64> {
+        self.emitted
     }
 
     /// The open transaction: write derived rows here.
-    pub fn tx(&self) -> &Transaction<'t> {
-        &self.tx
+    pub fn tx(&self) -> &'t Transaction<'t> {
+        self.tx
     }
 
     /// The delivery's envelope.
@@ -91,7 +100,8 @@ impl<'t> Work<'t> {
     /// Queues a downstream message in the outbox, in this transaction. It keeps the job id and
     /// the current trace context, and is published after the commit.
     pub async fn emit<M: Message>(&mut self, message: &M) -> Result<(), HandleError> {
-        let id = outbox::insert(&self.tx, message, self.meta.job_id.as_deref()).await?;
+        let exchange = crate::topology::exchange_of_queue(&self.meta.queue);
+        let id = outbox::insert(self.tx, exchange, message, self.meta.job_id.as_deref()).await?;
         self.emitted.push(id);
         Ok(())
     }

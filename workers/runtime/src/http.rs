@@ -1,4 +1,5 @@
-//! `/healthz` (the process is up) and `/readyz` (consuming, database reachable, not draining).
+//! `/healthz` (the process is up), `/readyz` (consuming, database reachable, not draining) and
+//! `/metrics` (Prometheus text format).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,6 +28,16 @@ struct AppState {
 
 async fn healthz() -> &'static str {
     "ok\n"
+}
+
+async fn metrics() -> ([(axum::http::header::HeaderName, &'static str); 1], String) {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        crate::metrics::handle().render(),
+    )
 }
 
 async fn readyz(State(state): State<AppState>) -> (StatusCode, String) {
@@ -66,9 +77,10 @@ pub async fn serve(
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .with_state(AppState { health, pool });
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "Serving /healthz and /readyz.");
+    tracing::info!(%addr, "Serving /healthz, /readyz and /metrics.");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await?;

@@ -10,10 +10,15 @@
 //! Architecture invariant: only this crate talks to lapin; workers never depend on each other.
 
 pub mod amqp;
+mod batch;
 pub mod db;
 pub mod dead;
 pub mod handler;
 pub mod http;
+pub mod jaeger;
+pub mod limits;
+mod logfmt;
+pub mod metrics;
 pub mod outbox;
 pub mod process;
 pub mod settings;
@@ -35,14 +40,18 @@ struct WorkerCli {
     settings: Settings,
 }
 
-/// Runs a worker binary: parses [`Settings`] from flags and environment, starts telemetry, and
-/// serves `handler` until SIGTERM/SIGINT, then drains and exits.
+/// Runs a worker binary: parses [`Settings`] from flags and environment, then [`serve`]s.
 pub async fn main_for<H: Handler>(handler: H) -> anyhow::Result<()> {
-    let cli = WorkerCli::parse();
+    serve(handler, WorkerCli::parse().settings).await
+}
+
+/// Starts telemetry for `swarm-<name>` and runs `handler` until SIGTERM/SIGINT, then drains,
+/// flushes spans and returns.
+pub async fn serve<H: Handler>(handler: H, settings: Settings) -> anyhow::Result<()> {
     let service = format!("swarm-{}", H::NAME);
     let telemetry = telemetry::init(&service);
-    tracing::info!(settings = ?cli.settings, "Starting {service}.");
-    let result = run(handler, cli.settings, shutdown_signal()).await;
+    tracing::info!(settings = ?settings, "Starting {service}.");
+    let result = run(handler, settings, shutdown_signal()).await;
     if let Err(error) = &result {
         tracing::error!(error = format!("{error:#}"), "{service} failed.");
     }

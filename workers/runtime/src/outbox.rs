@@ -23,13 +23,17 @@ pub const SWEEP_EVERY: Duration = Duration::from_secs(5);
 /// Writes a message into the outbox in `tx`, with the current trace context; returns the row id.
 pub(crate) async fn insert<M: Message>(
     tx: &Transaction<'_>,
+    exchange: &str,
     message: &M,
     job_id: Option<&str>,
 ) -> Result<i64, tokio_postgres::Error> {
     let message_id = Uuid::now_v7().to_string();
-    let headers = telemetry::headers_of(&tracing::Span::current());
-    let trace_headers = serde_json::to_value(headers).unwrap_or_default();
     let body = broker_schemas::encode(message);
+    // The producer span is created with the row, as a child of the handler's span; the message
+    // carries its context however much later it is published.
+    let span = crate::amqp::send_span(exchange, M::TYPE, &message_id, job_id, body.len());
+    let headers = telemetry::headers_of(&span);
+    let trace_headers = serde_json::to_value(headers).unwrap_or_default();
     let row = tx
         .query_one(
             "INSERT INTO outbox (message_id, message_type, routing_key, correlation_id, body, trace_headers)
@@ -123,4 +127,13 @@ pub async fn sweep(
     tx.commit().await?;
     tracing::info!(count = ids.len(), "Published outbox rows left behind.");
     Ok(ids.len())
+}
+
+/// Rows waiting to be published.
+pub async fn backlog(pool: &Pool) -> anyhow::Result<i64> {
+    let client = pool.get().await?;
+    Ok(client
+        .query_one("SELECT count(*) FROM outbox", &[])
+        .await?
+        .get(0))
 }

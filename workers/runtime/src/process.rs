@@ -3,8 +3,7 @@
 
 use std::panic::AssertUnwindSafe;
 
-use broker_schemas::limits;
-use deadpool_postgres::Pool;
+use deadpool_postgres::{Pool, Transaction};
 use futures_util::FutureExt;
 use lapin::message::Delivery;
 
@@ -25,13 +24,7 @@ pub enum Outcome {
 
 /// Why a delivery was refused before any transaction, if it was.
 pub fn check_envelope<M: Incoming>(delivery: &Delivery) -> Result<MessageIds, String> {
-    if delivery.data.len() > limits::MAX_MESSAGE_BYTES {
-        return Err(format!(
-            "message of {} bytes exceeds the limit of {} bytes",
-            delivery.data.len(),
-            limits::MAX_MESSAGE_BYTES
-        ));
-    }
+    crate::limits::current().check_message_size(delivery.data.len())?;
     let props = &delivery.properties;
     let kind = props.kind().as_ref().map(|s| s.as_str()).unwrap_or("");
     if !M::TYPES.contains(&kind) {
@@ -66,6 +59,29 @@ pub struct MessageIds {
     pub job_id: Option<String>,
 }
 
+/// Checks the envelope, decodes and validates a delivery: the message and its metadata, or the
+/// reason to dead-letter it.
+pub fn prepare<H: Handler>(
+    handler: &H,
+    queue: &str,
+    delivery: &Delivery,
+    trace_id: Option<String>,
+) -> Result<(MessageMeta, H::Message), String> {
+    let ids = check_envelope::<H::Message>(delivery)?;
+    let message = H::Message::decode(&ids.message_type, &delivery.data)?;
+    tracing::info_span!("validate")
+        .in_scope(|| handler.validate(&message))
+        .map_err(|reason| format!("invalid {}: {reason}", ids.message_type))?;
+    let meta = MessageMeta {
+        queue: queue.to_string(),
+        message_id: ids.message_id,
+        message_type: ids.message_type,
+        job_id: ids.job_id,
+        trace_id,
+    };
+    Ok((meta, message))
+}
+
 /// Decodes, validates and handles one delivery in one transaction.
 pub async fn process<H: Handler>(
     handler: &H,
@@ -74,29 +90,15 @@ pub async fn process<H: Handler>(
     delivery: &Delivery,
     trace_id: Option<String>,
 ) -> Outcome {
-    let ids = match check_envelope::<H::Message>(delivery) {
-        Ok(ids) => ids,
-        Err(reason) => return Outcome::DeadLettered(reason),
-    };
-    let message = match H::Message::decode(&ids.message_type, &delivery.data) {
-        Ok(m) => m,
-        Err(reason) => return Outcome::DeadLettered(reason),
-    };
-    if let Err(reason) = tracing::info_span!("validate").in_scope(|| handler.validate(&message)) {
-        return Outcome::DeadLettered(format!("invalid {}: {reason}", ids.message_type));
+    match prepare(handler, queue, delivery, trace_id) {
+        Ok((meta, message)) => catching_panics(handle_once(handler, pool, meta, message)).await,
+        Err(reason) => Outcome::DeadLettered(reason),
     }
-    let meta = MessageMeta {
-        queue: queue.to_string(),
-        message_id: ids.message_id,
-        message_type: ids.message_type,
-        job_id: ids.job_id,
-        trace_id,
-    };
-    // A panicking handler is a failed attempt, not a dead worker.
-    match AssertUnwindSafe(handle_once(handler, pool, meta, message))
-        .catch_unwind()
-        .await
-    {
+}
+
+/// A panicking handler is a failed attempt, not a dead worker.
+pub(crate) async fn catching_panics(work: impl std::future::Future<Output = Outcome>) -> Outcome {
+    match AssertUnwindSafe(work).catch_unwind().await {
         Ok(outcome) => outcome,
         Err(panic) => {
             let what = panic
@@ -107,6 +109,18 @@ pub async fn process<H: Handler>(
             Outcome::Retry(anyhow::anyhow!("handler panicked: {what}"))
         }
     }
+}
+
+/// Records a message as processed in `tx`; false if it was already (a redelivery).
+pub(crate) async fn record(tx: &Transaction<'_>, meta: &MessageMeta) -> Result<bool, HandleError> {
+    let inserted = tx
+        .execute(
+            "INSERT INTO processed_messages (queue, message_id) VALUES ($1, $2)
+             ON CONFLICT DO NOTHING",
+            &[&meta.queue, &meta.message_id],
+        )
+        .await?;
+    Ok(inserted == 1)
 }
 
 /// Runs a decoded message through the handler in one transaction with the idempotency record:
@@ -122,19 +136,12 @@ pub async fn handle_once<H: Handler>(
     let result = async {
         let mut client = pool.get().await.map_err(anyhow::Error::new)?;
         let tx = client.transaction().await?;
-        let inserted = tx
-            .execute(
-                "INSERT INTO processed_messages (queue, message_id) VALUES ($1, $2)
-                 ON CONFLICT DO NOTHING",
-                &[&meta.queue, &meta.message_id],
-            )
-            .await?;
-        if inserted == 0 {
+        if !record(&tx, &meta).await? {
             return Ok::<_, HandleError>(None);
         }
-        let mut work = Work::new(tx, meta);
+        let mut work = Work::new(&tx, meta);
         handler.handle(&mut work, message).await?;
-        let (tx, emitted) = work.into_parts();
+        let emitted = work.into_emitted();
         tx.commit().await?;
         Ok(Some(emitted))
     };
@@ -144,4 +151,29 @@ pub async fn handle_once<H: Handler>(
         Err(HandleError::Permanent(reason)) => Outcome::DeadLettered(reason),
         Err(HandleError::Transient(e)) => Outcome::Retry(e),
     }
+}
+
+/// Whether an error means the database is unreachable (rather than this message failing): then
+/// the worker holds the delivery and retries it in place, without counting an attempt, until the
+/// database is back.
+pub fn is_unavailable(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        if cause
+            .downcast_ref::<deadpool_postgres::PoolError>()
+            .is_some()
+            || cause.downcast_ref::<std::io::Error>().is_some()
+        {
+            return true;
+        }
+        match cause.downcast_ref::<tokio_postgres::Error>() {
+            Some(e) if e.is_closed() => true,
+            Some(e) => match e.code() {
+                // connection exceptions, and the server shutting down or starting up
+                Some(code) => code.code().starts_with("08") || code.code().starts_with("57P"),
+                None => std::error::Error::source(e)
+                    .is_some_and(|s| s.downcast_ref::<std::io::Error>().is_some()),
+            },
+            None => false,
+        }
+    })
 }

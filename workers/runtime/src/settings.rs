@@ -7,7 +7,8 @@ use std::time::Duration;
 /// Settings every worker (and the `swarm` CLI) shares.
 #[derive(Clone, clap::Args)]
 pub struct Settings {
-    /// AMQP broker URL.
+    /// AMQP broker URL: `amqp://` or, over TLS, `amqps://` (the server's certificate is checked
+    /// against the system's roots, or the PEM bundle named by `SSL_CERT_FILE`).
     #[arg(
         long,
         env = "AMQP_URL",
@@ -35,6 +36,15 @@ pub struct Settings {
     #[arg(long, env = "CONCURRENCY", default_value_t = 4)]
     pub concurrency: usize,
 
+    /// Deliveries committed together in one transaction and acked with one `multiple` ack;
+    /// 1 commits each message on its own (and handles `CONCURRENCY` at once).
+    #[arg(long, env = "BATCH_SIZE", default_value_t = 1)]
+    pub batch_size: usize,
+
+    /// Milliseconds to wait for a batch to fill before committing what has arrived.
+    #[arg(long, env = "BATCH_WAIT_MS", default_value_t = 20)]
+    pub batch_wait_ms: u64,
+
     /// Address of the /healthz and /readyz endpoints (e.g. 0.0.0.0:8080); unset: not served.
     #[arg(long, env = "HTTP_ADDR")]
     pub http_addr: Option<SocketAddr>,
@@ -50,6 +60,18 @@ pub struct Settings {
     /// Largest Postgres connection pool per worker.
     #[arg(long, env = "DB_POOL_SIZE", default_value_t = 8)]
     pub db_pool_size: usize,
+
+    /// Whether the process creates the database and applies the migrations at start-up
+    /// (default true). Set `MIGRATE=false` when it connects as a least-privilege role
+    /// (`deploy/postgres/roles.sql`): the one-shot `swarm migrate` job does it as the owner.
+    #[arg(long, env = "MIGRATE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub migrate: bool,
+
+    /// Whether the process declares the exchanges, queues and bindings at start-up (default
+    /// true). Set `DECLARE_TOPOLOGY=false` when the broker user has no configure permission
+    /// (`deploy/rabbitmq/definitions.json` pre-declares the topology).
+    #[arg(long, env = "DECLARE_TOPOLOGY", default_value_t = true, action = clap::ArgAction::Set)]
+    pub declare_topology: bool,
 }
 
 impl Settings {
@@ -61,10 +83,14 @@ impl Settings {
             namespace: "swarm".into(),
             prefetch: 32,
             concurrency: 4,
+            batch_size: 1,
+            batch_wait_ms: 20,
             http_addr: None,
             shutdown_timeout_secs: 30,
             max_attempts: 10,
             db_pool_size: 8,
+            migrate: true,
+            declare_topology: true,
         }
     }
 
@@ -101,10 +127,14 @@ impl std::fmt::Debug for Settings {
             .field("namespace", &self.namespace)
             .field("prefetch", &self.prefetch)
             .field("concurrency", &self.concurrency)
+            .field("batch_size", &self.batch_size)
+            .field("batch_wait_ms", &self.batch_wait_ms)
             .field("http_addr", &self.http_addr)
             .field("shutdown_timeout_secs", &self.shutdown_timeout_secs)
             .field("max_attempts", &self.max_attempts)
             .field("db_pool_size", &self.db_pool_size)
+            .field("migrate", &self.migrate)
+            .field("declare_topology", &self.declare_topology)
             .finish()
     }
 }

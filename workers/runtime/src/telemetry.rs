@@ -1,5 +1,10 @@
-//! Telemetry: the tracing subscriber, the OpenTelemetry tracer that gives spans their trace ids,
-//! and W3C trace-context propagation through AMQP headers.
+//! Telemetry: the tracing subscriber, the OpenTelemetry tracer that gives spans their trace ids
+//! and exports them over OTLP, and trace-context propagation through AMQP headers (W3C
+//! `traceparent`/`tracestate`; a legacy Jaeger `uber-trace-id` is accepted on the way in).
+//!
+//! Export follows the standard variables: `OTEL_EXPORTER_OTLP_ENDPOINT` (HTTP/protobuf, e.g.
+//! `http://jaeger:4318`; unset means no exporter, logs only), `OTEL_SERVICE_NAME` (default the
+//! process's name), `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG` (read by the SDK).
 //!
 //! Logs go to stderr as JSON lines carrying the trace id when stderr is not a terminal (human
 //! format on one, or set `LOG_FORMAT=json|text`); `RUST_LOG` filters them.
@@ -9,10 +14,13 @@ use std::io::IsTerminal;
 use std::sync::Once;
 
 use lapin::types::{AMQPValue, FieldTable, LongString};
-use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::propagation::{TextMapCompositePropagator, TextMapPropagator};
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use opentelemetry::Context;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
+
+use crate::jaeger::JaegerExtractor;
+use crate::logfmt::JsonWithTrace;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::filter::{LevelFilter, Targets};
@@ -26,9 +34,10 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
-    /// Flushes and stops the tracer provider.
+    /// Flushes and stops the tracer provider (blocking: call from a blocking thread).
     pub fn shutdown(self) {
         if let Some(provider) = self.provider {
+            let _ = provider.force_flush();
             let _ = provider.shutdown();
         }
     }
@@ -45,9 +54,13 @@ pub fn init(service: &str) -> Telemetry {
 
 /// Like [`init`], with another default log filter (the CLI logs only warnings).
 pub fn init_with(service: &str, default_filter: &str) -> Telemetry {
-    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-    let provider = tracer_provider(service);
-    let tracer = provider.tracer(service.to_string());
+    opentelemetry::global::set_text_map_propagator(propagator());
+    let service = std::env::var("OTEL_SERVICE_NAME")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| service.to_string());
+    let provider = tracer_provider(&service, otlp_endpoint().is_some());
+    let tracer = provider.tracer(service.clone());
     // lapin opens an io_loop span that would become a stray trace.
     let otel = tracing_opentelemetry::layer()
         .with_tracer(tracer)
@@ -67,9 +80,7 @@ pub fn init_with(service: &str, default_filter: &str) -> Telemetry {
     let fmt = if json {
         tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
+            .event_format(JsonWithTrace)
             .boxed()
     } else {
         tracing_subscriber::fmt::layer()
@@ -90,8 +101,8 @@ pub fn init_with(service: &str, default_filter: &str) -> Telemetry {
 pub fn init_for_tests() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-        let provider = tracer_provider("swarm-test");
+        opentelemetry::global::set_text_map_propagator(propagator());
+        let provider = tracer_provider("swarm-test", false);
         let otel = tracing_opentelemetry::layer()
             .with_tracer(provider.tracer("swarm-test"))
             .with_filter(
@@ -115,11 +126,44 @@ pub fn init_for_tests() {
     });
 }
 
-fn tracer_provider(service: &str) -> SdkTracerProvider {
+/// The OTLP endpoint, if one is configured.
+pub fn otlp_endpoint() -> Option<String> {
+    std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+}
+
+/// A provider that gives spans ids (so context propagates) and, with `export`, sends them over
+/// OTLP/HTTP in batches.
+fn tracer_provider(service: &str, export: bool) -> SdkTracerProvider {
     let resource = opentelemetry_sdk::Resource::builder()
         .with_service_name(service.to_string())
         .build();
-    SdkTracerProvider::builder().with_resource(resource).build()
+    let builder = SdkTracerProvider::builder().with_resource(resource);
+    if !export {
+        return builder.build();
+    }
+    use opentelemetry_otlp::{Protocol, WithExportConfig};
+    match opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(Protocol::HttpBinary)
+        .build()
+    {
+        Ok(exporter) => builder.with_batch_exporter(exporter).build(),
+        Err(error) => {
+            eprintln!("OTLP exporter not started, spans stay local: {error}");
+            builder.build()
+        }
+    }
+}
+
+/// Extracts W3C trace context, or a Jaeger `uber-trace-id` from older producers (W3C wins when
+/// both are present); injects W3C only.
+pub fn propagator() -> TextMapCompositePropagator {
+    TextMapCompositePropagator::new(vec![
+        Box::new(JaegerExtractor),
+        Box::new(TraceContextPropagator::new()),
+    ])
 }
 
 /// The W3C headers (`traceparent`, `tracestate`) of a span's context.
@@ -154,7 +198,7 @@ pub fn extract(headers: Option<&FieldTable>) -> Context {
             map.insert(k.as_str().to_ascii_lowercase(), value);
         }
     }
-    TraceContextPropagator::new().extract(&map)
+    propagator().extract(&map)
 }
 
 /// The trace id of a span (32 hex digits), if it has a valid context.

@@ -141,6 +141,13 @@ impl Topology {
     }
 }
 
+/// The exchange (the namespace) of a worker queue named `<namespace>.<worker>`.
+pub fn exchange_of_queue(queue: &str) -> &str {
+    queue
+        .rsplit_once('.')
+        .map_or(queue, |(namespace, _)| namespace)
+}
+
 fn quorum() -> FieldTable {
     let mut args = FieldTable::default();
     args.insert("x-queue-type".into(), long_string("quorum"));
@@ -162,5 +169,7 @@ mod tests {
         assert_eq!(t.dead_exchange(), "t1.dlx");
         assert_eq!(t.queue("ingest"), "t1.ingest");
         assert_eq!(t.dead_queue("ingest"), "t1.ingest.dead");
+        assert_eq!(exchange_of_queue(&t.queue("ingest")), t.exchange());
+        assert_eq!(exchange_of_queue("a.b.features"), "a.b");
     }
 }

@@ -23,17 +23,18 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use crate::amqp::{self, Publisher};
 use crate::handler::Handler;
 use crate::http::Health;
-use crate::process::{process, Outcome};
+use crate::metrics::Handled;
+use crate::process::{is_unavailable, process, Outcome};
 use crate::settings::Settings;
 use crate::topology::Topology;
 use crate::{db, dead, outbox, telemetry};
 
-struct Shared<H> {
-    handler: H,
-    pool: Pool,
-    topology: Topology,
-    settings: Settings,
-    health: Arc<Health>,
+pub(crate) struct Shared<H> {
+    pub(crate) handler: H,
+    pub(crate) pool: Pool,
+    pub(crate) topology: Topology,
+    pub(crate) settings: Settings,
+    pub(crate) health: Arc<Health>,
 }
 
 /// Runs `handler` until `shutdown` resolves, then finishes in-flight messages (up to the
@@ -56,6 +57,7 @@ async fn run_until<H: Handler>(
     settings: Settings,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
+    crate::metrics::handle();
     let pool = db::connect_and_migrate(&settings.database_url, settings.db_pool_size).await?;
     let health = Arc::new(Health::default());
     if let Some(addr) = settings.http_addr {
@@ -82,6 +84,7 @@ async fn run_until<H: Handler>(
             Ok(()) => return Ok(()),
             Err(error) => {
                 shared.health.consuming.store(false, Ordering::SeqCst);
+                crate::metrics::reconnect(&shared.topology.queue(H::NAME));
                 tracing::warn!(error = format!("{error:#}"), worker = H::NAME, retry_in = ?backoff, "Lost the broker; reconnecting.");
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
@@ -94,7 +97,7 @@ async fn run_until<H: Handler>(
 }
 
 /// Resolves once a stop is requested.
-async fn stopped(stop: &mut watch::Receiver<bool>) {
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
     // The guard `wait_for` returns is not Send: drop it at once.
     let _ = stop.wait_for(|s| *s).await;
 }
@@ -127,6 +130,18 @@ async fn session<H: Handler>(
     tracing::info!(queue, "Consuming.");
     let sweeper = spawn_sweeper(shared.clone(), publisher.clone());
 
+    if settings.batch_size > 1 {
+        let result = crate::batch::consume(&shared, &publisher, &mut consumer, &mut stop).await;
+        sweeper.abort();
+        if result.is_ok() {
+            // Batches are handled one after another: when the loop returns, nothing is in flight.
+            shared.health.draining.store(true, Ordering::SeqCst);
+            let _ = channel.close(200, "shutdown".into()).await;
+            let _ = connection.close(200, "shutdown".into()).await;
+            tracing::info!("Stopped.");
+        }
+        return result;
+    }
     let concurrency = settings.concurrency.max(1);
     let permits = Arc::new(Semaphore::new(concurrency));
     let result = loop {
@@ -181,6 +196,9 @@ fn spawn_sweeper<H: Handler>(shared: Arc<Shared<H>>, publisher: Publisher) -> Jo
             if let Err(error) = outbox::sweep(&shared.pool, &publisher, &shared.topology).await {
                 tracing::warn!(error = format!("{error:#}"), "The outbox sweep failed.");
             }
+            if let Ok(rows) = outbox::backlog(&shared.pool).await {
+                crate::metrics::outbox_backlog(&shared.topology.queue(H::NAME), rows);
+            }
         }
     })
 }
@@ -202,7 +220,7 @@ fn attempt(delivery: &Delivery) -> u32 {
     previous + 1
 }
 
-fn consumer_span<H: Handler>(shared: &Shared<H>, delivery: &Delivery) -> tracing::Span {
+pub(crate) fn consumer_span<H: Handler>(shared: &Shared<H>, delivery: &Delivery) -> tracing::Span {
     let queue = shared.topology.queue(H::NAME);
     let exchange = delivery.exchange.as_str();
     let routing_key = delivery.routing_key.as_str();
@@ -228,12 +246,43 @@ fn consumer_span<H: Handler>(shared: &Shared<H>, delivery: &Delivery) -> tracing
 }
 
 /// Handles one delivery and acts on the outcome: ack after commit, dead letter, or requeue.
-async fn handle<H: Handler>(shared: &Shared<H>, publisher: &Publisher, delivery: Delivery) {
+pub(crate) async fn handle<H: Handler>(
+    shared: &Shared<H>,
+    publisher: &Publisher,
+    delivery: Delivery,
+) {
     let span = consumer_span(shared, &delivery);
     let trace_id = telemetry::trace_id_of(&span);
     async {
         let queue = shared.topology.queue(H::NAME);
-        let outcome = process(&shared.handler, &shared.pool, &queue, &delivery, trace_id).await;
+        let started = std::time::Instant::now();
+        crate::metrics::in_flight(&queue, 1.0);
+        let mut outcome = process(
+            &shared.handler,
+            &shared.pool,
+            &queue,
+            &delivery,
+            trace_id.clone(),
+        )
+        .await;
+        // While the database is down, hold the message (unacked, so nothing is lost) and retry it
+        // in place: an outage is not the message's fault and must not use up its attempts.
+        let mut wait = Duration::from_millis(250);
+        while matches!(&outcome, Outcome::Retry(e) if is_unavailable(e))
+            && !shared.health.draining.load(Ordering::SeqCst)
+        {
+            tracing::warn!(retry_in = ?wait, "The database is unavailable; holding the message.");
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(5));
+            outcome = process(
+                &shared.handler,
+                &shared.pool,
+                &queue,
+                &delivery,
+                trace_id.clone(),
+            )
+            .await;
+        }
         let outcome = match outcome {
             Outcome::Retry(error) if attempt(&delivery) >= shared.settings.max_attempts => {
                 Outcome::DeadLettered(format!(
@@ -246,6 +295,7 @@ async fn handle<H: Handler>(shared: &Shared<H>, publisher: &Publisher, delivery:
         match outcome {
             Outcome::Processed(emitted) => {
                 ack(&delivery).await;
+                crate::metrics::handled(&queue, Handled::Processed, started.elapsed());
                 if let Err(error) =
                     outbox::publish(&shared.pool, publisher, &shared.topology, &emitted).await
                 {
@@ -259,6 +309,7 @@ async fn handle<H: Handler>(shared: &Shared<H>, publisher: &Publisher, delivery:
             Outcome::Duplicate => {
                 tracing::info!("Already processed; acking the redelivery.");
                 ack(&delivery).await;
+                crate::metrics::handled(&queue, Handled::Duplicate, started.elapsed());
             }
             Outcome::DeadLettered(reason) => {
                 tracing::Span::current().record("error.type", "permanent");
@@ -273,7 +324,10 @@ async fn handle<H: Handler>(shared: &Shared<H>, publisher: &Publisher, delivery:
                 )
                 .await
                 {
-                    Ok(()) => ack(&delivery).await,
+                    Ok(()) => {
+                        ack(&delivery).await;
+                        crate::metrics::handled(&queue, Handled::DeadLettered, started.elapsed());
+                    }
                     Err(error) => {
                         tracing::error!(
                             error = format!("{error:#}"),
@@ -291,15 +345,17 @@ async fn handle<H: Handler>(shared: &Shared<H>, publisher: &Publisher, delivery:
                     attempt = n,
                     "Failed; will retry."
                 );
+                crate::metrics::handled(&queue, Handled::Retried, started.elapsed());
                 requeue(&delivery, n).await;
             }
         }
+        crate::metrics::in_flight(&queue, -1.0);
     }
     .instrument(span)
     .await
 }
 
-async fn ack(delivery: &Delivery) {
+pub(crate) async fn ack(delivery: &Delivery) {
     if let Err(error) = delivery.acker.ack(BasicAckOptions::default()).await {
         // The channel is gone: the broker redelivers, and the idempotency record makes it a no-op.
         tracing::warn!(%error, "Ack failed; the message will be redelivered and skipped.");

@@ -1,0 +1,163 @@
+//! Batched commits (`BATCH_SIZE` > 1): up to N deliveries are handled in one transaction — each
+//! still with its own idempotency record and outbox rows — and acked together with one
+//! `multiple=true` ack after the commit. The batch's consumer span links to every message's
+//! producer context. If anything in the batch fails, the transaction is rolled back and each
+//! message goes through the per-message path, which retries, holds or dead-letters it on its
+//! own, so the invariant (ack only after commit; each message's effects once) is the same.
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::BasicAckOptions;
+use lapin::Consumer;
+use opentelemetry::trace::TraceContextExt;
+use tokio::sync::watch;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::amqp::Publisher;
+use crate::handler::{HandleError, Handler, Work};
+use crate::metrics::Handled;
+use crate::process::{catching_panics, prepare, record, Outcome};
+use crate::worker::{handle, stopped, Shared};
+use crate::{dead, outbox, telemetry};
+
+/// Consumes in batches until a stop is requested (Ok) or the consumer fails (Err).
+pub(crate) async fn consume<H: Handler>(
+    shared: &Shared<H>,
+    publisher: &Publisher,
+    consumer: &mut Consumer,
+    stop: &mut watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let size = shared.settings.batch_size;
+    let wait = Duration::from_millis(shared.settings.batch_wait_ms);
+    loop {
+        let first = tokio::select! {
+            _ = stopped(stop) => return Ok(()),
+            next = consumer.next() => next,
+        };
+        let mut batch = vec![delivery(first)?];
+        let deadline = tokio::time::Instant::now() + wait;
+        while batch.len() < size {
+            match tokio::time::timeout_at(deadline, consumer.next()).await {
+                Ok(next) => batch.push(delivery(next)?),
+                Err(_) => break,
+            }
+        }
+        handle_batch(shared, publisher, batch).await;
+    }
+}
+
+fn delivery(next: Option<lapin::Result<Delivery>>) -> anyhow::Result<Delivery> {
+    match next {
+        Some(Ok(d)) => Ok(d),
+        Some(Err(e)) => Err(anyhow::Error::new(e).context("the consumer failed")),
+        None => Err(anyhow::anyhow!("the broker cancelled the consumer")),
+    }
+}
+
+async fn handle_batch<H: Handler>(shared: &Shared<H>, publisher: &Publisher, batch: Vec<Delivery>) {
+    let queue = shared.topology.queue(H::NAME);
+    let exchange = shared.topology.exchange();
+    let span = tracing::info_span!(
+        "process",
+        otel.name = format!("process {exchange}:{queue}"),
+        otel.kind = "consumer",
+        messaging.system = "rabbitmq",
+        messaging.operation.name = "process",
+        messaging.operation.type = "process",
+        messaging.destination.name = %exchange,
+        messaging.consumer.group.name = %queue,
+        messaging.batch.message_count = batch.len(),
+        error.type = tracing::field::Empty,
+    );
+    for d in &batch {
+        let cx = telemetry::extract(d.properties.headers().as_ref());
+        let sc = cx.span().span_context().clone();
+        if sc.is_valid() {
+            span.add_link(sc);
+        }
+    }
+    let trace_id = telemetry::trace_id_of(&span);
+    async {
+        let started = Instant::now();
+        // Bad input is dead-lettered (and acked) at once; the rest is committed together.
+        let mut valid = Vec::with_capacity(batch.len());
+        for d in batch {
+            match prepare(&shared.handler, &queue, &d, trace_id.clone()) {
+                Ok(prepared) => valid.push((d, prepared)),
+                Err(reason) => {
+                    tracing::warn!(reason, "Dead-lettering the message.");
+                    match dead::dead_letter(&shared.pool, publisher, &shared.topology, H::NAME, &d, &reason).await {
+                        Ok(()) => {
+                            crate::worker::ack(&d).await;
+                            crate::metrics::handled(&queue, Handled::DeadLettered, started.elapsed());
+                        }
+                        // Let the per-message path retry it.
+                        Err(_) => handle(shared, publisher, d).await,
+                    }
+                }
+            }
+        }
+        if valid.is_empty() {
+            return;
+        }
+        let (deliveries, prepared): (Vec<Delivery>, Vec<_>) = valid.into_iter().unzip();
+        let n = deliveries.len();
+        match catching_panics(commit(shared, prepared)).await {
+            Outcome::Processed(emitted) => {
+                let last = deliveries.last().expect("not empty");
+                let multiple = BasicAckOptions { multiple: true };
+                if let Err(error) = last.acker.ack(multiple).await {
+                    tracing::warn!(%error, "Ack failed; the batch will be redelivered and skipped.");
+                }
+                for _ in 0..n {
+                    crate::metrics::handled(&queue, Handled::Processed, started.elapsed());
+                }
+                if let Err(error) = outbox::publish(&shared.pool, publisher, &shared.topology, &emitted).await {
+                    tracing::warn!(error = format!("{error:#}"), "Outbox publish failed; the sweeper will retry.");
+                }
+            }
+            failed => {
+                tracing::info!(?failed, messages = n, "The batch failed; handling its messages one by one.");
+                for d in deliveries {
+                    handle(shared, publisher, d).await;
+                }
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// Handles every message in one transaction; `Processed` with all their outbox rows, or the
+/// first failure (the transaction is then rolled back).
+async fn commit<H: Handler>(
+    shared: &Shared<H>,
+    prepared: Vec<(crate::MessageMeta, H::Message)>,
+) -> Outcome {
+    let result = async {
+        let mut client = shared.pool.get().await.map_err(anyhow::Error::new)?;
+        let tx = client.transaction().await?;
+        let mut emitted = Vec::new();
+        for (meta, message) in prepared {
+            if !record(&tx, &meta).await? {
+                continue;
+            }
+            let mut work = Work::new(&tx, meta);
+            shared.handler.handle(&mut work, message).await?;
+            emitted.extend(work.into_emitted());
+        }
+        tx.commit().await?;
+        Ok::<_, HandleError>(emitted)
+    };
+    match result
+        .instrument(tracing::info_span!("transaction", db.system = "postgresql"))
+        .await
+    {
+        Ok(emitted) => Outcome::Processed(emitted),
+        Err(HandleError::Permanent(reason)) => Outcome::DeadLettered(reason),
+        Err(HandleError::Transient(e)) => Outcome::Retry(e),
+    }
+}
