@@ -32,6 +32,9 @@ enum Command {
     /// List and show reports.
     #[command(subcommand)]
     Report(ReportCommand),
+    /// List and replay dead letters (messages that could not be processed).
+    #[command(subcommand)]
+    Dead(commands::dead::DeadCommand),
     /// Run the whole pipeline in this process on a synthetic 3-site data set and print the report.
     Demo(DemoArgs),
     /// Run one worker in this process (the same as its `swarm-<kind>` binary).
@@ -64,6 +67,7 @@ async fn main() -> std::process::ExitCode {
         Command::Train(args) => commands::train::run(&settings, args).await,
         Command::Report(cmd) => commands::report::run(&settings, cmd).await,
         Command::Demo(args) => commands::demo::run(&settings, args).await,
+        Command::Dead(cmd) => commands::dead::run(&settings, cmd).await,
         Command::Worker { kind } => worker(kind, settings).await,
     };
     if let Some(telemetry) = telemetry {

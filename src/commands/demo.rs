@@ -126,7 +126,7 @@ async fn pipeline(
         }
         if let Some(row) = client
             .query_opt(
-                "SELECT reason FROM dead_letters WHERE correlation_id = $1 LIMIT 1",
+                "SELECT reason FROM dead_letters WHERE correlation_id = $1 AND replayed_at IS NULL LIMIT 1",
                 &[&job],
             )
             .await?

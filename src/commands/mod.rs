@@ -1,5 +1,6 @@
 //! The CLI's commands, one module each.
 
+pub mod dead;
 pub mod demo;
 pub mod publish;
 pub mod report;

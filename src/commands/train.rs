@@ -99,7 +99,7 @@ pub async fn wait_for_report(
         }
         if let Some(dead) = client
             .query_opt(
-                "SELECT queue, reason FROM dead_letters WHERE correlation_id = $1 ORDER BY id LIMIT 1",
+                "SELECT queue, reason FROM dead_letters WHERE correlation_id = $1 AND replayed_at IS NULL ORDER BY id LIMIT 1",
                 &[&job],
             )
             .await?

@@ -727,3 +727,66 @@ async fn a_jaeger_uber_trace_id_joins_its_trace() {
     assert_eq!(feature, trace, "and so did the features consumer");
     env.finish(workers).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_listed_and_replayed_once_the_cause_is_fixed() {
+    let env = TestEnv::new().await;
+    let workers = env.spawn_all();
+    // Training a project before its data arrived fails for good...
+    let run_id = Uuid::now_v7();
+    let train = TrainV1 {
+        run_id,
+        project: "late".into(),
+        model: "logistic".into(),
+        params: BTreeMap::new(),
+        cv: CrossValidation { folds: 3, seed: 0 },
+        sites: vec![],
+    };
+    env.send(&train, &run_id.to_string()).await;
+    env.wait_count(
+        "the dead letter",
+        "SELECT count(*) FROM dead_letters",
+        &[],
+        1,
+    )
+    .await;
+    let listed = swarm_cli(&env, &["dead", "list"]).await;
+    assert!(
+        listed.contains(&env.topology.queue("train")) && listed.contains("train.v1"),
+        "{listed}"
+    );
+    let listed_ingest = swarm_cli(
+        &env,
+        &["dead", "list", "--queue", &env.topology.queue("ingest")],
+    )
+    .await;
+    assert!(!listed_ingest.contains("train.v1"), "{listed_ingest}");
+
+    // ...until it does: then the replayed job produces its run.
+    let data = swarm::synth::vector_dataset(&["a"], 30, 6, 3);
+    let samples = data.into_iter().map(|(_, s)| s).collect();
+    env.send(
+        &IngestV1 {
+            project: "late".into(),
+            site: "a".into(),
+            samples,
+        },
+        "job",
+    )
+    .await;
+    env.wait_count(
+        "features",
+        "SELECT count(*) FROM features WHERE job_id = 'job'",
+        &[],
+        30,
+    )
+    .await;
+    let out = swarm_cli(&env, &["dead", "replay", "--all"]).await;
+    assert!(out.contains("Replayed 1"), "{out}");
+    swarm::commands::train::wait_for_report(&env.pool, run_id, helpers::PATIENCE)
+        .await
+        .expect("the replayed job runs");
+    let left = swarm_cli(&env, &["dead", "list"]).await;
+    assert!(!left.contains("train.v1"), "nothing left to replay: {left}");
+    env.finish(workers).await;
+}

@@ -23,6 +23,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "report_views",
         include_str!("../../../migrations/0005_report_views.sql"),
     ),
+    (
+        6,
+        "dead_letter_replay",
+        include_str!("../../../migrations/0006_dead_letter_replay.sql"),
+    ),
 ];
 
 /// Any number the application picks; serialises concurrent migrators.
