@@ -71,8 +71,9 @@ pub fn all_schemas() -> Vec<(&'static str, String)> {
     vec![
         (IngestV1::TYPE, schema_json::<IngestV1>()),
         (FeaturesV1::TYPE, schema_json::<FeaturesV1>()),
-        (TrainV1::TYPE, schema_json::<TrainV1>()),
+        (TrainV1::TYPE, schema_json::<TrainRequest>()),
         (ReportV1::TYPE, schema_json::<ReportV1>()),
+        (StatsV1::TYPE, schema_json::<StatsV1>()),
     ]
 }
 
@@ -165,6 +166,146 @@ impl Message for TrainV1 {
     const TYPE: &'static str = "train.v1";
 }
 
+/// `train.v1` with the options added after its first version ([`TrainOptions`]), as the CLI
+/// sends it. Same type and routing key as [`TrainV1`]: a body from an older producer (a plain
+/// `TrainV1`) decodes into it with every option at its default, and a consumer that only knows
+/// `TrainV1` ignores the options. The checked-in `train.v1` schema is this type's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TrainRequest {
+    /// The first version's fields.
+    #[serde(flatten)]
+    pub train: TrainV1,
+    /// The later, optional fields.
+    #[serde(flatten)]
+    pub options: TrainOptions,
+}
+
+impl Message for TrainRequest {
+    const TYPE: &'static str = TrainV1::TYPE;
+}
+
+impl From<TrainV1> for TrainRequest {
+    fn from(train: TrainV1) -> Self {
+        Self {
+            train,
+            options: TrainOptions::default(),
+        }
+    }
+}
+
+/// Optional `train.v1` fields: validation scheme, preprocessing, grid, permutation test. Every
+/// field has a default, so older producers still work.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TrainOptions {
+    /// The validation scheme (default: stratified k-fold with `cv.folds` and `cv.seed`).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub validation: Validation,
+    /// The steps before the model, each fitted inside every fold (default: global
+    /// standardisation only).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub pipeline: Pipeline,
+    /// A parameter grid: parameter name → candidate values (strings), e.g.
+    /// `{"C": ["0.1", "1", "10"]}`. Every combination is validated under the scheme; the best
+    /// (by balanced accuracy, or R² for regression) is refitted on all rows. Empty (default): no
+    /// search.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub grid: BTreeMap<String, Vec<String>>,
+    /// Label permutations of a permutation test of the validated score (default 0: none; at
+    /// most 10000).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub permutations: u32,
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
+}
+
+/// The validation scheme; `cv.folds` and `cv.seed` of [`TrainV1`] give k and the shuffle seed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Validation {
+    /// The scheme (default `stratified_k_fold`; regression models use plain k-fold for it).
+    #[serde(default)]
+    pub scheme: CvScheme,
+    /// `repeated_k_fold`: the number of repeats, each with its own shuffle (default 0 = 10, as
+    /// scikit-learn's `RepeatedStratifiedKFold`).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub repeats: u32,
+    /// `held_out_sites`: the sites tested on; the other selected sites are trained on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub test_sites: Vec<String>,
+}
+
+/// A validation scheme.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CvScheme {
+    /// Stratified k-fold, seeded (plain k-fold for regression).
+    #[default]
+    StratifiedKFold,
+    /// Stratified k-fold repeated `repeats` times, each with its own shuffle.
+    RepeatedKFold,
+    /// One fold per sample.
+    LeaveOneOut,
+    /// One fold per site: train on the other sites, test on it.
+    LeaveOneSiteOut,
+    /// Train on every selected site but `test_sites`, test once on those.
+    HeldOutSites,
+}
+
+impl CvScheme {
+    /// The name stored in `runs.cv` under `scheme`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CvScheme::StratifiedKFold => "stratified_k_fold",
+            CvScheme::RepeatedKFold => "repeated_k_fold",
+            CvScheme::LeaveOneOut => "leave_one_out",
+            CvScheme::LeaveOneSiteOut => "leave_one_site_out",
+            CvScheme::HeldOutSites => "held_out_sites",
+        }
+    }
+}
+
+/// Preprocessing steps, each fitted on a fold's training rows only.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Pipeline {
+    /// Standardisation: `global` (default), `per_site` (each site centred and scaled with its
+    /// own training rows: multi-site harmonisation) or `none`.
+    #[serde(default)]
+    pub scaler: ScalerKind,
+    /// ANOVA F-test feature selection (F-regression for regression models): the percentile of
+    /// features kept, in (0, 100]. Default: no selection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub select_percentile: Option<f64>,
+    /// PCA to this many components. Default: no PCA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pca_components: Option<u32>,
+}
+
+/// How features are standardised inside each fold.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ScalerKind {
+    /// One mean and sd per feature over the training rows.
+    #[default]
+    Global,
+    /// One mean and sd per feature and site over that site's training rows; a test row of a
+    /// site without training rows uses the global statistics.
+    PerSite,
+    /// No standardisation.
+    None,
+}
+
+impl ScalerKind {
+    /// The name stored in `runs.results.pipeline.scaler`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScalerKind::Global => "global",
+            ScalerKind::PerSite => "per_site",
+            ScalerKind::None => "none",
+        }
+    }
+}
+
 /// Stratified k-fold cross-validation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CrossValidation {
@@ -198,4 +339,63 @@ pub struct ReportV1 {
 
 impl Message for ReportV1 {
     const TYPE: &'static str = "report.v1";
+}
+
+/// `stats.v1`: univariate statistics per feature of a project (handled by the train worker).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct StatsV1 {
+    /// The statistics job this creates (`stats_jobs.id`; its report is keyed by it too).
+    pub job_id: Uuid,
+    /// Project name.
+    pub project: String,
+    /// The test.
+    pub test: StatsTest,
+    /// `pearson`/`spearman`: what to correlate every feature with — a key of the samples'
+    /// `covariates`, or `label` for numeric labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub covariate: Option<String>,
+    /// `welch_t`/`anova`: the label groups to compare; empty (default) means every label
+    /// (`welch_t` then needs exactly two).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    /// Only samples from these sites; empty means all sites.
+    #[serde(default)]
+    pub sites: Vec<String>,
+    /// The false-discovery rate of the Benjamini–Hochberg correction (default 0.05).
+    #[serde(default = "default_alpha")]
+    pub alpha: f64,
+}
+
+/// A univariate test, per feature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StatsTest {
+    /// Welch's two-sample t-test between two label groups (unequal variances).
+    WelchT,
+    /// One-way ANOVA across the label groups.
+    Anova,
+    /// Pearson correlation with a covariate.
+    Pearson,
+    /// Spearman rank correlation with a covariate.
+    Spearman,
+}
+
+impl StatsTest {
+    /// The name stored in `stats_jobs.test`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatsTest::WelchT => "welch_t",
+            StatsTest::Anova => "anova",
+            StatsTest::Pearson => "pearson",
+            StatsTest::Spearman => "spearman",
+        }
+    }
+}
+
+fn default_alpha() -> f64 {
+    0.05
+}
+
+impl Message for StatsV1 {
+    const TYPE: &'static str = "stats.v1";
 }

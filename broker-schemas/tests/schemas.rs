@@ -11,7 +11,9 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use broker_schemas::{decode, encode, FeaturesV1, IngestV1, Message, ReportV1, TrainV1};
+use broker_schemas::{
+    decode, encode, FeaturesV1, IngestV1, Message, ReportV1, StatsV1, TrainRequest, TrainV1,
+};
 use serde_json::Value;
 
 const UPDATE_HINT: &str =
@@ -150,9 +152,11 @@ fn examples_are_valid_messages() {
         } else if is(FeaturesV1::TYPE) {
             check_example::<FeaturesV1>(path);
         } else if is(TrainV1::TYPE) {
-            check_example::<TrainV1>(path);
+            check_example::<TrainRequest>(path);
         } else if is(ReportV1::TYPE) {
             check_example::<ReportV1>(path);
+        } else if is(StatsV1::TYPE) {
+            check_example::<StatsV1>(path);
         } else {
             panic!(
                 "{} is not named after a message type (`<type>.json` or `<type>.<variant>.json`)",

@@ -19,6 +19,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../../../migrations/0003_results.sql"),
     ),
     (
+        4,
+        "analysis",
+        include_str!("../../../migrations/0004_analysis.sql"),
+    ),
+    (
         5,
         "report_views",
         include_str!("../../../migrations/0005_report_views.sql"),

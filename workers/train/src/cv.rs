@@ -1,106 +1,124 @@
-//! One training run: stratified k-fold cross-validation, then the final fit on all rows.
+//! One analysis run: validate a pipeline + model under a scheme, optionally search a parameter
+//! grid and run a permutation test, then fit the final model.
 //!
-//! [`cross_validate`] checks the data, maps the labels to class indices (sorted class names),
-//! splits the rows with [`crate::folds::stratified_k_fold`], and for every fold:
-//!
-//! 1. fits a [`crate::preprocess::StandardScaler`] on the fold's training rows only,
-//! 2. standardises training and test rows with it and fits the model on the training rows,
-//! 3. predicts the test rows and scores them (accuracy, balanced accuracy, confusion matrix).
-//!
-//! Then it summarises the scores across folds (mean, sample sd) and fits the same pipeline on all
-//! rows: that final [`FittedModel`] is what gets stored. Everything here is CPU-bound and
-//! synchronous; callers in async code run it on a blocking thread. Each fold runs in a `fold`
-//! tracing span, a child of the caller's current span.
+//! For every split, [`FittedModel::fit`] learns the pipeline (scaler, selector, PCA) and the
+//! model from the split's **training rows only**, then predicts its test rows: out-of-fold
+//! predictions with scores, per-fold metrics, and their mean and sd. Everything here is
+//! CPU-bound, synchronous and deterministic for a given seed; async callers run it on a blocking
+//! thread.
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use broker_schemas::results::{
+    FeatureWeights, GridCandidate, GridSearch, HeldOut, MeanSd, PermutationTest, PipelineSummary,
+    RocCurve, SiteScores,
+};
+use broker_schemas::CvScheme;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 
-use crate::folds::{stratified_k_fold, Fold, FoldError};
-use crate::metrics::{self, MetricsError, Summary};
-use crate::model::{FittedModel, ModelError, ModelSpec};
+use crate::matrix::Matrix;
+use crate::metrics::{self, MetricsError};
+use crate::model::{FittedModel, Labels, ModelError, ModelSpec, Task};
+use crate::pipeline::PipelineConfig;
+use crate::validation::{make_splits, Scheme, Split};
 
-/// The cross-validation scheme.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CvConfig {
-    /// Number of folds `k`.
-    pub folds: usize,
-    /// Shuffle seed: the same seed gives the same folds.
-    pub seed: u64,
+/// The rows of a run.
+#[derive(Debug, Clone)]
+pub struct Data {
+    /// Features, one row per sample.
+    pub x: Matrix,
+    /// Each row's site.
+    pub sites: Vec<String>,
+    /// The targets.
+    pub target: TargetData,
 }
 
-/// One fold's scores.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct FoldResult {
-    /// The fold number, **1-based** (`1..=k`).
-    pub fold: usize,
-    /// Number of training rows.
-    pub n_train: usize,
-    /// Number of test rows.
-    pub n_test: usize,
-    /// Test accuracy.
-    pub accuracy: f64,
-    /// Test balanced accuracy (mean recall over the classes in the test rows).
-    pub balanced_accuracy: f64,
-    /// Test confusion matrix: rows = true class, columns = predicted, in `classes` order.
-    pub confusion: Vec<Vec<u64>>,
-}
-
-/// Everything a run produces.
-#[derive(Debug)]
-pub struct CvOutcome {
-    /// The class names, sorted; class index `i` is `classes[i]`.
-    pub classes: Vec<String>,
-    /// Number of rows.
-    pub n_samples: usize,
-    /// Number of features per row.
-    pub n_features: usize,
-    /// Per-fold scores, in fold order.
-    pub folds: Vec<FoldResult>,
-    /// Accuracy across folds.
-    pub accuracy: Summary,
-    /// Balanced accuracy across folds.
-    pub balanced_accuracy: Summary,
-    /// The pipeline fitted on all rows.
-    pub model: FittedModel,
-}
-
-/// Why a run cannot be completed. Every variant is caused by the data or the request, so retrying
-/// the same job cannot help.
-#[derive(Debug, thiserror::Error)]
-pub enum CvError {
-    /// The rows are unusable (empty, ragged, non-finite, mismatched labels).
-    #[error("{0}")]
-    Data(String),
-    /// Fewer than two classes.
-    #[error("classification needs at least 2 classes, found {}: {}", .0.len(), quote(.0))]
-    TooFewClasses(Vec<String>),
-    /// The folds cannot be formed.
-    #[error(transparent)]
-    Folds(#[from] FoldError),
-    /// Fitting or predicting within a fold failed.
-    #[error("fold {fold}: {source}")]
-    Fold {
-        /// The 1-based fold number.
-        fold: usize,
-        /// What failed.
-        #[source]
-        source: ModelError,
+/// Targets of all rows.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TargetData {
+    /// Class indices into the sorted class names.
+    Classes {
+        /// Per row.
+        y: Vec<usize>,
+        /// Sorted names.
+        classes: Vec<String>,
     },
-    /// The final fit on all rows failed.
-    #[error("final fit on all samples: {0}")]
-    Final(#[source] ModelError),
-    /// Scoring failed.
-    #[error(transparent)]
-    Metrics(#[from] MetricsError),
+    /// Numbers.
+    Values(Vec<f64>),
 }
 
-fn quote(names: &[String]) -> String {
-    names
-        .iter()
-        .map(|n| format!("\"{n}\""))
-        .collect::<Vec<_>>()
-        .join(", ")
+impl TargetData {
+    /// From label strings: classes for classification, parsed numbers for regression.
+    pub fn from_labels(labels: &[String], task: Task) -> Result<Self, CvError> {
+        match task {
+            Task::Classification => {
+                let (classes, y) = encode_labels(labels);
+                if classes.len() < 2 {
+                    return Err(CvError::Data(format!(
+                        "classification needs at least 2 classes, found {}: {}",
+                        classes.len(),
+                        classes
+                            .iter()
+                            .map(|c| format!("\"{c}\""))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )));
+                }
+                Ok(TargetData::Classes { y, classes })
+            }
+            Task::Regression => labels
+                .iter()
+                .map(|l| {
+                    l.trim()
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|v| v.is_finite())
+                        .ok_or_else(|| {
+                            CvError::Data(format!("regression needs numeric labels, found \"{l}\""))
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(TargetData::Values),
+        }
+    }
+
+    fn labels<'a>(
+        &'a self,
+        rows: &[usize],
+        buf_y: &'a mut Vec<usize>,
+        buf_v: &'a mut Vec<f64>,
+    ) -> Labels<'a> {
+        match self {
+            TargetData::Classes { y, classes } => {
+                *buf_y = rows.iter().map(|&i| y[i]).collect();
+                Labels::Classes(buf_y, classes)
+            }
+            TargetData::Values(v) => {
+                *buf_v = rows.iter().map(|&i| v[i]).collect();
+                Labels::Values(buf_v)
+            }
+        }
+    }
+
+    fn permuted(&self, rng: &mut ChaCha8Rng) -> Self {
+        match self {
+            TargetData::Classes { y, classes } => {
+                let mut y = y.clone();
+                y.shuffle(rng);
+                TargetData::Classes {
+                    y,
+                    classes: classes.clone(),
+                }
+            }
+            TargetData::Values(v) => {
+                let mut v = v.clone();
+                v.shuffle(rng);
+                TargetData::Values(v)
+            }
+        }
+    }
 }
 
 /// Maps labels to indices into their sorted distinct values: `(classes, y)`.
@@ -108,284 +126,493 @@ pub fn encode_labels(labels: &[String]) -> (Vec<String>, Vec<usize>) {
     let mut classes: Vec<String> = labels.to_vec();
     classes.sort_unstable();
     classes.dedup();
-    let index: BTreeMap<&str, usize> = classes
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (c.as_str(), i))
-        .collect();
     let y = labels
         .iter()
-        .map(|l| index.get(l.as_str()).copied().unwrap_or_default())
+        .map(|l| classes.binary_search(l).unwrap_or_default())
         .collect();
     (classes, y)
 }
 
-/// Cross-validates `spec` on rows `x` with class names `labels`, then fits it on all rows.
-pub fn cross_validate(
-    x: &[Vec<f64>],
-    labels: &[String],
+/// Everything about a run except the data.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// The model (the grid's base when searching).
+    pub spec: ModelSpec,
+    /// Preprocessing.
+    pub pipeline: PipelineConfig,
+    /// Validation.
+    pub scheme: Scheme,
+    /// Parameter → candidate values.
+    pub grid: BTreeMap<String, Vec<String>>,
+    /// Label permutations (0: no test).
+    pub permutations: usize,
+}
+
+/// One fold's outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FoldResult {
+    /// Repeat (0-based).
+    pub repeat: usize,
+    /// Fold number (1-based across repeats).
+    pub fold: usize,
+    /// Site name (leave-one-site-out, held-out).
+    pub name: Option<String>,
+    /// Training rows.
+    pub n_train: usize,
+    /// Test rows.
+    pub n_test: usize,
+    /// Metric → value.
+    pub metrics: BTreeMap<String, f64>,
+    /// Confusion matrix (classification).
+    pub confusion: Option<Vec<Vec<u64>>>,
+}
+
+/// One out-of-fold prediction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prediction {
+    /// Repeat.
+    pub repeat: usize,
+    /// Fold that tested the row.
+    pub fold: usize,
+    /// Row index.
+    pub row: usize,
+    /// Predicted class (classification).
+    pub class: Option<usize>,
+    /// Predicted value (regression).
+    pub value: Option<f64>,
+    /// Positive-class score (binary) or the predicted value (regression).
+    pub score: Option<f64>,
+}
+
+/// Validation of one model under one scheme.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    /// Per fold.
+    pub folds: Vec<FoldResult>,
+    /// Out of fold, every repeat.
+    pub predictions: Vec<Prediction>,
+    /// Metric → mean and sd over folds (pooled over all predictions for leave-one-out).
+    pub summary: BTreeMap<String, MeanSd>,
+}
+
+impl Evaluation {
+    /// The score a grid or a permutation test compares.
+    pub fn score(&self, metric: &str) -> f64 {
+        self.summary.get(metric).map_or(f64::NAN, |m| m.mean)
+    }
+}
+
+/// Everything a run produces.
+#[derive(Debug)]
+pub struct RunOutcome {
+    /// The model evaluated (the grid's best when searching).
+    pub spec: ModelSpec,
+    /// Its validation.
+    pub evaluation: Evaluation,
+    /// The grid, when searched.
+    pub grid: Option<GridSearch>,
+    /// The permutation test, when run.
+    pub permutation: Option<PermutationTest>,
+    /// Held-out sites.
+    pub held_out: Option<HeldOut>,
+    /// Pooled out-of-fold ROC curve (binary with scores; repeat 0).
+    pub roc: Option<RocCurve>,
+    /// Out-of-fold metrics per site (repeat 0).
+    pub per_site: Vec<SiteScores>,
+    /// The final model (on all rows; on the training sites for `held_out_sites`).
+    pub model: FittedModel,
+    /// Its feature weights.
+    pub feature_weights: Option<FeatureWeights>,
+    /// The pipeline as run.
+    pub pipeline: PipelineSummary,
+}
+
+/// Why a run cannot be completed. Every variant is caused by the data or the request.
+#[derive(Debug, thiserror::Error)]
+pub enum CvError {
+    /// Unusable rows or labels.
+    #[error("{0}")]
+    Data(String),
+    /// The folds cannot be formed.
+    #[error("{0}")]
+    Scheme(String),
+    /// Fitting or predicting within a fold failed.
+    #[error("fold {fold}: {source}")]
+    Fold {
+        /// The fold number.
+        fold: usize,
+        /// What failed.
+        #[source]
+        source: ModelError,
+    },
+    /// The final fit failed.
+    #[error("final fit: {0}")]
+    Final(#[source] ModelError),
+    /// A bad grid.
+    #[error("grid: {0}")]
+    Grid(String),
+    /// Scoring failed.
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+}
+
+/// The metric a grid and a permutation test use.
+pub fn selection_metric(task: Task) -> &'static str {
+    match task {
+        Task::Classification => "balanced_accuracy",
+        Task::Regression => "r2",
+    }
+}
+
+fn strata(target: &TargetData) -> Option<&[usize]> {
+    match target {
+        TargetData::Classes { y, .. } => Some(y),
+        TargetData::Values(_) => None,
+    }
+}
+
+/// Validates `spec` on `data` under `splits`.
+pub fn evaluate(
     spec: &ModelSpec,
-    config: CvConfig,
-) -> Result<CvOutcome, CvError> {
-    let n_features = check_data(x, labels)?;
-    let (classes, y) = encode_labels(labels);
-    if classes.len() < 2 {
-        return Err(CvError::TooFewClasses(classes));
-    }
-    let splits = stratified_k_fold(labels, config.folds, config.seed)?;
-
+    pipeline: &PipelineConfig,
+    data: &Data,
+    splits: &[Split],
+    pooled: bool,
+    seed: u64,
+) -> Result<Evaluation, CvError> {
     let mut folds = Vec::with_capacity(splits.len());
-    for (i, split) in splits.iter().enumerate() {
-        let number = i + 1;
-        let span = tracing::info_span!(
-            "fold",
-            fold = number,
-            n_train = split.train.len(),
-            n_test = split.test.len()
-        );
-        let (result, _) = span.in_scope(|| run_fold(x, &y, &classes, spec, split, number))?;
-        tracing::debug!(
-            parent: &span,
-            accuracy = result.accuracy,
-            balanced_accuracy = result.balanced_accuracy,
-            "fold scored"
-        );
-        folds.push(result);
+    let mut predictions = Vec::with_capacity(data.sites.len());
+    let (mut by, mut bv) = (Vec::new(), Vec::new());
+    for split in splits {
+        let fold_error = |source| CvError::Fold {
+            fold: split.fold,
+            source,
+        };
+        let train_x = data.x.select_rows(&split.train);
+        let train_sites: Vec<String> = split.train.iter().map(|&i| data.sites[i].clone()).collect();
+        let labels = data.target.labels(&split.train, &mut by, &mut bv);
+        let model = FittedModel::fit(spec, pipeline, &train_x, &train_sites, labels, seed)
+            .map_err(fold_error)?;
+        let test_x = data.x.select_rows(&split.test);
+        let test_sites: Vec<String> = split.test.iter().map(|&i| data.sites[i].clone()).collect();
+        let p = model
+            .predict_rows(&test_x, &test_sites)
+            .map_err(fold_error)?;
+        let (metrics, confusion) = match &data.target {
+            TargetData::Classes { y, classes } => {
+                let truth: Vec<usize> = split.test.iter().map(|&i| y[i]).collect();
+                let (m, c) = metrics::classification_metrics(
+                    &truth,
+                    &p.classes,
+                    p.scores.as_deref(),
+                    classes.len(),
+                )?;
+                (m, Some(c))
+            }
+            TargetData::Values(v) => {
+                let truth: Vec<f64> = split.test.iter().map(|&i| v[i]).collect();
+                (metrics::regression_metrics(&truth, &p.values)?, None)
+            }
+        };
+        for (k, &row) in split.test.iter().enumerate() {
+            predictions.push(Prediction {
+                repeat: split.repeat,
+                fold: split.fold,
+                row,
+                class: p.classes.get(k).copied(),
+                value: p.values.get(k).copied(),
+                score: p
+                    .scores
+                    .as_ref()
+                    .map(|s| s[k])
+                    .or_else(|| p.values.get(k).copied()),
+            });
+        }
+        folds.push(FoldResult {
+            repeat: split.repeat,
+            fold: split.fold,
+            name: split.name.clone(),
+            n_train: split.train.len(),
+            n_test: split.test.len(),
+            metrics,
+            confusion,
+        });
     }
-
-    let accuracy = metrics::summarise(&folds.iter().map(|f| f.accuracy).collect::<Vec<_>>())?;
-    let balanced_accuracy = metrics::summarise(
-        &folds
-            .iter()
-            .map(|f| f.balanced_accuracy)
-            .collect::<Vec<_>>(),
-    )?;
-
-    let model = tracing::info_span!("final_fit", n_samples = x.len())
-        .in_scope(|| FittedModel::fit(spec, classes.clone(), x, &y))
-        .map_err(CvError::Final)?;
-
-    Ok(CvOutcome {
-        classes,
-        n_samples: x.len(),
-        n_features,
+    let summary = if pooled {
+        pooled_metrics(data, &predictions, 0)?
+            .into_iter()
+            .map(|(k, v)| (k, MeanSd { mean: v, sd: 0.0 }))
+            .collect()
+    } else {
+        let mut names: Vec<&String> = folds.iter().flat_map(|f| f.metrics.keys()).collect();
+        names.sort();
+        names.dedup();
+        names
+            .into_iter()
+            .filter_map(|name| {
+                let values: Vec<f64> = folds
+                    .iter()
+                    .filter_map(|f| f.metrics.get(name).copied())
+                    .collect();
+                metrics::mean_sd(&values).map(|s| {
+                    (
+                        name.clone(),
+                        MeanSd {
+                            mean: s.mean,
+                            sd: s.sd,
+                        },
+                    )
+                })
+            })
+            .collect()
+    };
+    Ok(Evaluation {
         folds,
-        accuracy,
-        balanced_accuracy,
-        model,
+        predictions,
+        summary,
     })
 }
 
-/// Fits the pipeline on the fold's training rows and scores it on its test rows.
-fn run_fold(
-    x: &[Vec<f64>],
-    y: &[usize],
-    classes: &[String],
-    spec: &ModelSpec,
-    split: &Fold,
-    number: usize,
-) -> Result<(FoldResult, FittedModel), CvError> {
-    let pick_x = |rows: &[usize]| rows.iter().map(|&i| x[i].clone()).collect::<Vec<_>>();
-    let pick_y = |rows: &[usize]| rows.iter().map(|&i| y[i]).collect::<Vec<_>>();
-    let (train_x, train_y) = (pick_x(&split.train), pick_y(&split.train));
-    let (test_x, test_y) = (pick_x(&split.test), pick_y(&split.test));
-
-    let fold_error = |source| CvError::Fold {
-        fold: number,
-        source,
-    };
-    let model = FittedModel::fit(spec, classes.to_vec(), &train_x, &train_y).map_err(fold_error)?;
-    let predicted = model.predict_indices(&test_x).map_err(fold_error)?;
-
-    let confusion = metrics::confusion_matrix(&test_y, &predicted, classes.len())?;
-    let result = FoldResult {
-        fold: number,
-        n_train: train_x.len(),
-        n_test: test_x.len(),
-        accuracy: metrics::accuracy(&test_y, &predicted)?,
-        balanced_accuracy: metrics::balanced_accuracy(&test_y, &predicted, classes.len())?,
-        confusion,
-    };
-    Ok((result, model))
+/// Metrics of the out-of-fold predictions of one repeat, optionally restricted to some rows.
+fn pooled_metrics(
+    data: &Data,
+    predictions: &[Prediction],
+    repeat: usize,
+) -> Result<BTreeMap<String, f64>, CvError> {
+    pooled_metrics_where(data, predictions, repeat, |_| true)
 }
 
-/// Checks shapes and values; returns the number of features.
-fn check_data(x: &[Vec<f64>], labels: &[String]) -> Result<usize, CvError> {
-    if x.len() != labels.len() {
-        return Err(CvError::Data(format!(
-            "{} feature rows but {} labels",
-            x.len(),
-            labels.len()
-        )));
-    }
-    let Some(first) = x.first() else {
-        return Err(CvError::Data("there are no samples".into()));
-    };
-    let n_features = first.len();
-    if n_features == 0 {
-        return Err(CvError::Data("the samples have no features".into()));
-    }
-    for (i, row) in x.iter().enumerate() {
-        if row.len() != n_features {
-            return Err(CvError::Data(format!(
-                "sample {i} has {} features, sample 0 has {n_features}",
-                row.len()
-            )));
+fn pooled_metrics_where(
+    data: &Data,
+    predictions: &[Prediction],
+    repeat: usize,
+    keep: impl Fn(usize) -> bool,
+) -> Result<BTreeMap<String, f64>, CvError> {
+    let chosen: Vec<&Prediction> = predictions
+        .iter()
+        .filter(|p| p.repeat == repeat && keep(p.row))
+        .collect();
+    Ok(match &data.target {
+        TargetData::Classes { y, classes } => {
+            let truth: Vec<usize> = chosen.iter().map(|p| y[p.row]).collect();
+            let pred: Vec<usize> = chosen.iter().map(|p| p.class.unwrap_or(0)).collect();
+            let scores: Option<Vec<f64>> = if classes.len() == 2 {
+                chosen.iter().map(|p| p.score).collect()
+            } else {
+                None
+            };
+            metrics::classification_metrics(&truth, &pred, scores.as_deref(), classes.len())?.0
         }
-        if let Some(j) = row.iter().position(|v| !v.is_finite()) {
-            return Err(CvError::Data(format!(
-                "sample {i}, feature {j} is not a finite number"
-            )));
+        TargetData::Values(v) => {
+            let truth: Vec<f64> = chosen.iter().map(|p| v[p.row]).collect();
+            let pred: Vec<f64> = chosen.iter().map(|p| p.value.unwrap_or(f64::NAN)).collect();
+            metrics::regression_metrics(&truth, &pred)?
         }
-    }
-    Ok(n_features)
+    })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use rand::{Rng, SeedableRng};
-    use rand_chacha::ChaCha8Rng;
-
-    /// `n` rows per class; class `c` is centred at `c * separation` on the first two features,
-    /// the other features are noise on very different scales.
-    fn synthetic(
-        classes: &[&str],
-        n: usize,
-        separation: f64,
-        seed: u64,
-    ) -> (Vec<Vec<f64>>, Vec<String>) {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let mut x = Vec::new();
-        let mut labels = Vec::new();
-        for i in 0..n {
-            for (c, name) in classes.iter().enumerate() {
-                let centre = c as f64 * separation;
-                x.push(vec![
-                    centre + rng.random_range(-1.0..1.0),
-                    -centre + rng.random_range(-1.0..1.0),
-                    1000.0 * rng.random_range(-1.0..1.0),
-                    0.001 * rng.random_range(-1.0..1.0),
-                    (i % 3) as f64,
-                ]);
-                labels.push((*name).to_owned());
+/// Every combination of the grid's values, in key order then value order.
+pub fn grid_candidates(grid: &BTreeMap<String, Vec<String>>) -> Vec<BTreeMap<String, String>> {
+    let mut out = vec![BTreeMap::new()];
+    for (param, values) in grid {
+        let mut next = Vec::with_capacity(out.len() * values.len());
+        for partial in &out {
+            for v in values {
+                let mut c = partial.clone();
+                c.insert(param.clone(), v.clone());
+                next.push(c);
             }
         }
-        (x, labels)
+        out = next;
     }
+    out
+}
 
-    fn spec() -> ModelSpec {
-        ModelSpec::Logistic { c: 1.0 }
-    }
+/// Runs the whole analysis.
+pub fn run(config: &RunConfig, data: &Data) -> Result<RunOutcome, CvError> {
+    let task = config.spec.task();
+    let metric = selection_metric(task);
+    let splits =
+        make_splits(&config.scheme, strata(&data.target), &data.sites).map_err(CvError::Scheme)?;
+    let pooled = config.scheme.kind == CvScheme::LeaveOneOut;
+    let seed = config.scheme.seed;
 
-    #[test]
-    fn separable_data_scores_high() {
-        let (x, labels) = synthetic(&["control", "patient"], 30, 4.0, 1);
-        let out = cross_validate(&x, &labels, &spec(), CvConfig { folds: 5, seed: 0 }).unwrap();
-        assert_eq!(out.classes, vec!["control", "patient"]);
-        assert_eq!((out.n_samples, out.n_features), (60, 5));
-        assert_eq!(out.folds.len(), 5);
-        assert!(out.accuracy.mean > 0.9, "{:?}", out.accuracy);
-        assert!(out.balanced_accuracy.mean > 0.9);
-        for (i, fold) in out.folds.iter().enumerate() {
-            assert_eq!(fold.fold, i + 1);
-            assert_eq!(fold.n_train + fold.n_test, 60);
-            let total: u64 = fold.confusion.iter().flatten().sum();
-            assert_eq!(total as usize, fold.n_test);
+    let (spec, evaluation, grid) = if config.grid.is_empty() {
+        let e = evaluate(&config.spec, &config.pipeline, data, &splits, pooled, seed)?;
+        (config.spec.clone(), e, None)
+    } else {
+        let mut candidates = Vec::new();
+        let mut best: Option<(usize, f64, ModelSpec, Evaluation)> = None;
+        for (i, values) in grid_candidates(&config.grid).into_iter().enumerate() {
+            let mut spec = config.spec.clone();
+            let mut numeric = BTreeMap::new();
+            for (param, value) in &values {
+                spec.set(param, value)
+                    .map_err(|e| CvError::Grid(e.to_string()))?;
+                let key = if param == "k" {
+                    "n_neighbors"
+                } else {
+                    param.as_str()
+                };
+                if let Some(v) = spec.number(key) {
+                    numeric.insert(param.clone(), v);
+                }
+            }
+            let e = evaluate(&spec, &config.pipeline, data, &splits, pooled, seed)?;
+            let score = e.summary.get(metric).copied().unwrap_or(MeanSd {
+                mean: f64::NAN,
+                sd: f64::NAN,
+            });
+            candidates.push(GridCandidate {
+                params: numeric,
+                score,
+                fold_scores: e
+                    .folds
+                    .iter()
+                    .filter_map(|f| f.metrics.get(metric).copied())
+                    .collect(),
+            });
+            if best
+                .as_ref()
+                .is_none_or(|(_, s, _, _)| score.mean > *s || s.is_nan())
+            {
+                best = Some((i, score.mean, spec, e));
+            }
         }
-        assert_eq!(
-            out.model.predict(&x[..2]).unwrap(),
-            vec!["control", "patient"]
-        );
+        let Some((index, _, spec, e)) = best else {
+            return Err(CvError::Grid("the grid has no candidates".into()));
+        };
+        let grid = GridSearch {
+            metric: metric.to_owned(),
+            candidates,
+            best: index,
+        };
+        (spec, e, Some(grid))
+    };
+
+    let permutation = if config.permutations > 0 {
+        let observed = evaluation.score(metric);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5045_524D_5554_4521);
+        let mut scores = Vec::with_capacity(config.permutations);
+        for _ in 0..config.permutations {
+            let permuted = Data {
+                x: data.x.clone(),
+                sites: data.sites.clone(),
+                target: data.target.permuted(&mut rng),
+            };
+            let e = evaluate(&spec, &config.pipeline, &permuted, &splits, pooled, seed)?;
+            scores.push(e.score(metric));
+        }
+        let at_least = scores.iter().filter(|s| **s >= observed).count();
+        Some(PermutationTest {
+            metric: metric.to_owned(),
+            observed,
+            p_value: (1.0 + at_least as f64) / (1.0 + scores.len() as f64),
+            scores,
+        })
+    } else {
+        None
+    };
+
+    let roc = match &data.target {
+        TargetData::Classes { y, classes } if classes.len() == 2 => {
+            let first: Vec<&Prediction> = evaluation
+                .predictions
+                .iter()
+                .filter(|p| p.repeat == 0)
+                .collect();
+            let scores: Option<Vec<f64>> = first.iter().map(|p| p.score).collect();
+            scores.and_then(|s| {
+                let truth: Vec<usize> = first.iter().map(|p| y[p.row]).collect();
+                let (fpr, tpr) = metrics::roc_curve(&truth, &s)?;
+                let auc = metrics::roc_auc(&truth, &s)?;
+                Some(RocCurve { fpr, tpr, auc })
+            })
+        }
+        _ => None,
+    };
+
+    let mut site_names: Vec<&String> = evaluation
+        .predictions
+        .iter()
+        .map(|p| &data.sites[p.row])
+        .collect();
+    site_names.sort();
+    site_names.dedup();
+    let mut per_site = Vec::new();
+    for site in site_names {
+        let n = evaluation
+            .predictions
+            .iter()
+            .filter(|p| p.repeat == 0 && &data.sites[p.row] == site)
+            .count();
+        let metrics = pooled_metrics_where(data, &evaluation.predictions, 0, |row| {
+            &data.sites[row] == site
+        })?;
+        per_site.push(SiteScores {
+            site: site.clone(),
+            n,
+            metrics,
+        });
     }
 
-    #[test]
-    fn noise_scores_near_chance() {
-        // Same generator with no separation: CV must not find signal (guards against leakage).
-        let (x, labels) = synthetic(&["a", "b"], 40, 0.0, 2);
-        let out = cross_validate(&x, &labels, &spec(), CvConfig { folds: 4, seed: 3 }).unwrap();
-        assert!(out.accuracy.mean < 0.75, "{:?}", out.accuracy);
-    }
-
-    #[test]
-    fn three_classes() {
-        let (x, labels) = synthetic(&["x", "y", "z"], 12, 5.0, 4);
-        let out = cross_validate(&x, &labels, &spec(), CvConfig { folds: 3, seed: 5 }).unwrap();
-        assert!(out.accuracy.mean > 0.9, "{:?}", out.accuracy);
-        assert!(out.folds.iter().all(|f| f.confusion.len() == 3));
-    }
-
-    #[test]
-    fn repeatable() {
-        let (x, labels) = synthetic(&["a", "b"], 20, 1.0, 6);
-        let config = CvConfig { folds: 4, seed: 9 };
-        let a = cross_validate(&x, &labels, &spec(), config).unwrap();
-        let b = cross_validate(&x, &labels, &spec(), config).unwrap();
-        assert_eq!(a.folds, b.folds);
-    }
-
-    #[test]
-    fn fold_scaler_ignores_test_rows() {
-        let (mut x, labels) = synthetic(&["a", "b"], 10, 3.0, 7);
-        let (classes, y) = encode_labels(&labels);
-        let split = &stratified_k_fold(&labels, 2, 0).unwrap()[0];
-        let (_, before) = run_fold(&x, &y, &classes, &spec(), split, 1).unwrap();
-
-        let test_row = split.test[0];
-        x[test_row] = vec![1e6; 5];
-        let (_, after) = run_fold(&x, &y, &classes, &spec(), split, 1).unwrap();
-        assert_eq!(before.scaler(), after.scaler());
-
-        // A training row does move it (so the assertion above can fail).
-        x[split.train[0]] = vec![1e6; 5];
-        let (_, moved) = run_fold(&x, &y, &classes, &spec(), split, 1).unwrap();
-        assert_ne!(before.scaler(), moved.scaler());
-    }
-
-    #[test]
-    fn encodes_labels_in_sorted_order() {
-        let labels: Vec<String> = ["b", "a", "c", "a"].iter().map(|s| s.to_string()).collect();
-        let (classes, y) = encode_labels(&labels);
-        assert_eq!(classes, vec!["a", "b", "c"]);
-        assert_eq!(y, vec![1, 0, 2, 0]);
-    }
-
-    #[test]
-    fn bad_data_is_a_clear_error() {
-        let config = CvConfig { folds: 2, seed: 0 };
-        let one_class = vec!["a".to_owned(); 4];
-        let rows = vec![vec![1.0], vec![2.0], vec![3.0], vec![4.0]];
-        let err = cross_validate(&rows, &one_class, &spec(), config).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "classification needs at least 2 classes, found 1: \"a\""
-        );
-
-        let labels: Vec<String> = ["a", "a", "a", "b"].iter().map(|s| s.to_string()).collect();
-        let err = cross_validate(&rows, &labels, &spec(), config).unwrap_err();
-        assert!(
-            matches!(err, CvError::Folds(FoldError::ClassTooSmall { .. })),
-            "{err}"
-        );
-
-        let ragged = vec![vec![1.0], vec![2.0, 3.0], vec![3.0], vec![4.0]];
-        let labels: Vec<String> = ["a", "a", "b", "b"].iter().map(|s| s.to_string()).collect();
-        assert!(matches!(
-            cross_validate(&ragged, &labels, &spec(), config),
-            Err(CvError::Data(_))
-        ));
-        let nan = vec![vec![1.0], vec![f64::NAN], vec![3.0], vec![4.0]];
-        assert!(matches!(
-            cross_validate(&nan, &labels, &spec(), config),
-            Err(CvError::Data(_))
-        ));
-        assert!(matches!(
-            cross_validate(&[], &[], &spec(), config),
-            Err(CvError::Data(_))
-        ));
-        assert!(matches!(
-            cross_validate(&rows[..3], &labels, &spec(), config),
-            Err(CvError::Data(_))
-        ));
-    }
+    let (final_rows, held_out): (Vec<usize>, Option<HeldOut>) =
+        if config.scheme.kind == CvScheme::HeldOutSites {
+            let split = &splits[0];
+            let mut train_sites: Vec<String> =
+                split.train.iter().map(|&i| data.sites[i].clone()).collect();
+            train_sites.sort();
+            train_sites.dedup();
+            let mut test_sites: Vec<String> =
+                split.test.iter().map(|&i| data.sites[i].clone()).collect();
+            test_sites.sort();
+            test_sites.dedup();
+            let metrics = evaluation.folds[0].metrics.clone();
+            (
+                split.train.clone(),
+                Some(HeldOut {
+                    train_sites,
+                    test_sites,
+                    metrics,
+                }),
+            )
+        } else {
+            ((0..data.sites.len()).collect(), None)
+        };
+    let (mut by, mut bv) = (Vec::new(), Vec::new());
+    let final_x = data.x.select_rows(&final_rows);
+    let final_sites: Vec<String> = final_rows.iter().map(|&i| data.sites[i].clone()).collect();
+    let labels = data.target.labels(&final_rows, &mut by, &mut bv);
+    let model = FittedModel::fit(
+        &spec,
+        &config.pipeline,
+        &final_x,
+        &final_sites,
+        labels,
+        seed,
+    )
+    .map_err(CvError::Final)?;
+    let feature_weights = model
+        .feature_weights()
+        .map(|(kind, values)| FeatureWeights {
+            kind: kind.to_owned(),
+            names: (0..values.len()).map(|j| format!("f{j}")).collect(),
+            values,
+        });
+    Ok(RunOutcome {
+        pipeline: PipelineSummary {
+            scaler: config.pipeline.scaler.as_str().to_owned(),
+            select_percentile: config.pipeline.select_percentile,
+            pca_components: config.pipeline.pca_components,
+        },
+        spec,
+        evaluation,
+        grid,
+        permutation,
+        held_out,
+        roc,
+        per_site,
+        model,
+        feature_weights,
+    })
 }

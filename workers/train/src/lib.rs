@@ -1,32 +1,39 @@
-//! `swarm-train`: the training worker — cross-validates a model on a project's features.
+//! `swarm-train`: the training worker — validated models and univariate statistics on a
+//! project's features.
 //!
 //! # Flow
 //!
-//! A `train.v1` message ([`broker_schemas::TrainV1`]) names a run id, a project, a model with
-//! string parameters, a cross-validation scheme (folds, seed) and optionally some sites.
-//! [`TrainHandler`] (run by `swarm_runtime`, inside the message's transaction):
+//! The worker's queue carries two job kinds ([`handler::TrainJob`]):
 //!
-//! 1. **validates** the request before any transaction: folds in `2..=100`, a known model
-//!    ([`model::MODELS`]), valid parameters — otherwise the message is dead-lettered with a reason;
-//! 2. **loads** one feature vector per sample of the project ([`handler::LOAD_SQL`]: the
-//!    highest `features` version per sample; samples without features are left out with a warning);
-//! 3. **cross-validates** on a blocking thread ([`cv::cross_validate`]): stratified, seeded k-fold
-//!    ([`folds`]); in each fold a [`preprocess::StandardScaler`] fitted on the training rows only,
-//!    then the model ([`model`]); accuracy, balanced accuracy and the confusion matrix per fold
-//!    ([`metrics`]), mean and sample sd across folds; finally the same pipeline fitted on all rows;
-//! 4. **stores** a `runs` row (parameters, scheme, data summary, metrics, the serialised final
-//!    model, lineage) and one `folds` row per fold — a run id used before is a permanent error;
-//! 5. **emits** `report.v1` through the outbox, in the same transaction.
+//! - **`train.v1`** ([`broker_schemas::TrainRequest`]): a model with string parameters
+//!   ([`model`]: eleven models, scikit-learn's defaults, unknown names or parameters are dead
+//!   letters), a preprocessing pipeline ([`pipeline`]: global or per-site standardisation,
+//!   ANOVA-F selection, PCA — each fitted inside every fold), a validation scheme
+//!   ([`validation`]: stratified/repeated k-fold, leave-one-out, leave-one-site-out, held-out
+//!   sites), an optional parameter grid and permutation test ([`cv`]). Metrics per fold and
+//!   overall ([`metrics`]), out-of-fold predictions with scores, feature weights and the final
+//!   model are stored (`runs`, `folds`, `predictions`, `runs.results`), then `report.v1` is
+//!   emitted.
+//! - **`stats.v1`** ([`broker_schemas::StatsV1`]): Welch t, ANOVA, Pearson or Spearman per
+//!   feature with Benjamini–Hochberg and Bonferroni corrections ([`stats`]), stored in
+//!   `stats_jobs`, then `report.v1` with the job id.
 //!
-//! Every failure caused by the request or the data is permanent (dead-lettered with a reason that
-//! names the project); database errors are transient (retried). The domain modules are pure and
-//! synchronous, so the CLI or a benchmark can call them without a broker or a database.
+//! The algorithms ([`algo`]) are focused implementations over [`matrix::Matrix`] that follow
+//! scikit-learn's objectives and defaults (see ARCHITECTURE.md for why not smartcore's). Every
+//! failure caused by the request or the data is permanent (dead-lettered with a reason); database
+//! errors are transient. The domain modules are pure and synchronous, so the CLI, tests and
+//! benchmarks call them without a broker or a database.
 
+pub mod algo;
 pub mod cv;
 pub mod folds;
 pub mod handler;
+pub mod matrix;
 pub mod metrics;
 pub mod model;
+pub mod pipeline;
 pub mod preprocess;
+pub mod stats;
+pub mod validation;
 
-pub use handler::TrainHandler;
+pub use handler::{TrainHandler, TrainJob};

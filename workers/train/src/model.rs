@@ -1,37 +1,247 @@
-//! Models: which ones exist, their parameters, fitting, prediction and the stored model format.
+//! The model registry: names, parameters (with scikit-learn's defaults), fitting, prediction,
+//! scores for ROC curves, feature weights, and the stored model format.
 //!
-//! A model is chosen by name with string parameters (from [`broker_schemas::TrainV1`]) and parsed
-//! into a [`ModelSpec`]; unknown names and parameters are rejected with the accepted ones listed.
-//! Defaults equal scikit-learn's. Today there is one model:
+//! | name | task | parameters (default) |
+//! |---|---|---|
+//! | `logistic` | classification | `C` (1), `max_iter` (100), `tol` (1e-4) — L2, multinomial for > 2 classes |
+//! | `svc` | classification | `C` (1), `kernel` (`rbf` \| `linear`), `gamma` (`scale` = 1 / (p · Var X), or a number), `tol` (1e-3) |
+//! | `random_forest` | classification | `n_estimators` (100), `max_depth` (0 = none), `min_samples_split` (2), `min_samples_leaf` (1), `max_features` (`sqrt` \| `all` \| a count) |
+//! | `knn` | classification | `n_neighbors` (5) |
+//! | `decision_tree` | classification | `max_depth` (0 = none), `min_samples_split` (2), `min_samples_leaf` (1) |
+//! | `gaussian_nb` | classification | `var_smoothing` (1e-9) |
+//! | `linear` | regression | — |
+//! | `ridge` | regression | `alpha` (1) |
+//! | `lasso` | regression | `alpha` (1), `max_iter` (1000), `tol` (1e-4) |
+//! | `svr` | regression | `C` (1), `epsilon` (0.1), `kernel` (`rbf`), `gamma` (`scale`), `tol` (1e-3) |
+//! | `random_forest_regressor` | regression | as `random_forest`, `max_features` default `all` |
 //!
-//! - `logistic` — smartcore's [`LogisticRegression`] (L-BFGS, multinomial for more than two
-//!   classes) with scikit-learn's default L2 penalty. Parameter `C` (inverse regularisation
-//!   strength, positive, default 1). scikit-learn minimises `C · Σ loss + ½‖w‖²`; smartcore
-//!   minimises `Σ loss + ½ α ‖w‖²` with the intercept unpenalised, so `α = 1 / C`.
-//!
-//! A new model is a new [`ModelSpec`] and [`Estimator`] variant plus its arms in the `match`es.
-//!
-//! Classes are indices `0..n` into the sorted class names. The final model is stored as a
-//! [`FittedModel`] — scaler, estimator and class names — in MessagePack (named fields), tagged by
-//! [`FittedModel::format`], e.g. `swarm-logistic-v1+msgpack`.
+//! Unknown names, unknown parameters and bad values are errors that list what is accepted.
+//! Classes are indices into the sorted class names. A [`FittedModel`] (pipeline + estimator +
+//! class names) is plain data stored as MessagePack and tagged `swarm-<model>-v2+msgpack`; every
+//! kind round-trips and predicts the same after loading.
 
 use std::collections::BTreeMap;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use serde::{Deserialize, Serialize};
-use smartcore::linalg::basic::matrix::DenseMatrix;
-use smartcore::linear::logistic_regression::{LogisticRegression, LogisticRegressionParameters};
 
-use crate::preprocess::{ScalerError, StandardScaler};
+use crate::algo::linear::{argmax, LinearRegression, Logistic};
+use crate::algo::neighbours::{GaussianNb, Knn};
+use crate::algo::svm::{Kernel, Svc, Svr};
+use crate::algo::tree::{Forest, Targets, TreeParams, TreeTask};
+use crate::matrix::Matrix;
+use crate::pipeline::{FittedPipeline, PipelineConfig, PipelineError, Supervision};
+
+/// Classification or regression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Task {
+    /// Labels are classes.
+    Classification,
+    /// Labels are numbers.
+    Regression,
+}
+
+impl Task {
+    /// `classification` or `regression`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Task::Classification => "classification",
+            Task::Regression => "regression",
+        }
+    }
+}
+
+/// A known model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[allow(missing_docs)]
+pub enum ModelKind {
+    Logistic,
+    Svc,
+    RandomForest,
+    Knn,
+    DecisionTree,
+    GaussianNb,
+    Linear,
+    Ridge,
+    Lasso,
+    Svr,
+    RandomForestRegressor,
+}
+
+/// Every model, in the order the errors list them.
+pub const KINDS: [ModelKind; 11] = [
+    ModelKind::Logistic,
+    ModelKind::Svc,
+    ModelKind::RandomForest,
+    ModelKind::Knn,
+    ModelKind::DecisionTree,
+    ModelKind::GaussianNb,
+    ModelKind::Linear,
+    ModelKind::Ridge,
+    ModelKind::Lasso,
+    ModelKind::Svr,
+    ModelKind::RandomForestRegressor,
+];
 
 /// The model names [`ModelSpec::parse`] accepts.
-pub const MODELS: &[&str] = &["logistic"];
+pub const MODELS: &[&str] = &[
+    "logistic",
+    "svc",
+    "random_forest",
+    "knn",
+    "decision_tree",
+    "gaussian_nb",
+    "linear",
+    "ridge",
+    "lasso",
+    "svr",
+    "random_forest_regressor",
+];
 
-/// The parameters `logistic` accepts.
-pub const LOGISTIC_PARAMS: &[&str] = &["C"];
+/// How a parameter's value is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ParamKind {
+    /// A positive finite number.
+    Positive,
+    /// A non-negative finite number.
+    NonNegative,
+    /// An integer ≥ 1.
+    Count,
+    /// An integer ≥ 0 (0 = no limit).
+    Limit,
+    /// `rbf` or `linear`.
+    Kernel,
+    /// `scale`, `auto` or a positive number.
+    Gamma,
+    /// `sqrt`, `log2`, `all` or a count.
+    MaxFeatures,
+}
 
-/// The smartcore logistic regression as fitted here: `f64` features, class indices as labels.
-pub type Logistic = LogisticRegression<f64, usize, DenseMatrix<f64>, Vec<usize>>;
+impl ParamKind {
+    fn expected(self) -> &'static str {
+        match self {
+            ParamKind::Positive => "a positive finite number",
+            ParamKind::NonNegative => "a non-negative finite number",
+            ParamKind::Count => "a whole number of at least 1",
+            ParamKind::Limit => "a whole number (0 for no limit)",
+            ParamKind::Kernel => "`rbf` or `linear`",
+            ParamKind::Gamma => "`scale`, `auto` or a positive number",
+            ParamKind::MaxFeatures => "`sqrt`, `log2`, `all` or a whole number of at least 1",
+        }
+    }
+}
+
+/// A parameter value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Value {
+    /// A number.
+    Num(f64),
+    /// A word (`rbf`, `scale`, `sqrt`).
+    Word(String),
+}
+
+struct ParamDef {
+    name: &'static str,
+    kind: ParamKind,
+    default: &'static str,
+}
+
+const fn def(name: &'static str, kind: ParamKind, default: &'static str) -> ParamDef {
+    ParamDef {
+        name,
+        kind,
+        default,
+    }
+}
+
+const LOGISTIC: &[ParamDef] = &[
+    def("C", ParamKind::Positive, "1.0"),
+    def("max_iter", ParamKind::Count, "100"),
+    def("tol", ParamKind::Positive, "1e-4"),
+];
+const SVC: &[ParamDef] = &[
+    def("C", ParamKind::Positive, "1.0"),
+    def("kernel", ParamKind::Kernel, "rbf"),
+    def("gamma", ParamKind::Gamma, "scale"),
+    def("tol", ParamKind::Positive, "1e-3"),
+];
+const FOREST: &[ParamDef] = &[
+    def("n_estimators", ParamKind::Count, "100"),
+    def("max_depth", ParamKind::Limit, "0"),
+    def("min_samples_split", ParamKind::Count, "2"),
+    def("min_samples_leaf", ParamKind::Count, "1"),
+    def("max_features", ParamKind::MaxFeatures, "sqrt"),
+];
+const FOREST_REGRESSOR: &[ParamDef] = &[
+    def("n_estimators", ParamKind::Count, "100"),
+    def("max_depth", ParamKind::Limit, "0"),
+    def("min_samples_split", ParamKind::Count, "2"),
+    def("min_samples_leaf", ParamKind::Count, "1"),
+    def("max_features", ParamKind::MaxFeatures, "all"),
+];
+const KNN: &[ParamDef] = &[def("n_neighbors", ParamKind::Count, "5")];
+const TREE: &[ParamDef] = &[
+    def("max_depth", ParamKind::Limit, "0"),
+    def("min_samples_split", ParamKind::Count, "2"),
+    def("min_samples_leaf", ParamKind::Count, "1"),
+];
+const NB: &[ParamDef] = &[def("var_smoothing", ParamKind::NonNegative, "1e-9")];
+const NONE: &[ParamDef] = &[];
+const RIDGE: &[ParamDef] = &[def("alpha", ParamKind::NonNegative, "1.0")];
+const LASSO: &[ParamDef] = &[
+    def("alpha", ParamKind::Positive, "1.0"),
+    def("max_iter", ParamKind::Count, "1000"),
+    def("tol", ParamKind::Positive, "1e-4"),
+];
+const SVR: &[ParamDef] = &[
+    def("C", ParamKind::Positive, "1.0"),
+    def("epsilon", ParamKind::NonNegative, "0.1"),
+    def("kernel", ParamKind::Kernel, "rbf"),
+    def("gamma", ParamKind::Gamma, "scale"),
+    def("tol", ParamKind::Positive, "1e-3"),
+];
+
+impl ModelKind {
+    /// The name, as in [`MODELS`].
+    pub fn name(self) -> &'static str {
+        MODELS[KINDS.iter().position(|k| *k == self).unwrap_or(0)]
+    }
+
+    /// Classification or regression.
+    pub fn task(self) -> Task {
+        match self {
+            ModelKind::Linear
+            | ModelKind::Ridge
+            | ModelKind::Lasso
+            | ModelKind::Svr
+            | ModelKind::RandomForestRegressor => Task::Regression,
+            _ => Task::Classification,
+        }
+    }
+
+    fn params(self) -> &'static [ParamDef] {
+        match self {
+            ModelKind::Logistic => LOGISTIC,
+            ModelKind::Svc => SVC,
+            ModelKind::RandomForest => FOREST,
+            ModelKind::Knn => KNN,
+            ModelKind::DecisionTree => TREE,
+            ModelKind::GaussianNb => NB,
+            ModelKind::Linear => NONE,
+            ModelKind::Ridge => RIDGE,
+            ModelKind::Lasso => LASSO,
+            ModelKind::Svr => SVR,
+            ModelKind::RandomForestRegressor => FOREST_REGRESSOR,
+        }
+    }
+
+    /// The names of the parameters it accepts.
+    pub fn param_names(self) -> Vec<&'static str> {
+        self.params().iter().map(|p| p.name).collect()
+    }
+}
 
 /// Why a model cannot be chosen, fitted, used or decoded.
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +255,7 @@ pub enum ModelError {
     /// A parameter the model does not take.
     #[error(
         "unknown parameter \"{param}\" for model \"{model}\"; accepted parameters: {}",
-        accepted.join(", ")
+        if accepted.is_empty() { "none".to_owned() } else { accepted.join(", ") }
     )]
     UnknownParam {
         /// The model.
@@ -53,7 +263,7 @@ pub enum ModelError {
         /// The offending parameter.
         param: String,
         /// What the model accepts.
-        accepted: &'static [&'static str],
+        accepted: Vec<&'static str>,
     },
     /// A parameter value that does not parse or is out of range.
     #[error("parameter \"{param}\" of model \"{model}\" must be {expected}, got \"{value}\"")]
@@ -70,176 +280,528 @@ pub enum ModelError {
     /// The input rows cannot be used.
     #[error("invalid input: {0}")]
     Input(String),
-    /// The underlying library failed (or panicked) while fitting or predicting.
-    #[error("{model} failed to {step}: {reason}")]
-    Estimator {
-        /// The model.
-        model: &'static str,
-        /// `fit` or `predict`.
-        step: &'static str,
-        /// The library's message.
-        reason: String,
-    },
-    /// Standardisation failed.
+    /// The preprocessing failed.
     #[error(transparent)]
-    Scaler(#[from] ScalerError),
+    Pipeline(#[from] PipelineError),
     /// The stored model cannot be encoded or decoded.
     #[error("model blob: {0}")]
     Codec(String),
 }
 
-/// A model with its (validated) hyper-parameters, ready to be fitted.
+/// A model with its validated parameters (defaults filled in).
 #[derive(Debug, Clone, PartialEq)]
-pub enum ModelSpec {
-    /// L2-penalised logistic regression.
-    Logistic {
-        /// Inverse regularisation strength (scikit-learn's `C`), positive and finite.
-        c: f64,
-    },
+pub struct ModelSpec {
+    kind: ModelKind,
+    values: BTreeMap<&'static str, Value>,
+}
+
+fn parse_value(model: &'static str, def: &ParamDef, raw: &str) -> Result<Value, ModelError> {
+    let text = raw.trim();
+    let bad = || ModelError::BadParam {
+        model,
+        param: def.name,
+        value: raw.to_owned(),
+        expected: def.kind.expected(),
+    };
+    let number = || text.parse::<f64>().ok().filter(|v| v.is_finite());
+    let value = match def.kind {
+        ParamKind::Positive => Value::Num(
+            number()
+                .filter(|v| *v > 0.0 && (1.0 / v).is_finite())
+                .ok_or_else(bad)?,
+        ),
+        ParamKind::NonNegative => Value::Num(number().filter(|v| *v >= 0.0).ok_or_else(bad)?),
+        ParamKind::Count | ParamKind::Limit => {
+            let min = if def.kind == ParamKind::Count {
+                1.0
+            } else {
+                0.0
+            };
+            Value::Num(
+                number()
+                    .filter(|v| v.fract() == 0.0 && *v >= min && *v <= 1e9)
+                    .ok_or_else(bad)?,
+            )
+        }
+        ParamKind::Kernel => match text {
+            "rbf" | "linear" => Value::Word(text.to_owned()),
+            _ => return Err(bad()),
+        },
+        ParamKind::Gamma => match text {
+            "scale" | "auto" => Value::Word(text.to_owned()),
+            _ => Value::Num(number().filter(|v| *v > 0.0).ok_or_else(bad)?),
+        },
+        ParamKind::MaxFeatures => match text {
+            "sqrt" | "log2" | "all" => Value::Word(text.to_owned()),
+            _ => Value::Num(
+                number()
+                    .filter(|v| v.fract() == 0.0 && *v >= 1.0)
+                    .ok_or_else(bad)?,
+            ),
+        },
+    };
+    Ok(value)
 }
 
 impl ModelSpec {
     /// Parses a model name and its string parameters. Missing parameters take scikit-learn's
     /// defaults; unknown names, unknown parameters and bad values are errors.
     pub fn parse(name: &str, params: &BTreeMap<String, String>) -> Result<Self, ModelError> {
-        match name {
-            "logistic" => {
-                let model = "logistic";
-                let mut c = 1.0;
-                for (param, value) in params {
-                    match param.as_str() {
-                        "C" => {
-                            c = value
-                                .trim()
-                                .parse::<f64>()
-                                .ok()
-                                .filter(|c| c.is_finite() && *c > 0.0 && (1.0 / c).is_finite())
-                                .ok_or_else(|| ModelError::BadParam {
-                                    model,
-                                    param: "C",
-                                    value: value.clone(),
-                                    expected: "a positive finite number",
-                                })?;
-                        }
-                        _ => {
-                            return Err(ModelError::UnknownParam {
-                                model,
-                                param: param.clone(),
-                                accepted: LOGISTIC_PARAMS,
-                            })
-                        }
-                    }
-                }
-                Ok(ModelSpec::Logistic { c })
-            }
-            _ => Err(ModelError::UnknownModel {
+        let kind = KINDS
+            .iter()
+            .copied()
+            .find(|k| k.name() == name.trim())
+            .ok_or_else(|| ModelError::UnknownModel {
                 name: name.to_owned(),
-            }),
+            })?;
+        let model = kind.name();
+        let mut values = BTreeMap::new();
+        for def in kind.params() {
+            values.insert(def.name, parse_value(model, def, def.default)?);
         }
+        let mut spec = Self { kind, values };
+        for (param, value) in params {
+            spec.set(param, value)?;
+        }
+        Ok(spec)
+    }
+
+    /// Sets one parameter from its string form (a grid candidate).
+    pub fn set(&mut self, param: &str, value: &str) -> Result<(), ModelError> {
+        let model = self.kind.name();
+        let key = if self.kind == ModelKind::Knn && param == "k" {
+            "n_neighbors"
+        } else {
+            param
+        };
+        let def = self
+            .kind
+            .params()
+            .iter()
+            .find(|d| d.name == key)
+            .ok_or_else(|| ModelError::UnknownParam {
+                model,
+                param: param.to_owned(),
+                accepted: self.kind.param_names(),
+            })?;
+        self.values
+            .insert(def.name, parse_value(model, def, value)?);
+        Ok(())
+    }
+
+    /// The model.
+    pub fn kind(&self) -> ModelKind {
+        self.kind
     }
 
     /// The model's name, as in [`MODELS`].
     pub fn name(&self) -> &'static str {
-        match self {
-            ModelSpec::Logistic { .. } => "logistic",
-        }
+        self.kind.name()
     }
 
-    /// The effective parameters (defaults filled in) as JSON, e.g. `{"C": 1.0}`.
+    /// Classification or regression.
+    pub fn task(&self) -> Task {
+        self.kind.task()
+    }
+
+    /// The effective parameters (defaults filled in) as JSON, e.g. `{"C": 1.0, "kernel": "rbf"}`.
     pub fn params_json(&self) -> serde_json::Value {
-        match self {
-            ModelSpec::Logistic { c } => serde_json::json!({ "C": c }),
+        serde_json::to_value(&self.values).unwrap_or_default()
+    }
+
+    /// A parameter's value, when numeric.
+    pub fn number(&self, name: &str) -> Option<f64> {
+        match self.values.get(name) {
+            Some(Value::Num(v)) => Some(*v),
+            _ => None,
         }
     }
 
-    /// Fits the estimator on (already standardised) rows `x` with class indices `y`.
-    pub fn fit(&self, x: &[Vec<f64>], y: &[usize]) -> Result<Estimator, ModelError> {
-        let matrix = to_matrix(x)?;
-        if y.len() != x.len() {
-            return Err(ModelError::Input(format!(
-                "{} rows but {} labels",
-                x.len(),
-                y.len()
-            )));
+    fn num(&self, name: &str) -> f64 {
+        self.number(name).unwrap_or(f64::NAN)
+    }
+
+    fn count(&self, name: &str) -> usize {
+        self.number(name).map_or(0, |v| v as usize)
+    }
+
+    fn word(&self, name: &str) -> &str {
+        match self.values.get(name) {
+            Some(Value::Word(w)) => w,
+            _ => "",
         }
-        let y = y.to_vec();
-        match self {
-            ModelSpec::Logistic { c } => {
-                let model = self.name();
-                let params = LogisticRegressionParameters::default().with_alpha(1.0 / c);
-                let fitted = guard(model, "fit", || Logistic::fit(&matrix, &y, params))?;
-                Ok(Estimator::Logistic(fitted))
+    }
+
+    fn kernel(&self, x: &Matrix) -> Kernel {
+        if self.word("kernel") == "linear" {
+            return Kernel::Linear;
+        }
+        let gamma = match self.word("gamma") {
+            "scale" => {
+                let var = x.variance();
+                if var > 0.0 {
+                    1.0 / (x.cols() as f64 * var)
+                } else {
+                    1.0
+                }
             }
+            "auto" => 1.0 / x.cols() as f64,
+            _ => self.num("gamma"),
+        };
+        Kernel::Rbf { gamma }
+    }
+
+    fn tree_params(&self, p: usize) -> TreeParams {
+        let max_features = match (self.word("max_features"), self.number("max_features")) {
+            ("sqrt", _) => ((p as f64).sqrt() as usize).max(1),
+            ("log2", _) => ((p as f64).log2() as usize).max(1),
+            (_, Some(n)) => (n as usize).min(p),
+            _ => p,
+        };
+        let depth = self.count("max_depth");
+        TreeParams {
+            max_depth: (depth > 0).then_some(depth),
+            min_samples_split: self.count("min_samples_split").max(2),
+            min_samples_leaf: self.count("min_samples_leaf").max(1),
+            max_features,
         }
+    }
+
+    /// Fits the estimator on model-ready rows (after the pipeline). `seed` seeds forests.
+    pub fn fit(
+        &self,
+        x: &Matrix,
+        target: Supervision<'_>,
+        seed: u64,
+    ) -> Result<Estimator, ModelError> {
+        if x.rows() == 0 || x.cols() == 0 {
+            return Err(ModelError::Input("no rows or no features".into()));
+        }
+        if !x.all_finite() {
+            return Err(ModelError::Input("a value is not a finite number".into()));
+        }
+        let estimator = match (self.kind, target) {
+            (kind, Supervision::Classes(y, k)) if kind.task() == Task::Classification => {
+                if y.len() != x.rows() {
+                    return Err(ModelError::Input(format!(
+                        "{} rows but {} labels",
+                        x.rows(),
+                        y.len()
+                    )));
+                }
+                let present = {
+                    let mut seen = vec![false; k];
+                    y.iter().for_each(|&c| seen[c] = true);
+                    seen.iter().filter(|s| **s).count()
+                };
+                if present < 2 {
+                    return Err(ModelError::Input(format!(
+                        "{} needs at least 2 classes among its training rows, found {present}",
+                        self.name()
+                    )));
+                }
+                match kind {
+                    ModelKind::Logistic => Estimator::Logistic(Logistic::fit(
+                        x,
+                        y,
+                        k,
+                        self.num("C"),
+                        self.num("tol"),
+                        self.count("max_iter"),
+                    )),
+                    ModelKind::Svc => Estimator::Svc(Svc::fit(
+                        x,
+                        y,
+                        k,
+                        self.num("C"),
+                        self.kernel(x),
+                        self.num("tol"),
+                    )),
+                    ModelKind::RandomForest => Estimator::Forest(Forest::fit(
+                        x,
+                        Targets::Classes(y),
+                        TreeTask::Classify(k),
+                        self.count("n_estimators"),
+                        true,
+                        self.tree_params(x.cols()),
+                        seed,
+                    )),
+                    ModelKind::DecisionTree => Estimator::Forest(Forest::fit(
+                        x,
+                        Targets::Classes(y),
+                        TreeTask::Classify(k),
+                        1,
+                        false,
+                        TreeParams {
+                            max_features: x.cols(),
+                            ..self.tree_params(x.cols())
+                        },
+                        seed,
+                    )),
+                    ModelKind::Knn => Estimator::Knn(Knn {
+                        k: self.count("n_neighbors"),
+                        n_classes: k,
+                        x: x.clone(),
+                        y: y.to_vec(),
+                    }),
+                    ModelKind::GaussianNb => {
+                        Estimator::GaussianNb(GaussianNb::fit(x, y, k, self.num("var_smoothing")))
+                    }
+                    _ => unreachable!("classification kinds only"),
+                }
+            }
+            (kind, Supervision::Values(z)) if kind.task() == Task::Regression => {
+                if z.len() != x.rows() {
+                    return Err(ModelError::Input(format!(
+                        "{} rows but {} targets",
+                        x.rows(),
+                        z.len()
+                    )));
+                }
+                match kind {
+                    ModelKind::Linear => Estimator::Linear(LinearRegression::fit_ridge(x, z, 0.0)),
+                    ModelKind::Ridge => {
+                        Estimator::Linear(LinearRegression::fit_ridge(x, z, self.num("alpha")))
+                    }
+                    ModelKind::Lasso => Estimator::Linear(LinearRegression::fit_lasso(
+                        x,
+                        z,
+                        self.num("alpha"),
+                        self.num("tol"),
+                        self.count("max_iter"),
+                    )),
+                    ModelKind::Svr => Estimator::Svr(Svr::fit(
+                        x,
+                        z,
+                        self.num("C"),
+                        self.num("epsilon"),
+                        self.kernel(x),
+                        self.num("tol"),
+                    )),
+                    ModelKind::RandomForestRegressor => Estimator::Forest(Forest::fit(
+                        x,
+                        Targets::Values(z),
+                        TreeTask::Regress,
+                        self.count("n_estimators"),
+                        true,
+                        self.tree_params(x.cols()),
+                        seed,
+                    )),
+                    _ => unreachable!("regression kinds only"),
+                }
+            }
+            _ => {
+                return Err(ModelError::Input(format!(
+                    "{} is a {} model but the targets are not",
+                    self.name(),
+                    self.task().as_str()
+                )))
+            }
+        };
+        Ok(estimator)
     }
 }
 
-/// A fitted estimator (without its scaler).
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// Predictions for some rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Predictions {
+    /// Class indices (classification).
+    pub classes: Vec<usize>,
+    /// Predicted values (regression).
+    pub values: Vec<f64>,
+    /// Binary classification: the positive class's (class 1's) decision score or probability.
+    pub scores: Option<Vec<f64>>,
+}
+
+/// A fitted estimator (after the pipeline).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Estimator {
-    /// A fitted logistic regression.
+    /// Logistic regression.
     Logistic(Logistic),
+    /// C-SVC.
+    Svc(Svc),
+    /// Random forest or decision tree (either task).
+    Forest(Forest),
+    /// KNN.
+    Knn(Knn),
+    /// Gaussian naive Bayes.
+    GaussianNb(GaussianNb),
+    /// OLS, ridge or lasso.
+    Linear(LinearRegression),
+    /// ε-SVR.
+    Svr(Svr),
 }
 
 impl Estimator {
-    /// The model's name, as in [`MODELS`].
-    pub fn name(&self) -> &'static str {
+    /// Predicts rows (already through the pipeline).
+    pub fn predict(&self, x: &Matrix) -> Predictions {
+        let from_proba = |p: Matrix| {
+            let classes = (0..p.rows()).map(|i| argmax(p.row(i))).collect();
+            let scores = (p.cols() == 2).then(|| (0..p.rows()).map(|i| p.get(i, 1)).collect());
+            Predictions {
+                classes,
+                values: Vec::new(),
+                scores,
+            }
+        };
         match self {
-            Estimator::Logistic(_) => "logistic",
+            Estimator::Logistic(m) => {
+                let d = m.decision(x);
+                let scores = (d.cols() == 1).then(|| (0..d.rows()).map(|i| d.get(i, 0)).collect());
+                Predictions {
+                    classes: m.predict(x),
+                    values: Vec::new(),
+                    scores,
+                }
+            }
+            Estimator::Svc(m) => {
+                let (classes, scores) = m.predict(x);
+                Predictions {
+                    classes,
+                    values: Vec::new(),
+                    scores,
+                }
+            }
+            Estimator::Forest(f) => {
+                let p = f.predict_values(x);
+                if f.is_regressor() {
+                    Predictions {
+                        classes: Vec::new(),
+                        values: (0..p.rows()).map(|i| p.get(i, 0)).collect(),
+                        scores: None,
+                    }
+                } else {
+                    from_proba(p)
+                }
+            }
+            Estimator::Knn(m) => from_proba(m.proba(x)),
+            Estimator::GaussianNb(m) => {
+                let jll = m.joint_log_likelihood(x);
+                let classes = (0..jll.rows()).map(|i| argmax(jll.row(i))).collect();
+                // The log-odds of class 1: ranks like its probability without saturating.
+                let scores = (jll.cols() == 2).then(|| {
+                    (0..jll.rows())
+                        .map(|i| jll.get(i, 1) - jll.get(i, 0))
+                        .collect()
+                });
+                Predictions {
+                    classes,
+                    values: Vec::new(),
+                    scores,
+                }
+            }
+            Estimator::Linear(m) => Predictions {
+                classes: Vec::new(),
+                values: m.predict(x),
+                scores: None,
+            },
+            Estimator::Svr(m) => Predictions {
+                classes: Vec::new(),
+                values: m.predict(x),
+                scores: None,
+            },
         }
     }
 
-    /// Predicts class indices for (already standardised) rows.
-    pub fn predict(&self, x: &[Vec<f64>]) -> Result<Vec<usize>, ModelError> {
-        let matrix = to_matrix(x)?;
+    /// Per-input weights: `("coefficients", w)` for linear models (mean |w| over classes for
+    /// multiclass), `("importances", w)` for trees; none otherwise.
+    pub fn weights(&self) -> Option<(&'static str, Vec<f64>)> {
         match self {
-            Estimator::Logistic(model) => guard(self.name(), "predict", || model.predict(&matrix)),
+            Estimator::Logistic(m) => {
+                let k = m.coef.rows();
+                let p = m.coef.cols();
+                let w = if k == 1 {
+                    m.coef.row(0).to_vec()
+                } else {
+                    (0..p)
+                        .map(|j| (0..k).map(|c| m.coef.get(c, j).abs()).sum::<f64>() / k as f64)
+                        .collect()
+                };
+                Some(("coefficients", w))
+            }
+            Estimator::Svc(m) if m.kernel == Kernel::Linear && m.n_classes == 2 => {
+                let pair = &m.pairs[0];
+                let mut w = vec![0.0; m.support.cols()];
+                for (&s, c) in pair.sv.iter().zip(&pair.coef) {
+                    for (wj, xj) in w.iter_mut().zip(m.support.row(s as usize)) {
+                        // Sign: positive weights favour class 1 (the decision was flipped).
+                        *wj -= c * xj;
+                    }
+                }
+                Some(("coefficients", w))
+            }
+            Estimator::Forest(f) => Some(("importances", f.importances())),
+            Estimator::Linear(m) => Some(("coefficients", m.coef.clone())),
+            _ => None,
         }
     }
 }
 
-/// The final model as stored in `runs.model_blob`: scaler, estimator and class names.
-#[derive(Debug, Serialize, Deserialize)]
+/// The final model as stored in `runs.model_blob`: pipeline, estimator and class names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FittedModel {
-    /// Class names in index order (sorted).
+    /// The model's name.
+    model: String,
+    /// Its parameters.
+    params: serde_json::Value,
+    /// Classification or regression.
+    task: Task,
+    /// Class names in index order (empty for regression).
     classes: Vec<String>,
-    /// The standardisation fitted on the training rows.
-    scaler: StandardScaler,
-    /// The estimator fitted on the standardised training rows.
+    /// The fitted preprocessing.
+    pipeline: FittedPipeline,
+    /// The fitted estimator.
     estimator: Estimator,
 }
 
+/// Targets of a whole data set.
+#[derive(Debug, Clone, Copy)]
+pub enum Labels<'a> {
+    /// Class indices into `classes`.
+    Classes(&'a [usize], &'a [String]),
+    /// Values.
+    Values(&'a [f64]),
+}
+
 impl FittedModel {
-    /// Standardises `x` with a scaler fitted on it, then fits `spec` to class indices `y`
-    /// (indices into `classes`).
+    /// Fits the pipeline and then the estimator on rows `x` (with their sites).
     pub fn fit(
         spec: &ModelSpec,
-        classes: Vec<String>,
-        x: &[Vec<f64>],
-        y: &[usize],
+        pipeline: &PipelineConfig,
+        x: &Matrix,
+        sites: &[String],
+        labels: Labels<'_>,
+        seed: u64,
     ) -> Result<Self, ModelError> {
-        if let Some(&bad) = y.iter().find(|&&c| c >= classes.len()) {
-            return Err(ModelError::Input(format!(
-                "class index {bad} out of range for {} classes",
-                classes.len()
-            )));
-        }
-        let scaler = StandardScaler::fit(x)?;
-        let z = scaler.transform_rows(x)?;
-        let estimator = spec.fit(&z, y)?;
+        let (supervision, classes) = match labels {
+            Labels::Classes(y, classes) => {
+                if let Some(&bad) = y.iter().find(|&&c| c >= classes.len()) {
+                    return Err(ModelError::Input(format!(
+                        "class index {bad} out of range for {} classes",
+                        classes.len()
+                    )));
+                }
+                (Supervision::Classes(y, classes.len()), classes.to_vec())
+            }
+            Labels::Values(v) => (Supervision::Values(v), Vec::new()),
+        };
+        let fitted = pipeline.fit(x, sites, supervision)?;
+        let z = fitted.transform(x, sites)?;
+        let estimator = spec.fit(&z, supervision, seed)?;
         Ok(Self {
+            model: spec.name().to_owned(),
+            params: spec.params_json(),
+            task: spec.task(),
             classes,
-            scaler,
+            pipeline: fitted,
             estimator,
         })
     }
 
     /// The `runs.model_format` tag of [`FittedModel::to_bytes`]'s output.
-    pub fn format(&self) -> &'static str {
-        match self.estimator {
-            Estimator::Logistic(_) => "swarm-logistic-v1+msgpack",
-        }
+    pub fn format(&self) -> String {
+        format!("swarm-{}-v2+msgpack", self.model)
     }
 
     /// The class names, in index order.
@@ -247,9 +809,9 @@ impl FittedModel {
         &self.classes
     }
 
-    /// The fitted scaler.
-    pub fn scaler(&self) -> &StandardScaler {
-        &self.scaler
+    /// The fitted preprocessing.
+    pub fn pipeline(&self) -> &FittedPipeline {
+        &self.pipeline
     }
 
     /// The fitted estimator.
@@ -257,22 +819,35 @@ impl FittedModel {
         &self.estimator
     }
 
-    /// Predicts class indices (into [`FittedModel::classes`]) for raw (unstandardised) rows.
-    pub fn predict_indices(&self, x: &[Vec<f64>]) -> Result<Vec<usize>, ModelError> {
-        let z = self.scaler.transform_rows(x)?;
-        self.estimator.predict(&z)
+    /// Predicts raw rows (with their sites; empty sites use the global scaler).
+    pub fn predict_rows(&self, x: &Matrix, sites: &[String]) -> Result<Predictions, ModelError> {
+        if x.cols() != self.pipeline.n_features {
+            return Err(ModelError::Input(format!(
+                "rows have {} features, the model {}",
+                x.cols(),
+                self.pipeline.n_features
+            )));
+        }
+        let z = self.pipeline.transform(x, sites)?;
+        Ok(self.estimator.predict(&z))
     }
 
-    /// Predicts class names for raw (unstandardised) rows.
+    /// Predicts class names (classification) or values as text (regression).
     pub fn predict(&self, x: &[Vec<f64>]) -> Result<Vec<String>, ModelError> {
-        self.predict_indices(x)?
-            .into_iter()
-            .map(|c| {
-                self.classes.get(c).cloned().ok_or_else(|| {
-                    ModelError::Codec(format!("the model predicted an unknown class index {c}"))
-                })
-            })
-            .collect()
+        let p = self.predict_rows(&Matrix::from_rows(x), &[])?;
+        Ok(match self.task {
+            Task::Classification => p.classes.iter().map(|&c| self.classes[c].clone()).collect(),
+            Task::Regression => p.values.iter().map(|v| v.to_string()).collect(),
+        })
+    }
+
+    /// Feature weights mapped back to the input features: `(kind, weights)`.
+    pub fn feature_weights(&self) -> Option<(&'static str, Vec<f64>)> {
+        let (kind, w) = self.estimator.weights()?;
+        let linear = kind == "coefficients";
+        self.pipeline
+            .weights_to_input(&w, linear)
+            .map(|w| (kind, w))
     }
 
     /// Encodes the model as MessagePack with named fields.
@@ -291,55 +866,12 @@ impl FittedModel {
                 model.format()
             )));
         }
-        if model.classes.len() < 2 || model.scaler.n_features() == 0 {
-            return Err(ModelError::Codec(format!(
-                "inconsistent model: {} classes, {} features",
-                model.classes.len(),
-                model.scaler.n_features()
-            )));
+        if model.pipeline.n_features == 0
+            || (model.task == Task::Classification && model.classes.len() < 2)
+        {
+            return Err(ModelError::Codec("inconsistent model".into()));
         }
-        // A smoke prediction: a corrupt estimator fails here, not in the caller.
-        model
-            .predict(&[vec![0.0; model.scaler.n_features()]])
-            .map_err(|e| ModelError::Codec(format!("the decoded model cannot predict: {e}")))?;
         Ok(model)
-    }
-}
-
-/// Rows as a smartcore matrix; rejects empty, ragged and non-finite input.
-fn to_matrix(x: &[Vec<f64>]) -> Result<DenseMatrix<f64>, ModelError> {
-    if x.first().is_none_or(|row| row.is_empty()) {
-        return Err(ModelError::Input("no rows or no features".into()));
-    }
-    if x.iter().flatten().any(|v| !v.is_finite()) {
-        return Err(ModelError::Input("a value is not a finite number".into()));
-    }
-    DenseMatrix::from_2d_vec(&x.to_vec()).map_err(|e| ModelError::Input(e.to_string()))
-}
-
-/// Runs a smartcore call, turning both its errors and its panics (its line search panics when it
-/// cannot converge; accessors panic on an unfitted model) into [`ModelError::Estimator`].
-fn guard<T>(
-    model: &'static str,
-    step: &'static str,
-    f: impl FnOnce() -> Result<T, smartcore::error::Failed>,
-) -> Result<T, ModelError> {
-    let error = |reason: String| ModelError::Estimator {
-        model,
-        step,
-        reason,
-    };
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(failed)) => Err(error(failed.to_string())),
-        Err(panic) => {
-            let reason = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "the library panicked".to_owned());
-            Err(error(reason))
-        }
     }
 }
 
@@ -354,139 +886,71 @@ mod tests {
             .collect()
     }
 
-    /// Two Gaussian-ish blobs, made deterministic: class 0 around -2, class 1 around +2.
-    fn blobs() -> (Vec<Vec<f64>>, Vec<usize>) {
-        let mut x = Vec::new();
-        let mut y = Vec::new();
-        for i in 0..40 {
-            let jitter = ((i * 37) % 17) as f64 / 17.0 - 0.5;
-            let class = i % 2;
-            let centre = if class == 0 { -2.0 } else { 2.0 };
-            x.push(vec![centre + jitter, 5.0 * jitter, 100.0 + centre * 10.0]);
-            y.push(class);
-        }
-        (x, y)
-    }
-
     #[test]
-    fn parses_names_and_params() {
+    fn parses_names_params_and_defaults() {
+        let spec = ModelSpec::parse("logistic", &params(&[])).unwrap();
         assert_eq!(
-            ModelSpec::parse("logistic", &params(&[])).unwrap(),
-            ModelSpec::Logistic { c: 1.0 }
+            spec.params_json(),
+            serde_json::json!({"C": 1.0, "max_iter": 100.0, "tol": 1e-4})
+        );
+        let spec = ModelSpec::parse("svc", &params(&[("C", " 0.25 ")])).unwrap();
+        assert_eq!(spec.number("C"), Some(0.25));
+        assert_eq!(spec.params_json()["gamma"], "scale");
+        assert_eq!(
+            ModelSpec::parse("knn", &params(&[]))
+                .unwrap()
+                .number("n_neighbors"),
+            Some(5.0)
         );
         assert_eq!(
-            ModelSpec::parse("logistic", &params(&[("C", " 0.25 ")])).unwrap(),
-            ModelSpec::Logistic { c: 0.25 }
+            ModelSpec::parse("knn", &params(&[("k", "3")]))
+                .unwrap()
+                .number("n_neighbors"),
+            Some(3.0)
+        );
+        assert_eq!(
+            ModelSpec::parse("random_forest", &params(&[]))
+                .unwrap()
+                .number("n_estimators"),
+            Some(100.0)
         );
         let unknown = ModelSpec::parse("svm", &params(&[]))
             .unwrap_err()
             .to_string();
-        assert_eq!(unknown, "unknown model \"svm\"; accepted models: logistic");
-        let bad_param = ModelSpec::parse("logistic", &params(&[("gamma", "1")]))
+        assert!(
+            unknown.starts_with("unknown model \"svm\"; accepted models: logistic, svc,"),
+            "{unknown}"
+        );
+        let bad = ModelSpec::parse("logistic", &params(&[("gamma", "1")]))
             .unwrap_err()
             .to_string();
-        assert!(bad_param.contains("\"gamma\"") && bad_param.contains("accepted parameters: C"));
-        for bad in ["0", "-1", "abc", "inf", "NaN", "", "1e-320"] {
-            let err = ModelSpec::parse("logistic", &params(&[("C", bad)])).unwrap_err();
+        assert!(
+            bad.contains("\"gamma\"") && bad.contains("accepted parameters: C, max_iter, tol"),
+            "{bad}"
+        );
+        let none = ModelSpec::parse("linear", &params(&[("alpha", "1")]))
+            .unwrap_err()
+            .to_string();
+        assert!(none.contains("accepted parameters: none"), "{none}");
+        for (model, param, value) in [
+            ("logistic", "C", "0"),
+            ("logistic", "C", "-1"),
+            ("logistic", "C", "abc"),
+            ("logistic", "C", "inf"),
+            ("logistic", "C", "NaN"),
+            ("logistic", "C", ""),
+            ("logistic", "C", "1e-320"),
+            ("svc", "kernel", "poly"),
+            ("svc", "gamma", "-1"),
+            ("knn", "n_neighbors", "2.5"),
+            ("knn", "n_neighbors", "0"),
+            ("random_forest", "max_features", "half"),
+        ] {
+            let err = ModelSpec::parse(model, &params(&[(param, value)])).unwrap_err();
             assert!(
                 matches!(err, ModelError::BadParam { .. }),
-                "C = {bad:?}: {err}"
+                "{model} {param}={value:?}: {err}"
             );
         }
-    }
-
-    #[test]
-    fn params_json_has_the_defaults() {
-        let spec = ModelSpec::parse("logistic", &params(&[])).unwrap();
-        assert_eq!(spec.params_json(), serde_json::json!({"C": 1.0}));
-    }
-
-    #[test]
-    fn separable_data_is_learnt() {
-        let (x, y) = blobs();
-        let model = FittedModel::fit(
-            &ModelSpec::Logistic { c: 1.0 },
-            vec!["a".into(), "b".into()],
-            &x,
-            &y,
-        )
-        .unwrap();
-        let predicted = model.predict(&x).unwrap();
-        let correct = predicted
-            .iter()
-            .zip(&y)
-            .filter(|(p, &t)| **p == ["a", "b"][t])
-            .count();
-        assert!(correct as f64 / y.len() as f64 > 0.9, "{correct}/40");
-    }
-
-    #[test]
-    fn stronger_penalty_shrinks_coefficients() {
-        let (x, y) = blobs();
-        let norm = |c: f64| {
-            let Estimator::Logistic(m) = ModelSpec::Logistic { c }.fit(&x, &y).unwrap();
-            m.coefficients().iter().map(|w| w * w).sum::<f64>()
-        };
-        assert!(norm(0.01) < norm(1.0));
-    }
-
-    #[test]
-    fn round_trip_predicts_the_same() {
-        // Three classes, so the multinomial path is exercised too.
-        let x: Vec<Vec<f64>> = (0..30)
-            .map(|i| {
-                let class = (i % 3) as f64;
-                vec![
-                    class * 3.0 + ((i * 7) % 5) as f64 / 5.0,
-                    -class + (i % 4) as f64 / 4.0,
-                ]
-            })
-            .collect();
-        let y: Vec<usize> = (0..30).map(|i| i % 3).collect();
-        let classes = vec!["x".to_owned(), "y".to_owned(), "z".to_owned()];
-        let model = FittedModel::fit(&ModelSpec::Logistic { c: 1.0 }, classes, &x, &y).unwrap();
-        let bytes = model.to_bytes().unwrap();
-        assert_eq!(model.format(), "swarm-logistic-v1+msgpack");
-
-        let decoded = FittedModel::from_bytes(model.format(), &bytes).unwrap();
-        assert_eq!(decoded.classes(), model.classes());
-        assert_eq!(decoded.scaler(), model.scaler());
-        let probe: Vec<Vec<f64>> = (0..50)
-            .map(|i| vec![i as f64 * 0.2 - 1.0, (i % 7) as f64 - 3.0])
-            .collect();
-        assert_eq!(
-            decoded.predict(&probe).unwrap(),
-            model.predict(&probe).unwrap()
-        );
-
-        assert!(FittedModel::from_bytes("swarm-svc-v1+msgpack", &bytes).is_err());
-        assert!(FittedModel::from_bytes(model.format(), &bytes[..bytes.len() / 2]).is_err());
-    }
-
-    #[test]
-    fn bad_input_is_an_error_not_a_panic() {
-        let spec = ModelSpec::Logistic { c: 1.0 };
-        assert!(matches!(spec.fit(&[], &[]), Err(ModelError::Input(_))));
-        assert!(matches!(
-            spec.fit(&[vec![1.0], vec![f64::NAN]], &[0, 1]),
-            Err(ModelError::Input(_))
-        ));
-        assert!(matches!(
-            spec.fit(&[vec![1.0], vec![2.0, 3.0]], &[0, 1]),
-            Err(ModelError::Input(_))
-        ));
-        assert!(matches!(
-            spec.fit(&[vec![1.0], vec![2.0]], &[0]),
-            Err(ModelError::Input(_))
-        ));
-        // One class only: smartcore refuses.
-        assert!(matches!(
-            spec.fit(&[vec![1.0], vec![2.0]], &[0, 0]),
-            Err(ModelError::Estimator { .. })
-        ));
-        assert!(matches!(
-            FittedModel::fit(&spec, vec!["a".into()], &[vec![1.0], vec![2.0]], &[0, 1]),
-            Err(ModelError::Input(_))
-        ));
     }
 }

@@ -1,0 +1,388 @@
+//! Linear models: L2 logistic regression (binary and multinomial, L-BFGS), ordinary least squares,
+//! ridge and lasso — with scikit-learn's objectives, so equal parameters give equal models.
+//!
+//! - Logistic: minimises `(1/n) Σ loss + ‖W‖² / (2 C n)` (scikit-learn's scaling of
+//!   `C Σ loss + ½‖W‖²`), intercepts unpenalised; binary uses one weight vector (log-loss),
+//!   more classes the full multinomial (softmax) with one vector per class. L-BFGS with
+//!   scikit-learn's `tol` (1e-4) on the largest gradient component and `max_iter` (100).
+//! - Ridge / OLS: `‖y − Xw − b‖² + α‖w‖²` on centred data, solved by Cholesky on the smaller of
+//!   the primal (p × p) and dual (n × n) normal equations; α = 0 is OLS (the dual gives the
+//!   minimum-norm solution when p > n, as `lstsq` does).
+//! - Lasso: `(1/2n)‖y − Xw − b‖² + α‖w‖₁` by cyclic coordinate descent.
+
+use serde::{Deserialize, Serialize};
+
+use super::lbfgs::Lbfgs;
+use crate::matrix::{dot, Matrix};
+
+/// A fitted logistic regression: one row of `coef` per class (one row for two classes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Logistic {
+    /// Number of classes.
+    pub n_classes: usize,
+    /// `K' × p` coefficients, K' = 1 for binary problems, else the number of classes.
+    pub coef: Matrix,
+    /// One intercept per row of `coef`.
+    pub intercept: Vec<f64>,
+    /// L-BFGS iterations used.
+    pub iterations: usize,
+}
+
+impl Logistic {
+    /// Fits on rows `x` and class indices `y` (`0..n_classes`).
+    pub fn fit(
+        x: &Matrix,
+        y: &[usize],
+        n_classes: usize,
+        c: f64,
+        tol: f64,
+        max_iter: usize,
+    ) -> Self {
+        let (n, p) = (x.rows(), x.cols());
+        let k = if n_classes == 2 { 1 } else { n_classes };
+        let lambda = 1.0 / (c * n as f64);
+        let solver = Lbfgs {
+            gtol: tol,
+            max_iter,
+            ..Lbfgs::default()
+        };
+        let dim = k * (p + 1);
+        let mut z = vec![0.0; k];
+        let mut prob = vec![0.0; k];
+        let fg = |w: &[f64], g: &mut [f64]| -> f64 {
+            g.iter_mut().for_each(|v| *v = 0.0);
+            let mut loss = 0.0;
+            for i in 0..n {
+                let row = x.row(i);
+                for c in 0..k {
+                    z[c] = dot(&w[c * p..(c + 1) * p], row) + w[k * p + c];
+                }
+                if k == 1 {
+                    let t = if y[i] == 1 { 1.0 } else { 0.0 };
+                    // log(1 + e^z) − t z, computed stably.
+                    let zz = z[0];
+                    loss += if zz > 0.0 {
+                        zz + (-zz).exp().ln_1p()
+                    } else {
+                        zz.exp().ln_1p()
+                    } - t * zz;
+                    prob[0] = 1.0 / (1.0 + (-zz).exp()) - t;
+                } else {
+                    let max = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    let sum: f64 = z.iter().map(|v| (v - max).exp()).sum();
+                    let lse = max + sum.ln();
+                    loss += lse - z[y[i]];
+                    for c in 0..k {
+                        prob[c] = (z[c] - lse).exp() - if c == y[i] { 1.0 } else { 0.0 };
+                    }
+                }
+                for c in 0..k {
+                    let d = prob[c];
+                    if d != 0.0 {
+                        let gc = &mut g[c * p..(c + 1) * p];
+                        for (gj, xj) in gc.iter_mut().zip(row) {
+                            *gj += d * xj;
+                        }
+                        g[k * p + c] += d;
+                    }
+                }
+            }
+            let inv_n = 1.0 / n as f64;
+            let mut penalty = 0.0;
+            for (j, gj) in g.iter_mut().enumerate() {
+                *gj *= inv_n;
+                if j < k * p {
+                    *gj += lambda * w[j];
+                    penalty += w[j] * w[j];
+                }
+            }
+            loss * inv_n + 0.5 * lambda * penalty
+        };
+        let min = solver.minimise(fg, vec![0.0; dim]);
+        let coef = Matrix::new(k, p, min.x[..k * p].to_vec());
+        let intercept = min.x[k * p..].to_vec();
+        Self {
+            n_classes,
+            coef,
+            intercept,
+            iterations: min.iterations,
+        }
+    }
+
+    /// Decision values: `n × K'` (one column for binary problems: the positive class's log-odds).
+    pub fn decision(&self, x: &Matrix) -> Matrix {
+        let k = self.coef.rows();
+        let mut out = Matrix::zeros(x.rows(), k);
+        for i in 0..x.rows() {
+            for c in 0..k {
+                out.row_mut(i)[c] = dot(self.coef.row(c), x.row(i)) + self.intercept[c];
+            }
+        }
+        out
+    }
+
+    /// Predicted class indices.
+    pub fn predict(&self, x: &Matrix) -> Vec<usize> {
+        let d = self.decision(x);
+        (0..x.rows())
+            .map(|i| {
+                let row = d.row(i);
+                if row.len() == 1 {
+                    usize::from(row[0] > 0.0)
+                } else {
+                    argmax(row)
+                }
+            })
+            .collect()
+    }
+}
+
+/// The index of the largest value (the first one on ties).
+pub fn argmax(v: &[f64]) -> usize {
+    let mut best = 0;
+    for (i, &x) in v.iter().enumerate() {
+        if x > v[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// A fitted linear regression (OLS, ridge or lasso).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinearRegression {
+    /// Coefficients, one per feature.
+    pub coef: Vec<f64>,
+    /// Intercept.
+    pub intercept: f64,
+}
+
+impl LinearRegression {
+    /// Ridge regression with penalty `alpha` (0: ordinary least squares).
+    pub fn fit_ridge(x: &Matrix, y: &[f64], alpha: f64) -> Self {
+        let (n, p) = (x.rows(), x.cols());
+        let (xc, x_mean, y_mean) = centre(x, y);
+        let yc: Vec<f64> = y.iter().map(|v| v - y_mean).collect();
+        let coef = if p <= n {
+            // (XᵀX + αI) w = Xᵀy
+            let mut a = vec![0.0; p * p];
+            for i in 0..n {
+                let row = xc.row(i);
+                for j in 0..p {
+                    let rj = row[j];
+                    if rj != 0.0 {
+                        for k in j..p {
+                            a[j * p + k] += rj * row[k];
+                        }
+                    }
+                }
+            }
+            for j in 0..p {
+                for k in 0..j {
+                    a[j * p + k] = a[k * p + j];
+                }
+            }
+            let mut b = vec![0.0; p];
+            for i in 0..n {
+                for (j, bj) in b.iter_mut().enumerate() {
+                    *bj += xc.get(i, j) * yc[i];
+                }
+            }
+            solve_spd(a, b, p, alpha)
+        } else {
+            // Dual: w = Xᵀ (XXᵀ + αI)⁻¹ y
+            let mut a = vec![0.0; n * n];
+            for i in 0..n {
+                for j in i..n {
+                    let v = dot(xc.row(i), xc.row(j));
+                    a[i * n + j] = v;
+                    a[j * n + i] = v;
+                }
+            }
+            let dual = solve_spd(a, yc.clone(), n, alpha);
+            let mut w = vec![0.0; p];
+            for i in 0..n {
+                for (j, wj) in w.iter_mut().enumerate() {
+                    *wj += xc.get(i, j) * dual[i];
+                }
+            }
+            w
+        };
+        let intercept = y_mean - dot(&coef, &x_mean);
+        Self { coef, intercept }
+    }
+
+    /// Lasso by coordinate descent; stops when the largest coefficient update is at most
+    /// `tol · max |w|` or after `max_iter` sweeps.
+    pub fn fit_lasso(x: &Matrix, y: &[f64], alpha: f64, tol: f64, max_iter: usize) -> Self {
+        let (n, p) = (x.rows(), x.cols());
+        let (xc, x_mean, y_mean) = centre(x, y);
+        let mut r: Vec<f64> = y.iter().map(|v| v - y_mean).collect();
+        let col_sq: Vec<f64> = (0..p)
+            .map(|j| (0..n).map(|i| xc.get(i, j).powi(2)).sum())
+            .collect();
+        let mut w = vec![0.0; p];
+        let threshold = alpha * n as f64;
+        for _ in 0..max_iter {
+            let mut max_delta: f64 = 0.0;
+            let mut max_w: f64 = 0.0;
+            for j in 0..p {
+                if col_sq[j] == 0.0 {
+                    continue;
+                }
+                let old = w[j];
+                let mut rho = 0.0;
+                for i in 0..n {
+                    rho += xc.get(i, j) * r[i];
+                }
+                rho += col_sq[j] * old;
+                let new = soft_threshold(rho, threshold) / col_sq[j];
+                if new != old {
+                    let delta = new - old;
+                    for i in 0..n {
+                        r[i] -= xc.get(i, j) * delta;
+                    }
+                    w[j] = new;
+                    max_delta = max_delta.max(delta.abs());
+                }
+                max_w = max_w.max(new.abs());
+            }
+            if max_w == 0.0 || max_delta <= tol * max_w {
+                break;
+            }
+        }
+        let intercept = y_mean - dot(&w, &x_mean);
+        Self { coef: w, intercept }
+    }
+
+    /// Predictions.
+    pub fn predict(&self, x: &Matrix) -> Vec<f64> {
+        (0..x.rows())
+            .map(|i| dot(&self.coef, x.row(i)) + self.intercept)
+            .collect()
+    }
+}
+
+fn soft_threshold(v: f64, t: f64) -> f64 {
+    if v > t {
+        v - t
+    } else if v < -t {
+        v + t
+    } else {
+        0.0
+    }
+}
+
+/// Centred copy of `x`, the column means and the mean of `y`.
+fn centre(x: &Matrix, y: &[f64]) -> (Matrix, Vec<f64>, f64) {
+    let (n, p) = (x.rows(), x.cols());
+    let mut mean = vec![0.0; p];
+    for i in 0..n {
+        for (m, v) in mean.iter_mut().zip(x.row(i)) {
+            *m += v;
+        }
+    }
+    for m in &mut mean {
+        *m /= n as f64;
+    }
+    let mut xc = x.clone();
+    for i in 0..n {
+        for (v, m) in xc.row_mut(i).iter_mut().zip(&mean) {
+            *v -= m;
+        }
+    }
+    let y_mean = y.iter().sum::<f64>() / n as f64;
+    (xc, mean, y_mean)
+}
+
+/// Solves `(A + αI) x = b` for a symmetric positive semi-definite `A` (d × d) by Cholesky; when
+/// the factorisation fails (α = 0 and `A` singular), retries with a tiny growing jitter.
+pub fn solve_spd(a: Vec<f64>, b: Vec<f64>, d: usize, alpha: f64) -> Vec<f64> {
+    let trace: f64 = (0..d).map(|i| a[i * d + i]).sum::<f64>() / d.max(1) as f64;
+    let mut jitter = 0.0;
+    loop {
+        let mut l = a.clone();
+        for i in 0..d {
+            l[i * d + i] += alpha + jitter;
+        }
+        if cholesky(&mut l, d) {
+            // Forward then back substitution.
+            let mut z = b.clone();
+            for i in 0..d {
+                let mut s = z[i];
+                for k in 0..i {
+                    s -= l[i * d + k] * z[k];
+                }
+                z[i] = s / l[i * d + i];
+            }
+            for i in (0..d).rev() {
+                let mut s = z[i];
+                for k in i + 1..d {
+                    s -= l[k * d + i] * z[k];
+                }
+                z[i] = s / l[i * d + i];
+            }
+            return z;
+        }
+        jitter = if jitter == 0.0 {
+            1e-12 * trace.max(1e-300)
+        } else {
+            jitter * 10.0
+        };
+    }
+}
+
+/// In-place lower Cholesky factor of a row-major `d × d` matrix; false if not positive definite.
+fn cholesky(a: &mut [f64], d: usize) -> bool {
+    for j in 0..d {
+        let mut s = a[j * d + j];
+        for k in 0..j {
+            s -= a[j * d + k] * a[j * d + k];
+        }
+        if s <= 0.0 || !s.is_finite() {
+            return false;
+        }
+        let diag = s.sqrt();
+        a[j * d + j] = diag;
+        for i in j + 1..d {
+            let mut s = a[i * d + j];
+            for k in 0..j {
+                s -= a[i * d + k] * a[j * d + k];
+            }
+            a[i * d + j] = s / diag;
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ols_recovers_a_line_and_ridge_shrinks() {
+        let x = Matrix::from_rows(
+            &(0..20)
+                .map(|i| vec![i as f64, (i % 3) as f64])
+                .collect::<Vec<_>>(),
+        );
+        let y: Vec<f64> = (0..20)
+            .map(|i| 2.0 * i as f64 - 3.0 * (i % 3) as f64 + 1.0)
+            .collect();
+        let ols = LinearRegression::fit_ridge(&x, &y, 0.0);
+        assert!((ols.coef[0] - 2.0).abs() < 1e-8 && (ols.coef[1] + 3.0).abs() < 1e-8);
+        assert!((ols.intercept - 1.0).abs() < 1e-8);
+        let ridge = LinearRegression::fit_ridge(&x, &y, 100.0);
+        assert!(ridge.coef[1].abs() < 3.0);
+        let lasso = LinearRegression::fit_lasso(&x, &y, 0.01, 1e-8, 10_000);
+        assert!((lasso.coef[0] - 2.0).abs() < 0.05, "{:?}", lasso.coef);
+        // More features than rows: the dual path gives an exact fit.
+        let wide = Matrix::from_rows(&[vec![1.0, 0.0, 2.0], vec![0.0, 1.0, 1.0]]);
+        let fit = LinearRegression::fit_ridge(&wide, &[1.0, 2.0], 0.0);
+        let p = fit.predict(&wide);
+        assert!(
+            (p[0] - 1.0).abs() < 1e-6 && (p[1] - 2.0).abs() < 1e-6,
+            "{p:?}"
+        );
+    }
+}

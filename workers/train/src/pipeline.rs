@@ -1,0 +1,442 @@
+//! The preprocessing before a model, fitted on training rows only: standardisation (global or
+//! per site), ANOVA F-test feature selection keeping a percentile, and PCA.
+//!
+//! [`PipelineConfig::fit`] learns every step from the rows it is given and nothing else; the
+//! cross-validation driver gives it a fold's training rows, so test rows never reach a fitted
+//! statistic (the leakage that z-scoring pooled data causes). [`FittedPipeline::transform`] then
+//! applies the same steps to any rows.
+
+use std::collections::BTreeMap;
+
+use broker_schemas::ScalerKind;
+use serde::{Deserialize, Serialize};
+
+use crate::algo::decompose::symmetric_eigen;
+use crate::matrix::{dot, Matrix};
+use crate::preprocess::StandardScaler;
+
+/// Which steps run, before fitting.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PipelineConfig {
+    /// Standardisation.
+    pub scaler: ScalerKind,
+    /// Keep this percentile of features by their univariate F statistic.
+    pub select_percentile: Option<f64>,
+    /// PCA components.
+    pub pca_components: Option<usize>,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            scaler: ScalerKind::Global,
+            select_percentile: None,
+            pca_components: None,
+        }
+    }
+}
+
+/// The targets a supervised step (selection) may look at.
+#[derive(Debug, Clone, Copy)]
+pub enum Supervision<'a> {
+    /// Class indices with the number of classes.
+    Classes(&'a [usize], usize),
+    /// Numeric targets.
+    Values(&'a [f64]),
+}
+
+/// The fitted scaler.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FittedScaler {
+    /// Identity.
+    None,
+    /// One scaler.
+    Global(StandardScaler),
+    /// One scaler per site, and a global one for sites not seen in training.
+    PerSite {
+        /// Over all training rows.
+        global: StandardScaler,
+        /// Per training site.
+        sites: BTreeMap<String, StandardScaler>,
+    },
+}
+
+/// A fitted PCA: the training mean and the components (rows, unit length).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pca {
+    /// Training mean per feature.
+    pub mean: Vec<f64>,
+    /// `components × features`.
+    pub components: Matrix,
+    /// Variance explained per component.
+    pub explained_variance: Vec<f64>,
+}
+
+/// The fitted steps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FittedPipeline {
+    /// Input features.
+    pub n_features: usize,
+    /// Standardisation.
+    pub scaler: FittedScaler,
+    /// The kept features (indices into the input), when selecting.
+    pub selected: Option<Vec<usize>>,
+    /// PCA, when reducing.
+    pub pca: Option<Pca>,
+}
+
+/// Why a pipeline cannot be fitted.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PipelineError {
+    /// A parameter out of range.
+    #[error("{0}")]
+    Config(String),
+    /// The rows cannot be standardised.
+    #[error(transparent)]
+    Scaler(#[from] crate::preprocess::ScalerError),
+}
+
+impl PipelineConfig {
+    /// Checks the parameters.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(p) = self.select_percentile {
+            if !(p.is_finite() && p > 0.0 && p <= 100.0) {
+                return Err(format!(
+                    "pipeline.select_percentile must be in (0, 100], got {p}"
+                ));
+            }
+        }
+        if self.pca_components == Some(0) {
+            return Err("pipeline.pca_components must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// Fits every step on `x` (with its `sites` and targets) only.
+    pub fn fit(
+        &self,
+        x: &Matrix,
+        sites: &[String],
+        target: Supervision<'_>,
+    ) -> Result<FittedPipeline, PipelineError> {
+        self.validate().map_err(PipelineError::Config)?;
+        let rows = x.to_rows();
+        let scaler = match self.scaler {
+            ScalerKind::None => FittedScaler::None,
+            ScalerKind::Global => FittedScaler::Global(StandardScaler::fit(&rows)?),
+            ScalerKind::PerSite => {
+                let global = StandardScaler::fit(&rows)?;
+                let mut by_site: BTreeMap<&str, Vec<&Vec<f64>>> = BTreeMap::new();
+                for (row, site) in rows.iter().zip(sites) {
+                    by_site.entry(site.as_str()).or_default().push(row);
+                }
+                let mut fitted = BTreeMap::new();
+                for (site, site_rows) in by_site {
+                    fitted.insert(site.to_owned(), StandardScaler::fit(&site_rows)?);
+                }
+                FittedScaler::PerSite {
+                    global,
+                    sites: fitted,
+                }
+            }
+        };
+        let mut pipeline = FittedPipeline {
+            n_features: x.cols(),
+            scaler,
+            selected: None,
+            pca: None,
+        };
+        let mut z = pipeline.scale(x, sites)?;
+        if let Some(percentile) = self.select_percentile {
+            let scores = match target {
+                Supervision::Classes(y, k) => f_classif(&z, y, k),
+                Supervision::Values(v) => f_regression(&z, v),
+            };
+            let keep = ((z.cols() as f64 * percentile / 100.0).floor() as usize).clamp(1, z.cols());
+            let mut order: Vec<usize> = (0..z.cols()).collect();
+            order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+            let mut kept: Vec<usize> = order[..keep].to_vec();
+            kept.sort_unstable();
+            z = z.select_cols(&kept);
+            pipeline.selected = Some(kept);
+        }
+        if let Some(k) = self.pca_components {
+            pipeline.pca = Some(fit_pca(&z, k));
+        }
+        Ok(pipeline)
+    }
+}
+
+impl FittedPipeline {
+    fn scale(&self, x: &Matrix, sites: &[String]) -> Result<Matrix, PipelineError> {
+        Ok(match &self.scaler {
+            FittedScaler::None => x.clone(),
+            FittedScaler::Global(s) => Matrix::from_rows(&s.transform_rows(&x.to_rows())?),
+            FittedScaler::PerSite {
+                global,
+                sites: by_site,
+            } => {
+                let mut out = Vec::with_capacity(x.rows());
+                for i in 0..x.rows() {
+                    let scaler = sites.get(i).and_then(|s| by_site.get(s)).unwrap_or(global);
+                    out.push(scaler.transform(x.row(i))?);
+                }
+                Matrix::from_rows(&out)
+            }
+        })
+    }
+
+    /// Applies the fitted steps to rows (with their sites, for per-site scaling).
+    pub fn transform(&self, x: &Matrix, sites: &[String]) -> Result<Matrix, PipelineError> {
+        let mut z = self.scale(x, sites)?;
+        if let Some(kept) = &self.selected {
+            z = z.select_cols(kept);
+        }
+        if let Some(pca) = &self.pca {
+            z = pca.transform(&z);
+        }
+        Ok(z)
+    }
+
+    /// Maps per-model-input weights back to the input features: through the PCA components
+    /// (for linear weights) and the selection (unselected features get 0).
+    pub fn weights_to_input(&self, weights: &[f64], linear: bool) -> Option<Vec<f64>> {
+        let mut w = weights.to_vec();
+        if let Some(pca) = &self.pca {
+            if !linear {
+                return None;
+            }
+            let p = pca.components.cols();
+            let mut back = vec![0.0; p];
+            for (c, wc) in w.iter().enumerate() {
+                for (b, v) in back.iter_mut().zip(pca.components.row(c)) {
+                    *b += wc * v;
+                }
+            }
+            w = back;
+        }
+        if let Some(kept) = &self.selected {
+            let mut full = vec![0.0; self.n_features];
+            for (&j, v) in kept.iter().zip(&w) {
+                full[j] = *v;
+            }
+            w = full;
+        }
+        Some(w)
+    }
+}
+
+impl Pca {
+    /// Projects centred rows on the components.
+    pub fn transform(&self, x: &Matrix) -> Matrix {
+        let k = self.components.rows();
+        let mut out = Matrix::zeros(x.rows(), k);
+        let mut centred = vec![0.0; x.cols()];
+        for i in 0..x.rows() {
+            for (c, (v, m)) in centred.iter_mut().zip(x.row(i).iter().zip(&self.mean)) {
+                *c = v - m;
+            }
+            for c in 0..k {
+                out.row_mut(i)[c] = dot(&centred, self.components.row(c));
+            }
+        }
+        out
+    }
+}
+
+/// PCA by the eigendecomposition of the covariance (p ≤ n) or of the Gram matrix (p > n).
+fn fit_pca(x: &Matrix, k: usize) -> Pca {
+    let (n, p) = (x.rows(), x.cols());
+    let mut mean = vec![0.0; p];
+    for i in 0..n {
+        for (m, v) in mean.iter_mut().zip(x.row(i)) {
+            *m += v / n as f64;
+        }
+    }
+    let mut xc = x.clone();
+    for i in 0..n {
+        for (v, m) in xc.row_mut(i).iter_mut().zip(&mean) {
+            *v -= m;
+        }
+    }
+    let k = k.min(n.min(p));
+    let denom = (n.max(2) - 1) as f64;
+    let (values, vectors) = if p <= n {
+        let mut cov = vec![0.0; p * p];
+        for i in 0..n {
+            let r = xc.row(i);
+            for a in 0..p {
+                for b in a..p {
+                    cov[a * p + b] += r[a] * r[b];
+                }
+            }
+        }
+        for a in 0..p {
+            for b in 0..a {
+                cov[a * p + b] = cov[b * p + a];
+            }
+        }
+        cov.iter_mut().for_each(|v| *v /= denom);
+        symmetric_eigen(&cov, p)
+    } else {
+        let mut gram = vec![0.0; n * n];
+        for i in 0..n {
+            for j in i..n {
+                let v = dot(xc.row(i), xc.row(j)) / denom;
+                gram[i * n + j] = v;
+                gram[j * n + i] = v;
+            }
+        }
+        let (values, u) = symmetric_eigen(&gram, n);
+        // Component = Xᵀu / ‖Xᵀu‖.
+        let vectors = u
+            .iter()
+            .take(k)
+            .map(|ui| {
+                let mut v = vec![0.0; p];
+                for (i, w) in ui.iter().enumerate() {
+                    for (vj, xj) in v.iter_mut().zip(xc.row(i)) {
+                        *vj += w * xj;
+                    }
+                }
+                let norm = dot(&v, &v).sqrt().max(f64::MIN_POSITIVE);
+                v.iter_mut().for_each(|x| *x /= norm);
+                let big = v
+                    .iter()
+                    .cloned()
+                    .fold(0.0f64, |acc, x| if x.abs() > acc.abs() { x } else { acc });
+                if big < 0.0 {
+                    v.iter_mut().for_each(|x| *x = -*x);
+                }
+                v
+            })
+            .collect();
+        (values, vectors)
+    };
+    let mut data = Vec::with_capacity(k * p);
+    for v in vectors.iter().take(k) {
+        data.extend_from_slice(v);
+    }
+    Pca {
+        mean,
+        components: Matrix::new(k, p, data),
+        explained_variance: values.into_iter().take(k).collect(),
+    }
+}
+
+/// scikit-learn's `f_classif`: the one-way ANOVA F per feature (0 for a constant feature).
+pub fn f_classif(x: &Matrix, y: &[usize], n_classes: usize) -> Vec<f64> {
+    let (n, p) = (x.rows(), x.cols());
+    let mut count = vec![0.0; n_classes];
+    for &c in y {
+        count[c] += 1.0;
+    }
+    let groups = count.iter().filter(|&&c| c > 0.0).count();
+    (0..p)
+        .map(|j| {
+            let mut sum = vec![0.0; n_classes];
+            let mut total = 0.0;
+            for i in 0..n {
+                sum[y[i]] += x.get(i, j);
+                total += x.get(i, j);
+            }
+            let grand = total / n as f64;
+            let mut ssb = 0.0;
+            for c in 0..n_classes {
+                if count[c] > 0.0 {
+                    let m = sum[c] / count[c];
+                    ssb += count[c] * (m - grand).powi(2);
+                }
+            }
+            let mut ssw = 0.0;
+            for i in 0..n {
+                let m = sum[y[i]] / count[y[i]];
+                ssw += (x.get(i, j) - m).powi(2);
+            }
+            let (dfb, dfw) = (groups as f64 - 1.0, n as f64 - groups as f64);
+            let f = (ssb / dfb) / (ssw / dfw);
+            if f.is_finite() {
+                f
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
+
+/// scikit-learn's `f_regression`: F = r² / (1 − r²) · (n − 2) per feature.
+pub fn f_regression(x: &Matrix, v: &[f64]) -> Vec<f64> {
+    let (n, p) = (x.rows(), x.cols());
+    (0..p)
+        .map(|j| {
+            let col: Vec<f64> = (0..n).map(|i| x.get(i, j)).collect();
+            let r = crate::stats::pearson_r(&col, v);
+            let f = r * r / (1.0 - r * r) * (n as f64 - 2.0);
+            if f.is_finite() {
+                f
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data() -> (Matrix, Vec<usize>, Vec<String>) {
+        let rows: Vec<Vec<f64>> = (0..40)
+            .map(|i| {
+                let c = (i % 2) as f64;
+                vec![
+                    c * 3.0 + ((i * 7) % 5) as f64 / 5.0,
+                    ((i * 11) % 13) as f64,
+                    100.0 + ((i / 2) % 4) as f64,
+                    c + ((i * 3) % 7) as f64,
+                ]
+            })
+            .collect();
+        let y = (0..40).map(|i| i % 2).collect();
+        let sites = (0..40)
+            .map(|i| if i < 20 { "a".into() } else { "b".into() })
+            .collect();
+        (Matrix::from_rows(&rows), y, sites)
+    }
+
+    #[test]
+    fn selection_keeps_the_informative_features_and_pca_the_variance() {
+        let (x, y, sites) = data();
+        let config = PipelineConfig {
+            scaler: ScalerKind::Global,
+            select_percentile: Some(50.0),
+            pca_components: Some(1),
+        };
+        let fitted = config.fit(&x, &sites, Supervision::Classes(&y, 2)).unwrap();
+        assert_eq!(fitted.selected, Some(vec![0, 3]));
+        let z = fitted.transform(&x, &sites).unwrap();
+        assert_eq!((z.rows(), z.cols()), (40, 1));
+        let w = fitted.weights_to_input(&[1.0], true).unwrap();
+        assert_eq!(w.len(), 4);
+        assert!(w[1] == 0.0 && w[2] == 0.0 && w[0] != 0.0);
+    }
+
+    #[test]
+    fn per_site_scaling_centres_each_site() {
+        let (x, y, sites) = data();
+        let config = PipelineConfig {
+            scaler: ScalerKind::PerSite,
+            ..PipelineConfig::default()
+        };
+        let fitted = config.fit(&x, &sites, Supervision::Classes(&y, 2)).unwrap();
+        let z = fitted.transform(&x, &sites).unwrap();
+        for site in 0..2 {
+            let mean: f64 = (site * 20..site * 20 + 20)
+                .map(|i| z.get(i, 1))
+                .sum::<f64>()
+                / 20.0;
+            assert!(mean.abs() < 1e-9);
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! Univariate statistics per feature, as SciPy and statsmodels compute them: Welch's t-test
+//! (`ttest_ind(equal_var=False)`), one-way ANOVA (`f_oneway`), Pearson (`pearsonr`) and Spearman
+//! (`spearmanr`, average ranks for ties) correlations with two-sided p-values, and the
+//! Benjamini–Hochberg (`fdrcorrection`) and Bonferroni corrections.
+//!
+//! p-values come from the regularised incomplete beta function (Lentz's continued fraction,
+//! Lanczos log-gamma), accurate to about 1e-12 over the ranges used here.
+
+/// A test result: statistic, two-sided p-value, effect size.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TestResult {
+    /// t, F or r.
+    pub statistic: f64,
+    /// p-value (NaN when undefined, e.g. a constant feature).
+    pub p: f64,
+    /// Cohen's d (t), η² (ANOVA) or r.
+    pub effect_size: f64,
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len() as f64
+}
+
+/// Sample variance (ddof = 1).
+fn var(v: &[f64]) -> f64 {
+    let m = mean(v);
+    v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() as f64 - 1.0)
+}
+
+/// Welch's t-test of `a` against `b` (t > 0 when `a`'s mean is larger).
+pub fn welch_t(a: &[f64], b: &[f64]) -> TestResult {
+    let (n1, n2) = (a.len() as f64, b.len() as f64);
+    let (m1, m2) = (mean(a), mean(b));
+    let (v1, v2) = (var(a), var(b));
+    let (s1, s2) = (v1 / n1, v2 / n2);
+    let t = (m1 - m2) / (s1 + s2).sqrt();
+    let df = (s1 + s2).powi(2) / (s1 * s1 / (n1 - 1.0) + s2 * s2 / (n2 - 1.0));
+    let pooled = (((n1 - 1.0) * v1 + (n2 - 1.0) * v2) / (n1 + n2 - 2.0)).sqrt();
+    TestResult {
+        statistic: t,
+        p: t_two_sided(t, df),
+        effect_size: (m1 - m2) / pooled,
+    }
+}
+
+/// One-way ANOVA across groups.
+pub fn anova(groups: &[Vec<f64>]) -> TestResult {
+    let n: f64 = groups.iter().map(|g| g.len() as f64).sum();
+    let k = groups.len() as f64;
+    let grand = groups.iter().flatten().sum::<f64>() / n;
+    let ssb: f64 = groups
+        .iter()
+        .map(|g| g.len() as f64 * (mean(g) - grand).powi(2))
+        .sum();
+    let ssw: f64 = groups
+        .iter()
+        .map(|g| {
+            let m = mean(g);
+            g.iter().map(|x| (x - m).powi(2)).sum::<f64>()
+        })
+        .sum();
+    let (dfb, dfw) = (k - 1.0, n - k);
+    let f = (ssb / dfb) / (ssw / dfw);
+    TestResult {
+        statistic: f,
+        p: f_sf(f, dfb, dfw),
+        effect_size: ssb / (ssb + ssw),
+    }
+}
+
+/// Pearson's r (NaN when either side is constant).
+pub fn pearson_r(x: &[f64], y: &[f64]) -> f64 {
+    let (mx, my) = (mean(x), mean(y));
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (a, b) in x.iter().zip(y) {
+        let (dx, dy) = (a - mx, b - my);
+        sxy += dx * dy;
+        sxx += dx * dx;
+        syy += dy * dy;
+    }
+    (sxy / (sxx.sqrt() * syy.sqrt())).clamp(-1.0, 1.0)
+}
+
+/// Pearson correlation with its two-sided p-value (t with n − 2 degrees of freedom).
+pub fn pearson(x: &[f64], y: &[f64]) -> TestResult {
+    let r = pearson_r(x, y);
+    TestResult {
+        statistic: r,
+        p: correlation_p(r, x.len() as f64),
+        effect_size: r,
+    }
+}
+
+/// Spearman correlation: Pearson on average ranks, p-value as SciPy's (t, n − 2).
+pub fn spearman(x: &[f64], y: &[f64]) -> TestResult {
+    pearson(&ranks(x), &ranks(y))
+}
+
+fn correlation_p(r: f64, n: f64) -> f64 {
+    if !r.is_finite() {
+        return f64::NAN;
+    }
+    if r.abs() >= 1.0 {
+        return 0.0;
+    }
+    let df = n - 2.0;
+    let t = r * (df / ((1.0 - r) * (1.0 + r))).sqrt();
+    t_two_sided(t, df)
+}
+
+/// Average ranks (1-based), ties sharing their mean rank.
+pub fn ranks(v: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..v.len()).collect();
+    order.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
+    let mut out = vec![0.0; v.len()];
+    let mut i = 0;
+    while i < order.len() {
+        let mut j = i;
+        while j + 1 < order.len() && v[order[j + 1]] == v[order[i]] {
+            j += 1;
+        }
+        let rank = (i + j) as f64 / 2.0 + 1.0;
+        for &k in &order[i..=j] {
+            out[k] = rank;
+        }
+        i = j + 1;
+    }
+    out
+}
+
+/// Benjamini–Hochberg adjusted p-values (statsmodels' `fdrcorrection`, `indep`); NaN stays NaN
+/// and does not count.
+pub fn fdr_bh(p: &[f64]) -> Vec<f64> {
+    let mut idx: Vec<usize> = (0..p.len()).filter(|&i| !p[i].is_nan()).collect();
+    idx.sort_by(|&a, &b| p[a].total_cmp(&p[b]));
+    let m = idx.len() as f64;
+    let mut out = vec![f64::NAN; p.len()];
+    let mut running = 1.0f64;
+    for (rank, &i) in idx.iter().enumerate().rev() {
+        running = running.min(p[i] * m / (rank as f64 + 1.0));
+        out[i] = running.min(1.0);
+    }
+    out
+}
+
+/// Bonferroni adjusted p-values (NaN does not count).
+pub fn bonferroni(p: &[f64]) -> Vec<f64> {
+    let m = p.iter().filter(|v| !v.is_nan()).count() as f64;
+    p.iter().map(|v| (v * m).min(1.0)).collect()
+}
+
+/// Two-sided p-value of Student's t.
+pub fn t_two_sided(t: f64, df: f64) -> f64 {
+    if !t.is_finite() || !df.is_finite() || df <= 0.0 {
+        return f64::NAN;
+    }
+    beta_inc(df / 2.0, 0.5, df / (df + t * t))
+}
+
+/// Upper tail of the F distribution.
+pub fn f_sf(f: f64, d1: f64, d2: f64) -> f64 {
+    if !f.is_finite() || f < 0.0 {
+        return f64::NAN;
+    }
+    beta_inc(d2 / 2.0, d1 / 2.0, d2 / (d2 + d1 * f))
+}
+
+/// ln Γ(x) for x > 0 (Lanczos, g = 7).
+pub fn ln_gamma(x: f64) -> f64 {
+    const G: [f64; 9] = [
+        0.999_999_999_999_809_9,
+        676.520_368_121_885_1,
+        -1_259.139_216_722_402_8,
+        771.323_428_777_653_1,
+        -176.615_029_162_140_6,
+        12.507_343_278_686_905,
+        -0.138_571_095_265_720_12,
+        9.984_369_578_019_572e-6,
+        1.505_632_735_149_311_6e-7,
+    ];
+    if x < 0.5 {
+        let pi = std::f64::consts::PI;
+        return (pi / (pi * x).sin()).ln() - ln_gamma(1.0 - x);
+    }
+    let x = x - 1.0;
+    let mut a = G[0];
+    let t = x + 7.5;
+    for (i, g) in G.iter().enumerate().skip(1) {
+        a += g / (x + i as f64);
+    }
+    0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + a.ln()
+}
+
+/// The regularised incomplete beta function I_x(a, b).
+pub fn beta_inc(a: f64, b: f64, x: f64) -> f64 {
+    if x <= 0.0 {
+        return 0.0;
+    }
+    if x >= 1.0 {
+        return 1.0;
+    }
+    let ln_front = ln_gamma(a + b) - ln_gamma(a) - ln_gamma(b) + a * x.ln() + b * (1.0 - x).ln();
+    if x < (a + 1.0) / (a + b + 2.0) {
+        ln_front.exp() * beta_cf(a, b, x) / a
+    } else {
+        1.0 - ln_front.exp() * beta_cf(b, a, 1.0 - x) / b
+    }
+}
+
+fn beta_cf(a: f64, b: f64, x: f64) -> f64 {
+    const TINY: f64 = 1e-300;
+    let (qab, qap, qam) = (a + b, a + 1.0, a - 1.0);
+    let mut c = 1.0;
+    let mut d = 1.0 - qab * x / qap;
+    if d.abs() < TINY {
+        d = TINY;
+    }
+    d = 1.0 / d;
+    let mut h = d;
+    for m in 1..10_000 {
+        let m = m as f64;
+        let m2 = 2.0 * m;
+        let aa = m * (b - m) * x / ((qam + m2) * (a + m2));
+        d = 1.0 + aa * d;
+        if d.abs() < TINY {
+            d = TINY;
+        }
+        c = 1.0 + aa / c;
+        if c.abs() < TINY {
+            c = TINY;
+        }
+        d = 1.0 / d;
+        h *= d * c;
+        let aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2));
+        d = 1.0 + aa * d;
+        if d.abs() < TINY {
+            d = TINY;
+        }
+        c = 1.0 + aa / c;
+        if c.abs() < TINY {
+            c = TINY;
+        }
+        d = 1.0 / d;
+        let delta = d * c;
+        h *= delta;
+        if (delta - 1.0).abs() < 1e-16 {
+            break;
+        }
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_values() {
+        // t = 2.0 with 10 df: two-sided p = 0.0734 (tables).
+        assert!((t_two_sided(2.0, 10.0) - 0.073_388_034_770_740_37).abs() < 1e-9);
+        assert!((ln_gamma(5.0) - 24f64.ln()).abs() < 1e-12);
+        assert_eq!(ranks(&[3.0, 1.0, 3.0, 2.0]), vec![3.5, 1.0, 3.5, 2.0]);
+        let adj = fdr_bh(&[0.01, 0.04, 0.03, 0.5]);
+        assert!(
+            (adj[0] - 0.04).abs() < 1e-12
+                && (adj[1] - 0.0533333333333).abs() < 1e-9
+                && (adj[3] - 0.5).abs() < 1e-12
+        );
+        assert_eq!(bonferroni(&[0.01, 0.5]), vec![0.02, 1.0]);
+    }
+}
