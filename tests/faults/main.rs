@@ -104,13 +104,19 @@ async fn stop_all(workers: Vec<WorkerProcess>) {
     }
 }
 
+/// Two replicas each of ingest and features: one commits message by message, the other in
+/// batches of 25 (acked with `multiple=true`), so both modes face the same faults.
 fn start_pair(env: &TestEnv) -> Vec<WorkerProcess> {
-    let env_vars = [("CONCURRENCY", "4".to_string())];
+    let single = [("CONCURRENCY", "4".to_string())];
+    let batched = [
+        ("BATCH_SIZE", "25".to_string()),
+        ("PREFETCH", "50".to_string()),
+    ];
     vec![
-        WorkerProcess::start(env, "ingest", &env_vars),
-        WorkerProcess::start(env, "ingest", &env_vars),
-        WorkerProcess::start(env, "features", &env_vars),
-        WorkerProcess::start(env, "features", &env_vars),
+        WorkerProcess::start(env, "ingest", &single),
+        WorkerProcess::start(env, "ingest", &batched),
+        WorkerProcess::start(env, "features", &single),
+        WorkerProcess::start(env, "features", &batched),
     ]
 }
 
@@ -132,12 +138,15 @@ async fn sigkilled_replicas_lose_nothing_and_repeat_nothing() {
         eprintln!(
             "round {round}: {done} feature rows, killing one ingest and one features replica"
         );
-        let features = workers.remove(2);
-        let ingest = workers.remove(0);
-        ingest.kill().await;
-        features.kill().await;
-        workers.push(WorkerProcess::start(&env, "ingest", &[]));
-        workers.push(WorkerProcess::start(&env, "features", &[]));
+        for kind in ["ingest", "features"] {
+            let replicas: Vec<usize> = (0..workers.len())
+                .filter(|&i| workers[i].kind == kind)
+                .collect();
+            let victim = workers.remove(replicas[rng.random_range(0..replicas.len())]);
+            let extra_env = victim.extra_env.clone();
+            victim.kill().await;
+            workers.push(WorkerProcess::start(&env, kind, &extra_env));
+        }
     }
     assert_exactly_once(&env, &job, messages, messages * per).await;
     stop_all(workers).await;

@@ -331,12 +331,14 @@ pub fn python() -> String {
 /// A worker running as a `swarm worker <kind>` process of its own.
 pub struct WorkerProcess {
     pub kind: String,
+    /// The extra environment it was started with (to restart it alike).
+    pub extra_env: Vec<(&'static str, String)>,
     child: tokio::process::Child,
 }
 
 impl WorkerProcess {
     /// Starts `swarm worker <kind>` against the test's namespace and database.
-    pub fn start(env: &TestEnv, kind: &str, extra_env: &[(&str, String)]) -> Self {
+    pub fn start(env: &TestEnv, kind: &str, extra_env: &[(&'static str, String)]) -> Self {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_swarm"));
         command
             .args(["worker", kind])
@@ -357,6 +359,7 @@ impl WorkerProcess {
         let child = command.spawn().expect("the swarm binary starts");
         Self {
             kind: kind.to_string(),
+            extra_env: extra_env.to_vec(),
             child,
         }
     }

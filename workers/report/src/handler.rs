@@ -57,13 +57,15 @@ impl Handler for ReportHandler {
 
         // Rendering is CPU work (charts, a page of up to a few MB): off the async threads.
         let options = self.options.clone();
-        let rendered = tokio::task::spawn_blocking(move || {
-            tracing::info_span!("render", run_id = %run_id, kind)
-                .in_scope(|| render::all(&subject, &options))
-        })
-        .await
-        .map_err(|error| HandleError::Transient(anyhow::anyhow!("rendering panicked: {error}")))?
-        .map_err(|error| HandleError::permanent(format!("{kind} {run_id}: {error}")))?;
+        // The span is made here: the blocking thread does not inherit the current one.
+        let span = tracing::info_span!("render", run_id = %run_id, kind);
+        let rendered =
+            tokio::task::spawn_blocking(move || span.in_scope(|| render::all(&subject, &options)))
+                .await
+                .map_err(|error| {
+                    HandleError::Transient(anyhow::anyhow!("rendering panicked: {error}"))
+                })?
+                .map_err(|error| HandleError::permanent(format!("{kind} {run_id}: {error}")))?;
 
         let meta = work.meta();
         let lineage = ReportLineage {
