@@ -5,7 +5,7 @@
 //! queue `<ns>.<worker>.dead`. Declaring is idempotent, so every worker and the CLI declare all of
 //! it: a message published before its worker ever ran is kept, never dropped.
 
-use broker_schemas::{FeaturesV1, IngestV1, Message, ReportV1, TrainV1};
+use broker_schemas::{FeaturesV1, IngestV1, Message, ReportV1, StatsV1, TrainV1};
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, ExchangeKind};
@@ -18,7 +18,7 @@ pub const DELIVERY_LIMIT: i32 = 20;
 pub const WORKERS: [(&str, &[&str]); 4] = [
     ("ingest", &[IngestV1::TYPE]),
     ("features", &[FeaturesV1::TYPE]),
-    ("train", &[TrainV1::TYPE]),
+    ("train", &[TrainV1::TYPE, StatsV1::TYPE]),
     ("report", &[ReportV1::TYPE]),
 ];
 
