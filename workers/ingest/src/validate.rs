@@ -1,8 +1,11 @@
-//! Checks on an `ingest.v1` batch that need no database.
+//! Checks on an `ingest.v1` batch that need no database. The size limits are this process's
+//! [`Limits`] (`MAX_SAMPLES_PER_BATCH`, `MAX_VALUES_PER_SAMPLE`, `MAX_SUBJECT_LEN`,
+//! `MAX_NAME_LEN`); the batch size is checked before any sample is looked at.
 
 use std::collections::HashSet;
 
-use broker_schemas::{limits, IngestV1, Sample, SampleKind};
+use broker_schemas::{IngestV1, Sample, SampleKind};
+use swarm_runtime::limits::{self, Limits};
 
 /// The shape every sample of a batch shares: its kind and dimension (features, or regions).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,12 +16,14 @@ pub struct Shape {
     pub dimension: usize,
 }
 
-fn check_name(what: &str, value: &str, max: usize) -> Result<(), String> {
+fn check_name(what: &str, value: &str, max: usize, variable: &str) -> Result<(), String> {
     if value.trim().is_empty() {
         return Err(format!("{what} is empty"));
     }
     if value.chars().count() > max {
-        return Err(format!("{what} is longer than {max} characters"));
+        return Err(format!(
+            "{what} is longer than {max} characters (the limit, {variable})"
+        ));
     }
     if value.chars().any(char::is_control) {
         return Err(format!("{what} contains control characters"));
@@ -27,22 +32,28 @@ fn check_name(what: &str, value: &str, max: usize) -> Result<(), String> {
 }
 
 /// The shape of one sample, or why it is invalid.
-pub fn sample_shape(sample: &Sample) -> Result<Shape, String> {
-    check_name("subject", &sample.subject, limits::MAX_SUBJECT_LEN)?;
+pub fn sample_shape(sample: &Sample, limits: &Limits) -> Result<Shape, String> {
     let subject = &sample.subject;
+    check_name(
+        "subject",
+        subject,
+        limits.max_subject_len,
+        "MAX_SUBJECT_LEN",
+    )?;
     check_name(
         &format!("label of subject {subject:?}"),
         &sample.label,
-        limits::MAX_NAME_LEN,
+        limits.max_name_len,
+        "MAX_NAME_LEN",
     )?;
     let n = sample.values.len();
     if n == 0 {
         return Err(format!("subject {subject:?} has no values"));
     }
-    if n > limits::MAX_VALUES_PER_SAMPLE {
+    if n > limits.max_values_per_sample {
         return Err(format!(
-            "subject {subject:?} has {n} values; the limit is {}",
-            limits::MAX_VALUES_PER_SAMPLE
+            "subject {subject:?} has {n} values; the limit is {} (MAX_VALUES_PER_SAMPLE)",
+            limits.max_values_per_sample
         ));
     }
     if let Some(i) = sample.values.iter().position(|v| !v.is_finite()) {
@@ -80,24 +91,34 @@ pub fn sample_shape(sample: &Sample) -> Result<Shape, String> {
     })
 }
 
-/// Validates a whole batch and returns its shape.
+/// Validates a whole batch against this process's limits and returns its shape.
 pub fn batch(message: &IngestV1) -> Result<Shape, String> {
-    check_name("project", &message.project, limits::MAX_NAME_LEN)?;
-    check_name("site", &message.site, limits::MAX_NAME_LEN)?;
+    batch_within(message, &limits::current())
+}
+
+/// Validates a whole batch against `limits` and returns its shape.
+pub fn batch_within(message: &IngestV1, limits: &Limits) -> Result<Shape, String> {
     let n = message.samples.len();
+    if n > limits.max_samples_per_batch {
+        return Err(format!(
+            "the batch has {n} samples; the limit is {} per message (MAX_SAMPLES_PER_BATCH)",
+            limits.max_samples_per_batch
+        ));
+    }
+    check_name(
+        "project",
+        &message.project,
+        limits.max_name_len,
+        "MAX_NAME_LEN",
+    )?;
+    check_name("site", &message.site, limits.max_name_len, "MAX_NAME_LEN")?;
     if n == 0 {
         return Err("the batch has no samples".into());
-    }
-    if n > limits::MAX_SAMPLES_PER_BATCH {
-        return Err(format!(
-            "the batch has {n} samples; the limit is {} per message",
-            limits::MAX_SAMPLES_PER_BATCH
-        ));
     }
     let mut seen = HashSet::with_capacity(n);
     let mut shape: Option<Shape> = None;
     for sample in &message.samples {
-        let s = sample_shape(sample)?;
+        let s = sample_shape(sample, limits)?;
         if !seen.insert(sample.subject.as_str()) {
             return Err(format!(
                 "subject {:?} appears twice in the batch",
@@ -151,7 +172,7 @@ mod tests {
             vector("2", vec![3.0, 4.0]),
         ]);
         assert_eq!(
-            batch(&b),
+            batch_within(&b, &Limits::default()),
             Ok(Shape {
                 kind: SampleKind::Vector,
                 dimension: 2
@@ -199,7 +220,7 @@ mod tests {
             ),
             (
                 batch_of(
-                    (0..=limits::MAX_SAMPLES_PER_BATCH)
+                    (0..=Limits::default().max_samples_per_batch)
                         .map(|i| vector(&i.to_string(), vec![1.0]))
                         .collect(),
                 ),
@@ -207,11 +228,48 @@ mod tests {
             ),
         ];
         for (b, expected) in cases {
-            let err = batch(&b).expect_err(expected);
+            let err = batch_within(&b, &Limits::default()).expect_err(expected);
             assert!(
                 err.contains(expected),
                 "{err:?} should mention {expected:?}"
             );
+        }
+    }
+
+    #[test]
+    fn configured_limits_apply_and_are_named_in_the_reason() {
+        let tight = Limits {
+            max_samples_per_batch: 2,
+            max_values_per_sample: 3,
+            max_subject_len: 4,
+            max_name_len: 5,
+            ..Limits::default()
+        };
+        let cases: Vec<(IngestV1, &str)> = vec![
+            (
+                batch_of((0..3).map(|i| vector(&i.to_string(), vec![1.0])).collect()),
+                "MAX_SAMPLES_PER_BATCH",
+            ),
+            (
+                batch_of(vec![vector("1", vec![1.0; 4])]),
+                "MAX_VALUES_PER_SAMPLE",
+            ),
+            (
+                batch_of(vec![vector("12345", vec![1.0])]),
+                "MAX_SUBJECT_LEN",
+            ),
+            (
+                IngestV1 {
+                    project: "project".into(),
+                    ..batch_of(vec![vector("1", vec![1.0])])
+                },
+                "MAX_NAME_LEN",
+            ),
+        ];
+        for (b, expected) in cases {
+            let err = batch_within(&b, &tight).expect_err(expected);
+            assert!(err.contains(expected), "{err:?} should name {expected}");
+            assert!(batch_within(&b, &Limits::default()).is_ok());
         }
     }
 }

@@ -1,0 +1,10 @@
+//! Deployment and access control against the real RabbitMQ and Postgres: the broker definitions
+//! (`deploy/rabbitmq/definitions.json`), the database roles (`deploy/postgres/roles.sql`), the
+//! input limits (a worker process fed oversized messages), and the deployment manifests
+//! (`compose.yaml`, `deploy/k8s/`).
+
+mod broker;
+mod database;
+mod helpers;
+mod limits;
+mod manifests;
