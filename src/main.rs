@@ -29,6 +29,8 @@ enum Command {
     Publish(PublishArgs),
     /// Start a training run (cross-validation, then a final model); prints the run id.
     Train(TrainArgs),
+    /// Start a univariate statistics job (per feature, FDR-corrected); prints the job id.
+    Stats(commands::stats::StatsArgs),
     /// List and show reports.
     #[command(subcommand)]
     Report(ReportCommand),
@@ -65,6 +67,7 @@ async fn main() -> std::process::ExitCode {
         Command::Migrate => commands::migrate(&settings).await,
         Command::Publish(args) => commands::publish::run(&settings, args).await,
         Command::Train(args) => commands::train::run(&settings, args).await,
+        Command::Stats(args) => commands::stats::run(&settings, args).await,
         Command::Report(cmd) => commands::report::run(&settings, cmd).await,
         Command::Demo(args) => commands::demo::run(&settings, args).await,
         Command::Dead(cmd) => commands::dead::run(&settings, cmd).await,

@@ -4,6 +4,7 @@ pub mod dead;
 pub mod demo;
 pub mod publish;
 pub mod report;
+pub mod stats;
 pub mod train;
 
 use swarm_runtime::{Publisher, Settings, Topology};

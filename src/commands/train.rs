@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use broker_schemas::{CrossValidation, TrainV1};
+use broker_schemas::{CrossValidation, CvScheme, ScalerKind, TrainOptions, TrainRequest, TrainV1};
 use swarm_runtime::db::Pool;
 use swarm_runtime::Settings;
 use uuid::Uuid;
@@ -15,12 +15,43 @@ pub struct TrainArgs {
     /// Project whose features to train on.
     #[arg(long)]
     pub project: String,
-    /// Model: `logistic` (L2 logistic regression, scikit-learn's defaults).
+    /// Model, with scikit-learn's defaults: classification `logistic`, `svc`, `random_forest`,
+    /// `knn`, `decision_tree`, `gaussian_nb`; regression (numeric labels) `linear`, `ridge`,
+    /// `lasso`, `svr`, `random_forest_regressor`.
     #[arg(long, default_value = "logistic")]
     pub model: String,
-    /// A model parameter as key=value (repeatable), e.g. `--param C=0.5`.
+    /// A model parameter as key=value (repeatable), e.g. `--param C=0.5`; unknown parameters and
+    /// bad values are refused here, before anything is published.
     #[arg(long = "param", value_parser = parse_param)]
     pub params: Vec<(String, String)>,
+    /// Validation scheme: `stratified-k-fold` (default), `repeated-k-fold`, `leave-one-out`,
+    /// `leave-one-site-out`, `held-out-sites` (with --test-sites).
+    #[arg(long, default_value = "stratified-k-fold", value_parser = parse_scheme)]
+    pub scheme: CvScheme,
+    /// Shorthand for `--scheme leave-one-site-out`.
+    #[arg(long)]
+    pub leave_site_out: bool,
+    /// Repeats of `repeated-k-fold` (default 10).
+    #[arg(long, default_value_t = 0)]
+    pub repeats: u32,
+    /// `held-out-sites`: the sites to test on (comma-separated); the others are trained on.
+    #[arg(long, value_delimiter = ',')]
+    pub test_sites: Vec<String>,
+    /// Standardisation inside each fold: `global` (default), `per-site` or `none`.
+    #[arg(long, default_value = "global", value_parser = parse_scaler)]
+    pub scaler: ScalerKind,
+    /// Keep this percentile of features by their ANOVA F (fitted inside each fold).
+    #[arg(long)]
+    pub select_percentile: Option<f64>,
+    /// PCA to this many components (fitted inside each fold).
+    #[arg(long)]
+    pub pca: Option<u32>,
+    /// A grid parameter with its candidates (repeatable), e.g. `--grid C=0.1,1,10`.
+    #[arg(long = "grid", value_parser = parse_param)]
+    pub grid: Vec<(String, String)>,
+    /// Label permutations for a permutation test of the score (0: none).
+    #[arg(long, default_value_t = 0)]
+    pub permutations: u32,
     /// Folds of stratified k-fold cross-validation.
     #[arg(long, default_value_t = 5)]
     pub cv: u32,
@@ -45,7 +76,60 @@ fn parse_param(s: &str) -> Result<(String, String), String> {
     }
 }
 
+fn parse_scheme(s: &str) -> Result<CvScheme, String> {
+    match s.replace('-', "_").as_str() {
+        "stratified_k_fold" | "k_fold" => Ok(CvScheme::StratifiedKFold),
+        "repeated_k_fold" => Ok(CvScheme::RepeatedKFold),
+        "leave_one_out" => Ok(CvScheme::LeaveOneOut),
+        "leave_one_site_out" => Ok(CvScheme::LeaveOneSiteOut),
+        "held_out_sites" => Ok(CvScheme::HeldOutSites),
+        _ => Err(format!(
+            "unknown scheme {s:?}; expected stratified-k-fold, repeated-k-fold, leave-one-out, \
+             leave-one-site-out or held-out-sites"
+        )),
+    }
+}
+
+fn parse_scaler(s: &str) -> Result<ScalerKind, String> {
+    match s.replace('-', "_").as_str() {
+        "global" => Ok(ScalerKind::Global),
+        "per_site" => Ok(ScalerKind::PerSite),
+        "none" => Ok(ScalerKind::None),
+        _ => Err(format!(
+            "unknown scaler {s:?}; expected global, per-site or none"
+        )),
+    }
+}
+
 impl TrainArgs {
+    /// The full job (`train.v1` with its options), checked as the worker will check it.
+    pub fn request(&self, run_id: Uuid) -> anyhow::Result<TrainRequest> {
+        let mut options = TrainOptions::default();
+        options.validation.scheme = if self.leave_site_out {
+            CvScheme::LeaveOneSiteOut
+        } else {
+            self.scheme
+        };
+        options.validation.repeats = self.repeats;
+        options.validation.test_sites = self.test_sites.clone();
+        options.pipeline.scaler = self.scaler;
+        options.pipeline.select_percentile = self.select_percentile;
+        options.pipeline.pca_components = self.pca;
+        for (param, values) in &self.grid {
+            options.grid.insert(
+                param.clone(),
+                values.split(',').map(|v| v.trim().to_owned()).collect(),
+            );
+        }
+        options.permutations = self.permutations;
+        let request = TrainRequest {
+            train: self.message(run_id),
+            options,
+        };
+        swarm_train::handler::validate_request(&request).map_err(|e| anyhow::anyhow!(e))?;
+        Ok(request)
+    }
+
     /// The job message for a new run.
     pub fn message(&self, run_id: Uuid) -> TrainV1 {
         TrainV1 {
@@ -118,7 +202,7 @@ pub async fn wait_for_report(
 /// `swarm train`.
 pub async fn run(settings: &Settings, args: TrainArgs) -> anyhow::Result<()> {
     let run_id = Uuid::now_v7();
-    let message = args.message(run_id);
+    let message = args.request(run_id)?;
     let outlet = super::Outlet::connect(settings).await?;
     outlet.send(&message, &run_id.to_string()).await?;
     outlet.close().await;
@@ -128,8 +212,10 @@ pub async fn run(settings: &Settings, args: TrainArgs) -> anyhow::Result<()> {
         eprintln!("Waiting for the report of run {run_id}...");
         let result = wait_for_report(&pool, run_id, Duration::from_secs(args.timeout)).await?;
         println!(
-            "accuracy {:.3} ± {:.3} ({}-fold cross-validation)",
-            result.accuracy, result.accuracy_sd, args.cv
+            "accuracy {:.3} ± {:.3} ({})",
+            result.accuracy,
+            result.accuracy_sd,
+            message.options.validation.scheme.as_str()
         );
     }
     Ok(())
