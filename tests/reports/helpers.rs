@@ -1,0 +1,436 @@
+//! Test helpers: a fresh database per test, rows written the way the train (and stats) worker
+//! writes them, the report handler run against it, and the checks a report page must pass (an
+//! HTML5 tokenizer and tree builder, no URL, headless Chromium).
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use html5ever::tendril::StrTendril;
+use html5ever::tokenizer::states::RawKind;
+use html5ever::tokenizer::{
+    BufferQueue, TagKind, Token, TokenSink, TokenSinkResult, Tokenizer, TokenizerOpts,
+};
+use serde_json::json;
+use swarm_report::{RunData, StatsData};
+use swarm_runtime::db::Pool;
+use swarm_runtime::process::Outcome;
+use swarm_runtime::MessageMeta;
+use uuid::Uuid;
+
+fn server() -> String {
+    std::env::var("TEST_DATABASE_SERVER")
+        .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432".into())
+}
+
+/// One test's database, dropped by [`TestDb::finish`].
+pub struct TestDb {
+    pub pool: Pool,
+    pub url: String,
+    name: String,
+}
+
+impl TestDb {
+    pub async fn new() -> Self {
+        swarm_runtime::telemetry::init_for_tests();
+        let name = format!("swarm_test_{}", &Uuid::new_v4().simple().to_string()[..12]);
+        let url = format!("{}/{name}", server());
+        let pool = swarm_runtime::db::connect_and_migrate(&url, 4)
+            .await
+            .expect("Postgres is reachable (run .ci/run or start it)");
+        Self { pool, url, name }
+    }
+
+    /// A client of the test database.
+    pub async fn client(&self) -> deadpool_postgres::Object {
+        self.pool.get().await.unwrap()
+    }
+
+    pub async fn finish(self) {
+        self.pool.close();
+        let (client, conn) =
+            tokio_postgres::connect(&format!("{}/postgres", server()), tokio_postgres::NoTls)
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                self.name
+            ))
+            .await
+            .unwrap();
+    }
+}
+
+/// Writes a run as the train worker does: the project (with region labels), `runs`, `folds`
+/// and `predictions` rows.
+pub async fn insert_run(db: &TestDb, run: &RunData) {
+    let client = db.client().await;
+    client
+        .execute(
+            "INSERT INTO projects (name, kind, dimension, region_labels) VALUES ($1, 'timeseries', $2, $3)
+             ON CONFLICT (name) DO NOTHING",
+            &[&run.project, &(run.region_labels.len().max(1) as i32), &run.region_labels],
+        )
+        .await
+        .unwrap();
+    let metrics = serde_json::to_value(&run.metrics).unwrap();
+    let results = serde_json::to_value(&run.results).unwrap();
+    client
+        .execute(
+            "INSERT INTO runs (id, project, model, params, cv, sites, n_samples, n_features, classes,
+                               data_summary, metrics, results, model_format, model_blob, duration_ms,
+                               job_id, message_id, trace_id, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'test', '\\x00', $13, $14, 'm-1', $15, $16)",
+            &[
+                &run.run_id,
+                &run.project,
+                &run.model,
+                &serde_json::to_value(&run.params).unwrap(),
+                &serde_json::to_value(&run.cv).unwrap(),
+                &run.sites,
+                &(run.n_samples as i32),
+                &(run.n_features as i32),
+                &run.classes,
+                &serde_json::to_value(&run.data_summary).unwrap(),
+                &metrics,
+                &results,
+                &run.duration_ms,
+                &run.job_id,
+                &run.trace_id,
+                &run.created_at,
+            ],
+        )
+        .await
+        .unwrap();
+    for f in &run.folds {
+        client
+            .execute(
+                "INSERT INTO folds (run_id, fold, n_train, n_test, accuracy, balanced_accuracy, confusion, metrics)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                &[
+                    &run.run_id,
+                    &(f.fold as i32),
+                    &(f.n_train as i32),
+                    &(f.n_test as i32),
+                    &f.accuracy,
+                    &f.balanced_accuracy,
+                    &json!(f.confusion),
+                    &serde_json::to_value(&f.metrics).unwrap(),
+                ],
+            )
+            .await
+            .unwrap();
+    }
+    // One statement for all predictions: unnest the columns.
+    let p = &run.predictions;
+    let repeat: Vec<i32> = p.iter().map(|p| p.repeat as i32).collect();
+    let sample_id: Vec<i64> = (0..p.len() as i64).collect();
+    let site: Vec<&str> = p.iter().map(|p| p.site.as_str()).collect();
+    let subject: Vec<&str> = p.iter().map(|p| p.subject.as_str()).collect();
+    let fold: Vec<i32> = p.iter().map(|p| p.fold as i32).collect();
+    let y_true: Vec<&str> = p.iter().map(|p| p.y_true.as_str()).collect();
+    let y_pred: Vec<&str> = p.iter().map(|p| p.y_pred.as_str()).collect();
+    let score: Vec<Option<f64>> = p.iter().map(|p| p.score).collect();
+    client
+        .execute(
+            "INSERT INTO predictions (run_id, repeat, sample_id, site, subject, fold, y_true, y_pred, score)
+             SELECT $1, * FROM unnest($2::int[], $3::bigint[], $4::text[], $5::text[], $6::int[], $7::text[], $8::text[], $9::float8[])",
+            &[&run.run_id, &repeat, &sample_id, &site, &subject, &fold, &y_true, &y_pred, &score],
+        )
+        .await
+        .unwrap();
+}
+
+/// Writes a statistics job as the stats worker does.
+pub async fn insert_stats(db: &TestDb, stats: &StatsData) {
+    let client = db.client().await;
+    client
+        .execute(
+            "INSERT INTO projects (name, kind, dimension, region_labels) VALUES ($1, 'timeseries', $2, $3)
+             ON CONFLICT (name) DO NOTHING",
+            &[&stats.project, &(stats.region_labels.len().max(1) as i32), &stats.region_labels],
+        )
+        .await
+        .unwrap();
+    client
+        .execute(
+            "INSERT INTO stats_jobs (id, project, test, covariate, sites, n_samples, n_features, results,
+                                     duration_ms, job_id, message_id, trace_id, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'm-2', $11, $12)",
+            &[
+                &stats.id,
+                &stats.project,
+                &stats.test,
+                &stats.covariate,
+                &stats.sites,
+                &(stats.n_samples as i32),
+                &(stats.n_features as i32),
+                &serde_json::to_value(&stats.results).unwrap(),
+                &stats.duration_ms,
+                &stats.job_id,
+                &stats.trace_id,
+                &stats.created_at,
+            ],
+        )
+        .await
+        .unwrap();
+}
+
+/// Runs the report handler on one `report.v1 { run_id: id }`, as the worker would.
+pub async fn handle(db: &TestDb, handler: &swarm_report::ReportHandler, id: Uuid) -> Outcome {
+    let meta = MessageMeta {
+        queue: "test.report".to_owned(),
+        message_id: Uuid::now_v7().to_string(),
+        message_type: "report.v1".to_owned(),
+        job_id: Some("job-under-test".to_owned()),
+        trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".to_owned()),
+    };
+    swarm_runtime::process::handle_once(
+        handler,
+        &db.pool,
+        meta,
+        broker_schemas::ReportV1 { run_id: id },
+    )
+    .await
+}
+
+/// The stored report of `id`: (kind, summary, markdown, html, json).
+pub async fn stored(db: &TestDb, id: Uuid) -> (String, String, String, String, serde_json::Value) {
+    let row = db
+        .client()
+        .await
+        .query_one(
+            "SELECT kind, summary, markdown, html, json FROM reports WHERE run_id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4))
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTML checks.
+
+/// Elements that have no end tag in HTML.
+const VOID: &[&str] = &[
+    "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track",
+    "wbr",
+];
+
+/// Everything the tokenizer saw: problems, and every (element, attribute, value).
+#[derive(Default)]
+struct Seen {
+    stack: Vec<String>,
+    problems: Vec<String>,
+    attributes: Vec<(String, String, String)>,
+    /// Text inside `<style>`.
+    css: String,
+    in_style: bool,
+}
+
+struct Checker(RefCell<Seen>);
+
+impl TokenSink for Checker {
+    type Handle = ();
+
+    fn process_token(&self, token: Token, line: u64) -> TokenSinkResult<()> {
+        let mut seen = self.0.borrow_mut();
+        match token {
+            Token::TagToken(tag) => {
+                let name = tag.name.to_string();
+                let in_svg = seen.stack.iter().any(|t| t == "svg");
+                match tag.kind {
+                    TagKind::StartTag => {
+                        for a in &tag.attrs {
+                            seen.attributes.push((
+                                name.clone(),
+                                a.name.local.to_string(),
+                                a.value.to_string(),
+                            ));
+                        }
+                        let void = VOID.contains(&name.as_str());
+                        if tag.self_closing && !in_svg && !void {
+                            seen.problems
+                                .push(format!("line {line}: <{name}/> is not a void element"));
+                        }
+                        if !void && !(tag.self_closing && (in_svg || name == "svg")) {
+                            seen.stack.push(name.clone());
+                        }
+                        match name.as_str() {
+                            "style" => {
+                                seen.in_style = true;
+                                return TokenSinkResult::RawData(RawKind::Rawtext);
+                            }
+                            "title" | "textarea" => {
+                                return TokenSinkResult::RawData(RawKind::Rcdata)
+                            }
+                            "script" => return TokenSinkResult::RawData(RawKind::ScriptData),
+                            _ => {}
+                        }
+                    }
+                    TagKind::EndTag => {
+                        seen.in_style = false;
+                        match seen.stack.pop() {
+                            Some(open) if open == name => {}
+                            Some(open) => seen
+                                .problems
+                                .push(format!("line {line}: </{name}> closes <{open}>")),
+                            None => seen
+                                .problems
+                                .push(format!("line {line}: </{name}> closes nothing")),
+                        }
+                    }
+                }
+            }
+            Token::CharacterTokens(text) if seen.in_style => seen.css.push_str(&text),
+            Token::ParseError(error) => seen.problems.push(format!("line {line}: {error}")),
+            Token::EOFToken => {
+                let open = std::mem::take(&mut seen.stack);
+                if !open.is_empty() {
+                    seen.problems
+                        .push(format!("unclosed elements at the end: {open:?}"));
+                }
+            }
+            _ => {}
+        }
+        TokenSinkResult::Continue
+    }
+}
+
+/// What is wrong with a page as HTML: tokenizer errors, an end tag that does not close the
+/// innermost open element, elements left open, and the HTML5 tree builder's errors.
+pub fn html_problems(page: &str) -> Vec<String> {
+    let (mut problems, _, _) = tokenize(page);
+    let document = scraper::Html::parse_document(page);
+    problems.extend(document.errors.iter().map(|e| format!("tree builder: {e}")));
+    problems
+}
+
+fn tokenize(page: &str) -> (Vec<String>, Vec<(String, String, String)>, String) {
+    let tokenizer = Tokenizer::new(
+        Checker(RefCell::new(Seen::default())),
+        TokenizerOpts {
+            exact_errors: true,
+            ..Default::default()
+        },
+    );
+    let input = BufferQueue::default();
+    input.push_back(StrTendril::from(page));
+    let _ = tokenizer.feed(&input);
+    tokenizer.end();
+    let seen = tokenizer.sink.0.into_inner();
+    (seen.problems, seen.attributes, seen.css)
+}
+
+/// Every URL the page would load or link to outside itself, except `allowed` (exact values):
+/// attribute values with a scheme other than `data:` on a download link, protocol-relative
+/// paths, and `url(`/`@import` in the CSS.
+pub fn external_urls(page: &str, allowed: &[&str]) -> Vec<String> {
+    let (_, attributes, css) = tokenize(page);
+    let mut found = Vec::new();
+    for (element, name, value) in attributes {
+        let v = value.trim().to_ascii_lowercase();
+        let url_like = v.contains("://")
+            || v.starts_with("//")
+            || v.starts_with("javascript:")
+            || v.starts_with("data:");
+        let loads = [
+            "src",
+            "srcset",
+            "href",
+            "xlink:href",
+            "action",
+            "formaction",
+            "poster",
+            "data",
+            "background",
+            "xmlns",
+        ]
+        .contains(&name.as_str());
+        if !(url_like || (loads && !v.starts_with('#') && !v.is_empty() && name != "download")) {
+            continue;
+        }
+        let csv_download = element == "a" && name == "href" && v.starts_with("data:text/csv;");
+        if csv_download || allowed.contains(&value.as_str()) {
+            continue;
+        }
+        found.push(format!(
+            "<{element} {name}=\"{}\">",
+            value.chars().take(80).collect::<String>()
+        ));
+    }
+    for needle in ["url(", "@import", "://"] {
+        if css.contains(needle) {
+            found.push(format!("CSS contains {needle}"));
+        }
+    }
+    found
+}
+
+// ---------------------------------------------------------------------------------------------
+// Chromium.
+
+/// Debian's `chromium`, or `CHROMIUM` when set.
+pub fn chromium() -> Option<PathBuf> {
+    if let Ok(path) = std::env::var("CHROMIUM") {
+        return Some(PathBuf::from(path));
+    }
+    let out = Command::new("sh")
+        .args(["-c", "command -v chromium"])
+        .output()
+        .ok()?;
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    (out.status.success() && !path.is_empty()).then(|| PathBuf::from(path))
+}
+
+/// What headless Chromium made of a page: the console messages it logged and the DOM after
+/// loading.
+pub struct Loaded {
+    pub console: Vec<String>,
+    pub dom: String,
+    pub stderr: String,
+}
+
+/// Loads `page` (a file) in headless Chromium with a fresh profile, `--dump-dom`, logging to
+/// stderr; `extra` adds flags (e.g. `--screenshot=…`).
+pub fn load_in_chromium(chromium: &Path, page: &Path, extra: &[String]) -> Loaded {
+    let profile = std::env::temp_dir().join(format!("swarm-chromium-{}", Uuid::new_v4().simple()));
+    let mut command = Command::new(chromium);
+    command.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--virtual-time-budget=2000",
+    ]);
+    command.arg(format!("--user-data-dir={}", profile.display()));
+    command.args(extra);
+    command.arg("--dump-dom");
+    command.arg(format!("file://{}", page.display()));
+    let out = command.output().expect("chromium runs");
+    let _ = std::fs::remove_dir_all(&profile);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let console = stderr
+        .lines()
+        .filter(|l| {
+            l.contains("CONSOLE")
+                || l.contains("Content Security Policy")
+                || l.contains("Refused to")
+        })
+        .map(str::to_owned)
+        .collect();
+    Loaded {
+        console,
+        dom: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr,
+    }
+}
