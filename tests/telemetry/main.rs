@@ -29,6 +29,8 @@ struct Span {
     name: String,
     kind: i32,
     attributes: HashMap<String, String>,
+    /// (trace id, span id) of each link.
+    links: Vec<(String, String)>,
 }
 
 const PRODUCER: i32 = 4;
@@ -74,6 +76,11 @@ async fn receive(State(spans): State<Spans>, body: Bytes) -> Vec<u8> {
                         .attributes
                         .iter()
                         .map(|kv| (kv.key.clone(), value(&kv.value)))
+                        .collect(),
+                    links: s
+                        .links
+                        .iter()
+                        .map(|l| (hex(&l.trace_id), hex(&l.span_id)))
                         .collect(),
                 });
             }
@@ -350,5 +357,53 @@ async fn one_job_is_one_trace_across_worker_processes() {
         );
     }
     std::fs::remove_dir_all(&dir).unwrap();
+    env.finish(Vec::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_commit_links_every_message_it_handled() {
+    let env = TestEnv::new().await;
+    let (endpoint, spans) = receiver().await;
+    let otel = vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.clone()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100".to_string()),
+    ];
+    // Three messages wait in the queue; the worker takes them as one batch.
+    for i in 0..3 {
+        let samples = swarm::synth::vector_dataset(&["x"], 2, 3, i)
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect();
+        let batch = broker_schemas::IngestV1 {
+            project: "b".into(),
+            site: format!("site-{i}"),
+            samples,
+        };
+        env.send(&batch, "batch-job").await;
+    }
+    let mut batched = otel.clone();
+    batched.push(("BATCH_SIZE", "10".to_string()));
+    batched.push(("BATCH_WAIT_MS", "1000".to_string()));
+    let worker = WorkerProcess::start(&env, "ingest", &batched);
+    env.wait_count("samples", "SELECT count(*) FROM samples", &[], 6)
+        .await;
+    let exchange = env.topology.exchange();
+    let name = format!("process {exchange}:{}", env.topology.queue("ingest"));
+    let all = wait_spans(&spans, "the batch span", |all| {
+        all.iter().any(|s| s.name == name)
+    })
+    .await;
+    let batch = all.iter().find(|s| s.name == name).unwrap();
+    assert_eq!(batch.kind, CONSUMER);
+    assert_eq!(attr(batch, "messaging.batch.message_count"), "3");
+    assert_eq!(
+        batch.links.len(),
+        3,
+        "one link per message: {:?}",
+        batch.links
+    );
+    let linked: BTreeSet<&str> = batch.links.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(linked.len(), 3, "the three producers' traces");
+    assert!(worker.terminate().await.success());
     env.finish(Vec::new()).await;
 }

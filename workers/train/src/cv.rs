@@ -284,6 +284,8 @@ pub fn evaluate(
     let mut predictions = Vec::with_capacity(data.sites.len());
     let (mut by, mut bv) = (Vec::new(), Vec::new());
     for split in splits {
+        // One span per fold, in the job's trace.
+        let _fold = tracing::info_span!("fold", fold = split.fold, repeat = split.repeat).entered();
         let fold_error = |source| CvError::Fold {
             fold: split.fold,
             source,
