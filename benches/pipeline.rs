@@ -1,0 +1,850 @@
+//! The pipeline throughput benchmark: Swarm's ingest → features against hand-written floors, on
+//! the local RabbitMQ and PostgreSQL, on quorum queues declared exactly as in production.
+//!
+//! ```sh
+//! cargo bench --bench pipeline                       # everything, a few minutes on 2 cores
+//! BENCH_SCALE=0.1 cargo bench --bench pipeline       # a tenth of every workload, for a quick look
+//! cargo bench --bench pipeline -- vectors tracing    # only some sections (vectors, timeseries, tracing)
+//! ```
+//!
+//! Every measurement gets a fresh database and a fresh namespace (dropped afterwards). Its queue is
+//! **pre-filled** first — every `ingest.v1` message published with publisher confirms before any
+//! consumer runs — and the clock runs from the moment the consumers are started (connecting
+//! included) until the last row is committed: for Swarm, until `SELECT count(*) FROM features
+//! WHERE job_id = $1` (polled every 20 ms) reaches the number of samples; for the floors, until
+//! their loop commits and acks the last batch. The floors are in `benches/floor/`.
+//!
+//! The tracing rows run Swarm in child processes of this binary (the tracer provider is
+//! process-global): the same workload once with `OTEL_EXPORTER_OTLP_ENDPOINT` pointing at a
+//! receiver inside this process (an axum server on 127.0.0.1:0 answering `POST /v1/traces` with
+//! 200) and once without, in the order off, on, on, off.
+//!
+//! Environment: `AMQP_URL` (default the local broker), `BENCH_DATABASE_SERVER` (default
+//! `postgres://root@127.0.0.1:5432`), `BENCH_SCALE` (default 1). Swarm runs with the runtime's
+//! defaults; `PREFETCH`, `CONCURRENCY`, `DB_POOL_SIZE` and `BATCH_WAIT_MS` apply if set.
+
+mod floor;
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use broker_schemas::{IngestV1, Sample, SampleKind};
+use clap::Parser;
+use futures_util::{StreamExt, TryStreamExt};
+use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+use swarm_runtime::db::Pool;
+use swarm_runtime::topology::WORKERS;
+use swarm_runtime::{Publisher, Settings, Topology, WorkerHandle};
+use uuid::Uuid;
+
+use floor::Batching;
+
+/// Deliveries per transaction in every batched run (Swarm's `BATCH_SIZE` and the floors').
+const BATCH: usize = 16;
+/// How long a batch waits to fill (the runtime's default `BATCH_WAIT_MS`).
+const BATCH_WAIT: Duration = Duration::from_millis(20);
+/// The argument that makes this binary a child running one traced measurement.
+const CHILD: &str = "--child-tracing";
+/// How long one measurement may take before the bench gives up.
+const PATIENCE: Duration = Duration::from_secs(600);
+/// Messages published at once while pre-filling.
+const PUBLISH_WINDOW: usize = 32;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let result = if args.iter().any(|a| a == CHILD) {
+        runtime.block_on(child())
+    } else {
+        runtime.block_on(parent(&args))
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("pipeline bench failed: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// What is being pushed through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Vectors of 64 float32, 100 per message.
+    Vectors,
+    /// 200 timepoints × 116 regions, 10 subjects per message.
+    Timeseries,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Workload {
+    kind: Kind,
+    messages: usize,
+    per_message: usize,
+}
+
+impl Workload {
+    fn new(kind: Kind, scale: f64) -> Self {
+        let (full, per_message) = match kind {
+            Kind::Vectors => (500, 100),
+            Kind::Timeseries => (200, 10),
+        };
+        let messages = ((full as f64 * scale).round() as usize).max(1);
+        Self {
+            kind,
+            messages,
+            per_message,
+        }
+    }
+
+    fn items(&self) -> usize {
+        self.messages * self.per_message
+    }
+
+    fn unit(&self) -> &'static str {
+        match self.kind {
+            Kind::Vectors => "samples",
+            Kind::Timeseries => "subjects",
+        }
+    }
+
+    fn title(&self) -> String {
+        match self.kind {
+            Kind::Vectors => format!(
+                "(b) {} vectors × 64 f32, {} per message",
+                self.items(),
+                self.per_message
+            ),
+            Kind::Timeseries => format!(
+                "(c) {} subjects × 200 × 116 f32, {} per message",
+                self.items(),
+                self.per_message
+            ),
+        }
+    }
+
+    /// Message `i` of the workload: deterministic, a different subject in every sample.
+    fn message(&self, i: usize) -> IngestV1 {
+        let (project, kind, values, timepoints) = match self.kind {
+            Kind::Vectors => ("bench-vectors", SampleKind::Vector, 64, None),
+            Kind::Timeseries => (
+                "bench-connectivity",
+                SampleKind::Timeseries,
+                200 * 116,
+                Some(200),
+            ),
+        };
+        IngestV1 {
+            project: project.into(),
+            site: "bench".into(),
+            samples: (0..self.per_message)
+                .map(|k| {
+                    let n = i * self.per_message + k;
+                    Sample {
+                        subject: format!("sub-{n:06}"),
+                        label: if n % 2 == 0 { "patient" } else { "control" }.into(),
+                        kind,
+                        values: noise(n as u64, values),
+                        timepoints,
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
+/// `n` values in [-1, 1) from a xorshift generator seeded by `seed`.
+fn noise(seed: u64, n: usize) -> Vec<f32> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        })
+        .collect()
+}
+
+/// Where the services are.
+#[derive(Debug, Clone)]
+struct Services {
+    amqp_url: String,
+    database_server: String,
+}
+
+impl Services {
+    fn from_env() -> Self {
+        Self {
+            amqp_url: std::env::var("AMQP_URL")
+                .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into()),
+            database_server: std::env::var("BENCH_DATABASE_SERVER")
+                .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432".into()),
+        }
+    }
+}
+
+/// One measurement's world: its own database and namespace, the topology declared.
+struct World {
+    services: Services,
+    db_name: String,
+    database_url: String,
+    pool: Pool,
+    topology: Topology,
+    connection: lapin::Connection,
+    publisher: Publisher,
+}
+
+impl World {
+    async fn new(services: &Services) -> anyhow::Result<Self> {
+        let id = Uuid::new_v4().simple().to_string()[..12].to_string();
+        let db_name = format!("swarm_bench_{id}");
+        let database_url = format!("{}/{db_name}", services.database_server);
+        let pool = swarm_runtime::db::connect_and_migrate(&database_url, 2).await?;
+        let connection = swarm_runtime::amqp::connect(&services.amqp_url, "swarm-bench").await?;
+        let publisher = Publisher::new(&connection, "swarm-bench").await?;
+        let topology = Topology::new(format!("bench-{id}"));
+        topology.declare(publisher.channel()).await?;
+        Ok(Self {
+            services: services.clone(),
+            db_name,
+            database_url,
+            pool,
+            topology,
+            connection,
+            publisher,
+        })
+    }
+
+    /// Publishes every message of `workload` (job `job`) with confirms; returns how long it took.
+    async fn prefill(&self, workload: &Workload, job: &str) -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        futures_util::stream::iter(0..workload.messages)
+            .map(|i| async move {
+                let message = workload.message(i);
+                self.publisher
+                    .send(&self.topology, &message, Some(job))
+                    .await
+            })
+            .buffer_unordered(PUBLISH_WINDOW)
+            .try_collect::<Vec<_>>()
+            .await?;
+        Ok(started.elapsed())
+    }
+
+    /// Waits until the job has `expected` feature rows.
+    async fn wait_for_features(&self, job: &str, expected: usize) -> anyhow::Result<()> {
+        let client = self.pool.get().await?;
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let n: i64 = client
+                .query_one("SELECT count(*) FROM features WHERE job_id = $1", &[&job])
+                .await?
+                .get(0);
+            if n as usize >= expected {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("{n} of {expected} feature rows after {PATIENCE:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Rows in the dead queues (there should be none).
+    async fn dead_letters(&self) -> anyhow::Result<i64> {
+        let client = self.pool.get().await?;
+        Ok(client
+            .query_one("SELECT count(*) FROM dead_letters", &[])
+            .await?
+            .get(0))
+    }
+
+    /// Swarm's settings for this world; `None` when `batch` is asked for but this runtime has no
+    /// `BATCH_SIZE`.
+    fn settings(&self, batch: usize) -> anyhow::Result<Option<Settings>> {
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            settings: Settings,
+        }
+        let size = batch.to_string();
+        let parsed = match Cli::try_parse_from(["bench", "--batch-size", &size]) {
+            Ok(cli) => cli.settings,
+            Err(e) if e.kind() == clap::error::ErrorKind::UnknownArgument && batch <= 1 => {
+                Cli::try_parse_from(["bench"])?.settings
+            }
+            Err(e) if e.kind() == clap::error::ErrorKind::UnknownArgument => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let mut settings = parsed;
+        settings.amqp_url = self.services.amqp_url.clone();
+        settings.database_url = self.database_url.clone();
+        settings.namespace = self.topology.namespace().to_string();
+        settings.http_addr = None;
+        settings.shutdown_timeout_secs = 10;
+        Ok(Some(settings))
+    }
+
+    /// Deletes the namespace's queues and exchanges and drops the database; a failure is
+    /// reported, not returned (a broker or database restart must not end the bench).
+    async fn finish(self) -> anyhow::Result<()> {
+        let db_name = self.db_name.clone();
+        let namespace = self.topology.namespace().to_string();
+        if let Err(error) = self.clean_up().await {
+            eprintln!(
+                "   could not clean up namespace {namespace} / database {db_name}: {error:#}"
+            );
+        }
+        Ok(())
+    }
+
+    async fn clean_up(self) -> anyhow::Result<()> {
+        let connection = if self.connection.status().connected() {
+            self.connection
+        } else {
+            swarm_runtime::amqp::connect(&self.services.amqp_url, "swarm-bench").await?
+        };
+        let channel = connection.create_channel().await?;
+        for (worker, _) in WORKERS {
+            for q in [
+                self.topology.queue(worker),
+                self.topology.dead_queue(worker),
+            ] {
+                let _ = channel
+                    .queue_delete(q.into(), QueueDeleteOptions::default())
+                    .await;
+            }
+        }
+        for e in [self.topology.exchange(), self.topology.dead_exchange()] {
+            let _ = channel
+                .exchange_delete(e.into(), ExchangeDeleteOptions::default())
+                .await;
+        }
+        let _ = connection.close(200, "done".into()).await;
+        self.pool.close();
+        let (client, conn) = tokio_postgres::connect(
+            &format!("{}/postgres", self.services.database_server),
+            tokio_postgres::NoTls,
+        )
+        .await?;
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                self.db_name
+            ))
+            .await?;
+        Ok(())
+    }
+}
+
+/// One measured run.
+#[derive(Debug, Clone)]
+struct Measured {
+    items: usize,
+    elapsed: Duration,
+    /// Publishing the pre-fill, with confirms.
+    prefill: Duration,
+}
+
+impl Measured {
+    fn rate(&self) -> f64 {
+        self.items as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// Swarm's ingest and features workers, `replicas` of each, in this process.
+async fn swarm(
+    services: &Services,
+    workload: &Workload,
+    replicas: usize,
+    batch: usize,
+) -> anyhow::Result<Option<Measured>> {
+    let world = World::new(services).await?;
+    let Some(settings) = world.settings(batch)? else {
+        world.finish().await?;
+        return Ok(None);
+    };
+    let job = Uuid::new_v4().to_string();
+    let prefill = world.prefill(workload, &job).await?;
+    let started = Instant::now();
+    let mut workers: Vec<WorkerHandle> = Vec::new();
+    for _ in 0..replicas {
+        workers.push(swarm_runtime::spawn(
+            swarm_ingest::IngestHandler,
+            settings.clone(),
+        ));
+        workers.push(swarm_runtime::spawn(
+            swarm_features::FeaturesHandler,
+            settings.clone(),
+        ));
+    }
+    let waited = world.wait_for_features(&job, workload.items()).await;
+    let elapsed = started.elapsed();
+    for w in workers {
+        w.stop().await?;
+    }
+    let dead = world.dead_letters().await;
+    world.finish().await?;
+    waited?;
+    let dead = dead?;
+    if dead > 0 {
+        bail!("{dead} messages were dead-lettered");
+    }
+    Ok(Some(Measured {
+        items: workload.items(),
+        elapsed,
+        prefill,
+    }))
+}
+
+/// Which floor.
+#[derive(Debug, Clone, Copy)]
+enum Floor {
+    BrokerAlone,
+    OneHop,
+}
+
+async fn floor(services: &Services, workload: &Workload, which: Floor) -> anyhow::Result<Measured> {
+    let world = World::new(services).await?;
+    let job = Uuid::new_v4().to_string();
+    let prefill = world.prefill(workload, &job).await?;
+    let queue = world.topology.queue("ingest");
+    let batching = Batching {
+        size: BATCH,
+        wait: BATCH_WAIT,
+    };
+    let started = Instant::now();
+    let result = async {
+        let connection =
+            swarm_runtime::amqp::connect(&services.amqp_url, "swarm-bench-floor").await?;
+        match which {
+            Floor::BrokerAlone => {
+                floor::broker_alone(&connection, &queue, workload.messages, batching).await?
+            }
+            Floor::OneHop => {
+                let pool = swarm_runtime::db::pool(&world.database_url, 2)?;
+                floor::one_hop(&connection, &pool, &queue, workload.messages, batching).await?;
+                pool.close();
+            }
+        }
+        let _ = connection.close(200, "done".into()).await;
+        anyhow::Ok(())
+    }
+    .await;
+    let elapsed = started.elapsed();
+    if result.is_ok() {
+        if let Floor::OneHop = which {
+            // The floor wrote what Swarm writes.
+            world.wait_for_features(&job, workload.items()).await?;
+        }
+    }
+    world.finish().await?;
+    result?;
+    Ok(Measured {
+        items: workload.items(),
+        elapsed,
+        prefill,
+    })
+}
+
+/// Attempts at one measurement: other engineers' fault tests close every broker connection and
+/// restart Postgres now and then, which fails a run; it is then done again from scratch.
+const ATTEMPTS: u32 = 3;
+
+/// Runs `measure` until it succeeds (at most [`ATTEMPTS`] times); returns the result and how many
+/// failed attempts came before it.
+async fn again<T, F, Fut>(what: &str, mut measure: F) -> anyhow::Result<(T, u32)>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let mut failed = 0;
+    loop {
+        match measure().await {
+            Ok(t) => return Ok((t, failed)),
+            Err(error) if failed + 1 < ATTEMPTS => {
+                failed += 1;
+                eprintln!("   {what} failed ({error:#}); starting it again in 10 s");
+                tokio::time::sleep(Duration::from_secs(10)).await;
+            }
+            Err(error) => return Err(error.context(format!("{what} failed {ATTEMPTS} times"))),
+        }
+    }
+}
+
+fn retried(failed: u32) -> String {
+    if failed == 0 {
+        String::new()
+    } else {
+        format!(
+            " (run again after {failed} failed attempt{})",
+            if failed == 1 { "" } else { "s" }
+        )
+    }
+}
+
+/// One line of the table.
+struct Row {
+    what: String,
+    measured: Option<Measured>,
+    unit: &'static str,
+    /// Compared with this rate (the floor's), if any.
+    floor: Option<f64>,
+    note: String,
+}
+
+struct Table {
+    rows: Vec<(String, Vec<Row>)>,
+}
+
+impl Table {
+    fn section(&mut self, title: String) {
+        eprintln!("== {title}");
+        self.rows.push((title, Vec::new()));
+    }
+
+    fn push(&mut self, row: Row) {
+        match &row.measured {
+            Some(m) => eprintln!(
+                "   {}: {:.0} {}/s ({:.2} s)",
+                row.what,
+                m.rate(),
+                row.unit,
+                m.elapsed.as_secs_f64()
+            ),
+            None => eprintln!("   {}: {}", row.what, row.note),
+        }
+        self.rows.last_mut().expect("a section is open").1.push(row);
+    }
+
+    fn print(&self) {
+        println!("| workload | run | items | seconds | items/s | vs floor | note |");
+        println!("|---|---|---:|---:|---:|---:|---|");
+        for (title, rows) in &self.rows {
+            for (i, row) in rows.iter().enumerate() {
+                let title = if i == 0 { title.as_str() } else { "" };
+                let (items, secs, rate) = match &row.measured {
+                    Some(m) => (
+                        m.items.to_string(),
+                        format!("{:.2}", m.elapsed.as_secs_f64()),
+                        format!("{:.0} {}/s", m.rate(), row.unit),
+                    ),
+                    None => ("–".into(), "–".into(), "–".into()),
+                };
+                let ratio = match (&row.measured, row.floor) {
+                    (Some(m), Some(f)) => format!("{:.0} %", 100.0 * m.rate() / f),
+                    _ => String::new(),
+                };
+                println!(
+                    "| {title} | {} | {items} | {secs} | {rate} | {ratio} | {} |",
+                    row.what, row.note
+                );
+            }
+        }
+    }
+}
+
+fn scale() -> anyhow::Result<f64> {
+    match std::env::var("BENCH_SCALE") {
+        Ok(s) => {
+            let scale: f64 = s
+                .parse()
+                .with_context(|| format!("BENCH_SCALE={s} is not a number"))?;
+            if !(scale > 0.0 && scale <= 10.0) {
+                bail!("BENCH_SCALE={s} is not in (0, 10]");
+            }
+            Ok(scale)
+        }
+        Err(_) => Ok(1.0),
+    }
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+async fn parent(args: &[String]) -> anyhow::Result<()> {
+    // The in-process rows run with tracing on and no exporter, like the "exporter off" child.
+    std::env::remove_var("OTEL_EXPORTER_OTLP_ENDPOINT");
+    let _telemetry = swarm_runtime::telemetry::init_with("swarm-bench", "warn");
+    let sections: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let wanted = |s: &str| sections.is_empty() || sections.contains(&s);
+    let scale = scale()?;
+    let services = Services::from_env();
+    let started = Instant::now();
+    let batched = World::new(&services).await?;
+    let batch_supported = batched.settings(BATCH)?.is_some();
+    let defaults = batched.settings(1)?.context("per-message settings")?;
+    batched.finish().await?;
+    println!(
+        "pipeline bench, {} UTC, BENCH_SCALE={scale}, {} cores, load average at start {}",
+        chrono::Utc::now().format("%Y-%m-%d %H:%M"),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        load_average()
+    );
+    println!(
+        "Swarm: PREFETCH={} CONCURRENCY={} DB_POOL_SIZE={}; batched runs: BATCH_SIZE={BATCH}{}; floors: {BATCH} deliveries per transaction, prefetch {}",
+        defaults.prefetch,
+        defaults.concurrency,
+        defaults.db_pool_size,
+        if batch_supported { "" } else { " (not in this runtime: skipped)" },
+        2 * BATCH,
+    );
+    println!();
+    let mut table = Table { rows: Vec::new() };
+    for kind in [Kind::Vectors, Kind::Timeseries] {
+        let name = match kind {
+            Kind::Vectors => "vectors",
+            Kind::Timeseries => "timeseries",
+        };
+        if !wanted(name) {
+            continue;
+        }
+        let workload = Workload::new(kind, scale);
+        run_workload(&services, &workload, &mut table).await?;
+    }
+    if wanted("tracing") {
+        tracing_overhead(scale, &mut table).await?;
+    }
+    table.print();
+    println!();
+    println!(
+        "total {:.0} s; load average at the end {}",
+        started.elapsed().as_secs_f64(),
+        load_average()
+    );
+    Ok(())
+}
+
+async fn run_workload(
+    services: &Services,
+    workload: &Workload,
+    table: &mut Table,
+) -> anyhow::Result<()> {
+    let unit = workload.unit();
+    table.section(workload.title());
+    let (broker, failed) = again("broker alone", || {
+        floor(services, workload, Floor::BrokerAlone)
+    })
+    .await?;
+    let publish = Measured {
+        items: broker.items,
+        elapsed: broker.prefill,
+        prefill: broker.prefill,
+    };
+    table.push(Row {
+        what: "(a) broker alone: publish with confirms".into(),
+        measured: Some(publish),
+        unit,
+        floor: None,
+        note: format!("{} messages, {PUBLISH_WINDOW} in flight", workload.messages),
+    });
+    table.push(Row {
+        what: "(a) broker alone: consume + ack".into(),
+        measured: Some(broker),
+        unit,
+        floor: None,
+        note: format!("multiple=true every {BATCH}{}", retried(failed)),
+    });
+    let (one_hop, failed) = again("floor", || floor(services, workload, Floor::OneHop)).await?;
+    let floor_rate = one_hop.rate();
+    table.push(Row {
+        what: format!("(a) floor: one hop, {BATCH} messages per transaction"),
+        measured: Some(one_hop),
+        unit,
+        floor: Some(floor_rate),
+        note: format!("bare lapin + tokio-postgres{}", retried(failed)),
+    });
+    for batch in [1, BATCH] {
+        for replicas in [1, 2] {
+            let what = format!(
+                "Swarm, {replicas} replica{} each, {}",
+                if replicas == 1 { "" } else { "s" },
+                if batch == 1 {
+                    "per-message commits".to_string()
+                } else {
+                    format!("BATCH_SIZE={batch}")
+                }
+            );
+            let (measured, failed) =
+                again(&what, || swarm(services, workload, replicas, batch)).await?;
+            let note = if measured.is_some() {
+                format!("ingest → features.v1 → features{}", retried(failed))
+            } else {
+                "skipped: this runtime has no BATCH_SIZE".into()
+            };
+            table.push(Row {
+                what,
+                measured,
+                unit,
+                floor: Some(floor_rate),
+                note,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Counts what the OTLP receiver got.
+#[derive(Debug, Default)]
+struct Received {
+    requests: AtomicU64,
+    bytes: AtomicU64,
+}
+
+/// An OTLP/HTTP receiver that accepts and discards; returns its endpoint.
+async fn receiver(received: Arc<Received>) -> anyhow::Result<String> {
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let received = received.clone();
+            async move {
+                received.requests.fetch_add(1, Ordering::Relaxed);
+                received
+                    .bytes
+                    .fetch_add(body.len() as u64, Ordering::Relaxed);
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let endpoint = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            eprintln!("the OTLP receiver stopped: {error}");
+        }
+    });
+    Ok(endpoint)
+}
+
+/// Runs this binary as a child measuring the traced workload; `endpoint` turns the exporter on.
+async fn run_child(endpoint: Option<&str>) -> anyhow::Result<Measured> {
+    let exe = std::env::current_exe()?;
+    let mut command = tokio::process::Command::new(exe);
+    command
+        .arg(CHILD)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT");
+    if let Some(endpoint) = endpoint {
+        command.env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint);
+    }
+    let output = command.output().await?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        bail!("the child failed ({}): {stdout}", output.status);
+    }
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .with_context(|| format!("no RESULT line from the child: {stdout}"))?;
+    let numbers: Vec<f64> = line
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
+    let [items, secs, prefill] = numbers[..] else {
+        bail!("a bad RESULT line: {line}");
+    };
+    Ok(Measured {
+        items: items as usize,
+        elapsed: Duration::from_secs_f64(secs),
+        prefill: Duration::from_secs_f64(prefill),
+    })
+}
+
+/// The child: the vectors workload through one replica of Swarm, per-message commits, with the
+/// worker's telemetry (exporting if `OTEL_EXPORTER_OTLP_ENDPOINT` is set); prints `RESULT`.
+async fn child() -> anyhow::Result<()> {
+    let telemetry = swarm_runtime::telemetry::init_with("swarm-bench", "warn");
+    let workload = Workload::new(Kind::Vectors, scale()?);
+    let measured = swarm(&Services::from_env(), &workload, 1, 1)
+        .await?
+        .context("per-message settings")?;
+    // Flushing the last spans is not part of the measurement.
+    tokio::task::spawn_blocking(move || telemetry.shutdown()).await?;
+    println!(
+        "RESULT {} {} {}",
+        measured.items,
+        measured.elapsed.as_secs_f64(),
+        measured.prefill.as_secs_f64()
+    );
+    Ok(())
+}
+
+async fn tracing_overhead(scale: f64, table: &mut Table) -> anyhow::Result<()> {
+    let workload = Workload::new(Kind::Vectors, scale);
+    table.section(format!(
+        "tracing: {} vectors, Swarm 1 replica each, per-message commits, in child processes",
+        workload.items()
+    ));
+    let received = Arc::new(Received::default());
+    let endpoint = receiver(received.clone()).await?;
+    let mut off = Vec::new();
+    let mut on = Vec::new();
+    let mut retries = 0;
+    for exporting in [false, true, true, false] {
+        let (m, failed) = again("traced child", || {
+            run_child(exporting.then_some(endpoint.as_str()))
+        })
+        .await?;
+        retries += failed;
+        eprintln!(
+            "   exporter {}: {:.0} samples/s",
+            if exporting { "on" } else { "off" },
+            m.rate()
+        );
+        if exporting {
+            on.push(m);
+        } else {
+            off.push(m);
+        }
+    }
+    let total = |runs: &[Measured]| Measured {
+        items: runs.iter().map(|m| m.items).sum(),
+        elapsed: runs.iter().map(|m| m.elapsed).sum(),
+        prefill: runs.iter().map(|m| m.prefill).sum(),
+    };
+    let each = |runs: &[Measured]| {
+        runs.iter()
+            .map(|m| format!("{:.0}", m.rate()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (off_total, on_total) = (total(&off), total(&on));
+    let off_rate = off_total.rate();
+    let overhead = 100.0 * (1.0 - on_total.rate() / off_rate);
+    table.push(Row {
+        what: "exporter off (2 runs)".into(),
+        measured: Some(off_total),
+        unit: "samples",
+        floor: None,
+        note: format!("runs: {} samples/s{}", each(&off), retried(retries)),
+    });
+    table.push(Row {
+        what: "exporter on (2 runs), to a local receiver".into(),
+        measured: Some(on_total),
+        unit: "samples",
+        floor: Some(off_rate),
+        note: format!(
+            "runs: {} samples/s; overhead {overhead:.1} %; received {} requests, {} KiB",
+            each(&on),
+            received.requests.load(Ordering::Relaxed),
+            received.bytes.load(Ordering::Relaxed) / 1024
+        ),
+    });
+    Ok(())
+}
