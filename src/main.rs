@@ -31,7 +31,7 @@ enum Command {
     Train(TrainArgs),
     /// Start a univariate statistics job (per feature, FDR-corrected); prints the job id.
     Stats(commands::stats::StatsArgs),
-    /// List and show reports.
+    /// List, show and open reports (of runs and statistics jobs).
     #[command(subcommand)]
     Report(ReportCommand),
     /// List and replay dead letters (messages that could not be processed).

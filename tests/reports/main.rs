@@ -471,6 +471,26 @@ async fn the_analyst_role_reads_the_report_views_and_nothing_else() {
     }
     client.batch_execute("RESET ROLE").await.unwrap();
 
+    // The README's example queries run as the analyst and each finds rows.
+    let stats = fixtures::complete_stats();
+    insert_stats(&db, &stats).await;
+    let outcome = handle(&db, &ReportHandler::default(), stats.id).await;
+    assert!(matches!(outcome, Outcome::Processed(_)), "{outcome:?}");
+    client
+        .batch_execute("SET ROLE swarm_analyst")
+        .await
+        .unwrap();
+    let examples = readme_sql_examples();
+    assert!(examples.len() >= 6, "{examples:?}");
+    for sql in &examples {
+        let rows = client
+            .query(sql.as_str(), &[])
+            .await
+            .unwrap_or_else(|e| panic!("README example fails: {e}\n{sql}"));
+        assert!(!rows.is_empty(), "README example finds nothing:\n{sql}");
+    }
+    client.batch_execute("RESET ROLE").await.unwrap();
+
     // And in the catalog: SELECT on exactly the three relations, no write privilege anywhere.
     let rows = client
         .query(
@@ -565,4 +585,25 @@ fn the_html_checks_can_fail() {
     ] {
         assert!(!external_urls(&bad, &[]).is_empty(), "{what} is not found");
     }
+}
+
+/// The statements of the first `sql` block under "### SQL for analysts" in README.md.
+fn readme_sql_examples() -> Vec<String> {
+    let readme = include_str!("../../README.md");
+    let section = &readme[readme
+        .find("### SQL for analysts")
+        .expect("the README section")..];
+    let start = section.find("```sql").expect("an sql block") + "```sql".len();
+    let block = &section[start..start + section[start..].find("```").unwrap()];
+    block
+        .split(";\n")
+        .map(|statement| {
+            statement
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("--"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .filter(|s| !s.trim().is_empty())
+        .collect()
 }
