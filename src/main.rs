@@ -92,6 +92,6 @@ async fn worker(kind: WorkerKind, settings: Settings) -> anyhow::Result<()> {
         WorkerKind::Ingest => serve(swarm_ingest::IngestHandler, settings).await,
         WorkerKind::Features => serve(swarm_features::FeaturesHandler, settings).await,
         WorkerKind::Train => serve(swarm_train::TrainHandler::default(), settings).await,
-        WorkerKind::Report => serve(swarm_report::ReportHandler::default(), settings).await,
+        WorkerKind::Report => serve(swarm_report::ReportHandler::from_env(), settings).await,
     }
 }

@@ -51,7 +51,7 @@ pub fn spawn_workers(settings: &Settings) -> Vec<WorkerHandle> {
         swarm_runtime::spawn(swarm_ingest::IngestHandler, settings.clone()),
         swarm_runtime::spawn(swarm_features::FeaturesHandler, settings.clone()),
         swarm_runtime::spawn(swarm_train::TrainHandler::default(), settings.clone()),
-        swarm_runtime::spawn(swarm_report::ReportHandler::default(), settings),
+        swarm_runtime::spawn(swarm_report::ReportHandler::from_env(), settings),
     ]
 }
 
