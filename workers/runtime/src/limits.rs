@@ -6,9 +6,9 @@
 //! | variable | default | checked |
 //! |---|---|---|
 //! | `MAX_MESSAGE_BYTES` | 16 MiB | body size, before decoding (every worker) |
-//! | `MAX_SAMPLES_PER_BATCH` | 10 000 | samples in one `ingest.v1`, before any database work |
-//! | `MAX_VALUES_PER_SAMPLE` | 480 000 | values (dimension, or T × R) of one sample |
-//! | `MAX_SUBJECT_LEN` | 128 | characters of a subject id |
+//! | `MAX_SAMPLES_PER_BATCH` | 10 000 | samples in one `ingest.v1`, before decoding |
+//! | `MAX_VALUES_PER_SAMPLE` | 480 000 | values (dimension, or T × R) of one sample, before decoding |
+//! | `MAX_SUBJECT_LEN` | 128 | characters of a subject id, after decoding, before any database work |
 //! | `MAX_NAME_LEN` | 64 | characters of a project, site or label name |
 //!
 //! A message over a limit is a permanent failure: dead-lettered with the limit in its reason.
@@ -83,6 +83,178 @@ impl Limits {
     }
 }
 
+impl Limits {
+    /// Why a body of AMQP type `message_type` is refused before it is decoded, if it is: for
+    /// `ingest.v1`, the number of samples and of values per sample, read from the MessagePack
+    /// headers without allocating (a 16 MiB body of empty samples would otherwise decode into
+    /// several times its size). A malformed body passes: the decoder says what is wrong with it.
+    pub fn check_body(&self, message_type: &str, body: &[u8]) -> Result<(), String> {
+        match message_type {
+            "ingest.v1" => scan_ingest(body, self),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A MessagePack reader that only looks at headers.
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+/// What a MessagePack header says; scalars and binaries are skipped by [`Reader::head`].
+enum Head {
+    Map(usize),
+    Array(usize),
+    Str(usize),
+    Scalar,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if n > self.buf.len() {
+            return None;
+        }
+        let (head, rest) = self.buf.split_at(n);
+        self.buf = rest;
+        Some(head)
+    }
+
+    fn uint(&mut self, bytes: usize) -> Option<usize> {
+        let mut n = 0usize;
+        for b in self.take(bytes)? {
+            n = n.checked_mul(256)? + usize::from(*b);
+        }
+        Some(n)
+    }
+
+    fn head(&mut self) -> Option<Head> {
+        let marker = self.take(1)?[0];
+        let head = match marker {
+            0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => Head::Scalar,
+            0x80..=0x8f => Head::Map(usize::from(marker & 0x0f)),
+            0x90..=0x9f => Head::Array(usize::from(marker & 0x0f)),
+            0xa0..=0xbf => Head::Str(usize::from(marker & 0x1f)),
+            0xd9 => Head::Str(self.uint(1)?),
+            0xda => Head::Str(self.uint(2)?),
+            0xdb => Head::Str(self.uint(4)?),
+            0xdc => Head::Array(self.uint(2)?),
+            0xdd => Head::Array(self.uint(4)?),
+            0xde => Head::Map(self.uint(2)?),
+            0xdf => Head::Map(self.uint(4)?),
+            // bin 8/16/32, ext 8/16/32 (a type byte, then the data)
+            0xc4..=0xc6 => {
+                let n = self.uint(1 << (marker - 0xc4))?;
+                self.take(n)?;
+                Head::Scalar
+            }
+            0xc7..=0xc9 => {
+                let n = self.uint(1 << (marker - 0xc7))?;
+                self.take(n.checked_add(1)?)?;
+                Head::Scalar
+            }
+            // float 32/64, uint 8..64, int 8..64, fixext 1..16
+            0xca => self.skip_bytes(4)?,
+            0xcb => self.skip_bytes(8)?,
+            0xcc..=0xcf => self.skip_bytes(1 << (marker - 0xcc))?,
+            0xd0..=0xd3 => self.skip_bytes(1 << (marker - 0xd0))?,
+            0xd4..=0xd8 => self.skip_bytes(1 + (1 << (marker - 0xd4)))?,
+            0xc1 => return None,
+        };
+        Some(head)
+    }
+
+    fn skip_bytes(&mut self, n: usize) -> Option<Head> {
+        self.take(n).map(|_| Head::Scalar)
+    }
+
+    /// Skips one whole value.
+    fn skip(&mut self, depth: usize) -> Option<()> {
+        if depth > 64 {
+            return None;
+        }
+        match self.head()? {
+            Head::Map(n) => {
+                for _ in 0..n.checked_mul(2)? {
+                    self.skip(depth + 1)?;
+                }
+            }
+            Head::Array(n) => {
+                for _ in 0..n {
+                    self.skip(depth + 1)?;
+                }
+            }
+            Head::Str(n) => {
+                self.take(n)?;
+            }
+            Head::Scalar => {}
+        }
+        Some(())
+    }
+
+    /// A map key that is a string.
+    fn key(&mut self) -> Option<&'a [u8]> {
+        match self.head()? {
+            Head::Str(n) => self.take(n),
+            _ => None,
+        }
+    }
+}
+
+fn scan_ingest(body: &[u8], limits: &Limits) -> Result<(), String> {
+    let mut r = Reader { buf: body };
+    let Some(Head::Map(fields)) = r.head() else {
+        return Ok(());
+    };
+    for _ in 0..fields {
+        let Some(key) = r.key() else { return Ok(()) };
+        if key != b"samples" {
+            if r.skip(0).is_none() {
+                return Ok(());
+            }
+            continue;
+        }
+        let Some(Head::Array(n)) = r.head() else {
+            return Ok(());
+        };
+        if n > limits.max_samples_per_batch {
+            return Err(format!(
+                "the batch has {n} samples; the limit is {} per message (MAX_SAMPLES_PER_BATCH)",
+                limits.max_samples_per_batch
+            ));
+        }
+        for i in 0..n {
+            let Some(Head::Map(m)) = r.head() else {
+                return Ok(());
+            };
+            for _ in 0..m {
+                let Some(key) = r.key() else { return Ok(()) };
+                if key == b"values" {
+                    if let Some(Head::Array(v)) = r.head() {
+                        if v > limits.max_values_per_sample {
+                            return Err(format!(
+                                "sample {i} has {v} values; the limit is {} (MAX_VALUES_PER_SAMPLE)",
+                                limits.max_values_per_sample
+                            ));
+                        }
+                        for _ in 0..v {
+                            if r.skip(0).is_none() {
+                                return Ok(());
+                            }
+                        }
+                        continue;
+                    }
+                    return Ok(());
+                }
+                if r.skip(0).is_none() {
+                    return Ok(());
+                }
+            }
+        }
+        return Ok(());
+    }
+    Ok(())
+}
+
 static CURRENT: OnceLock<Limits> = OnceLock::new();
 
 /// This process's limits: those [`install`]ed, else the environment's (read once). An invalid
@@ -132,6 +304,61 @@ mod tests {
             reason.contains("11 bytes") && reason.contains("limit of 10"),
             "{reason}"
         );
+    }
+
+    fn batch(samples: usize, values: usize) -> Vec<u8> {
+        let sample = |i: usize| broker_schemas::Sample {
+            subject: format!("s{i}"),
+            label: "a".into(),
+            kind: broker_schemas::SampleKind::Vector,
+            values: vec![0.5; values],
+            timepoints: None,
+        };
+        broker_schemas::encode(&broker_schemas::IngestV1 {
+            project: "p".into(),
+            site: "s".into(),
+            samples: (0..samples).map(sample).collect(),
+        })
+    }
+
+    #[test]
+    fn ingest_counts_are_checked_before_decoding() {
+        let limits = Limits {
+            max_samples_per_batch: 10,
+            max_values_per_sample: 20,
+            ..Limits::default()
+        };
+        let cases: Vec<(Vec<u8>, Option<&str>)> = vec![
+            (batch(10, 20), None),
+            (
+                batch(11, 1),
+                Some("the batch has 11 samples; the limit is 10"),
+            ),
+            (
+                batch(3, 21),
+                Some("sample 0 has 21 values; the limit is 20"),
+            ),
+            (batch(0, 0), None),
+            // Malformed or cut short: left to the decoder, which explains.
+            (batch(11, 1)[..3].to_vec(), None),
+            (b"not msgpack at all".to_vec(), None),
+            (vec![0xdd, 0xff, 0xff, 0xff, 0xff], None),
+        ];
+        for (body, expected) in cases {
+            let result = limits.check_body("ingest.v1", &body);
+            match expected {
+                None => assert_eq!(result, Ok(())),
+                Some(reason) => {
+                    let error = result.expect_err(reason);
+                    assert!(
+                        error.contains(reason),
+                        "{error:?} should contain {reason:?}"
+                    );
+                }
+            }
+        }
+        // Other types are not looked into.
+        assert_eq!(limits.check_body("train.v1", &batch(11, 1)), Ok(()));
     }
 
     #[test]

@@ -24,7 +24,8 @@ pub enum Outcome {
 
 /// Why a delivery was refused before any transaction, if it was.
 pub fn check_envelope<M: Incoming>(delivery: &Delivery) -> Result<MessageIds, String> {
-    crate::limits::current().check_message_size(delivery.data.len())?;
+    let limits = crate::limits::current();
+    limits.check_message_size(delivery.data.len())?;
     let props = &delivery.properties;
     let kind = props.kind().as_ref().map(|s| s.as_str()).unwrap_or("");
     if !M::TYPES.contains(&kind) {
@@ -33,6 +34,7 @@ pub fn check_envelope<M: Incoming>(delivery: &Delivery) -> Result<MessageIds, St
             M::TYPES
         ));
     }
+    limits.check_body(kind, &delivery.data)?;
     let message_id = match props.message_id() {
         Some(id) if !id.as_str().is_empty() => id.as_str().to_string(),
         _ => return Err("message has no message_id property (set a UUID)".into()),
