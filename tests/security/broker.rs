@@ -70,14 +70,14 @@ fn for_test(defs: &Value, vhost: &str, prefix: &str, password: &str) -> Value {
 }
 
 /// The definitions applied in a vhost of this test's own.
-struct Applied {
-    accounts: BrokerAccounts,
+pub(crate) struct Applied {
+    pub(crate) accounts: BrokerAccounts,
     prefix: String,
     password: String,
 }
 
 impl Applied {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let id = short_id();
         let vhost = format!("swarm-sec-{id}");
         let prefix = format!("sec-{id}-");
@@ -100,17 +100,21 @@ impl Applied {
         }
     }
 
-    async fn connect(&self, user: &str) -> Connection {
-        let url = format!(
+    pub(crate) async fn connect(&self, user: &str) -> Connection {
+        Connection::connect(&self.url(user), ConnectionProperties::default())
+            .await
+            .unwrap_or_else(|e| panic!("{user} can log in to its vhost: {e}"))
+    }
+
+    /// The AMQP URL of one of the definitions' users (e.g. `swarm-ingest`) in this vhost.
+    pub(crate) fn url(&self, user: &str) -> String {
+        format!(
             "amqp://{}{user}:{}@{}/{}",
             self.prefix,
             self.password,
             amqp_authority(),
             self.accounts.vhost
-        );
-        Connection::connect(&url, ConnectionProperties::default())
-            .await
-            .unwrap_or_else(|e| panic!("{user} can log in to its vhost: {e}"))
+        )
     }
 }
 

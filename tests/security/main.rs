@@ -5,6 +5,7 @@
 
 mod broker;
 mod database;
+mod deployment;
 mod helpers;
 mod limits;
 mod manifests;

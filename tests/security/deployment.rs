@@ -1,0 +1,135 @@
+//! The deployment as a whole: the four workers, each as its own broker user (definitions.json,
+//! in a vhost of the test's own) and its own database role (roles.sql), with `MIGRATE=false`
+//! and `DECLARE_TOPOLOGY=false`; the site user publishes a data set and a training job; the
+//! report arrives.
+//!
+//! Ignored until the run loop honours those two settings (`worker.rs`: skip
+//! `connect_and_migrate` and `topology.declare` when they are false); until then a worker with
+//! least privilege stops at its first migration or declaration. Run it with
+//! `cargo test --test security -- --ignored deployment`.
+
+use std::collections::BTreeMap;
+
+use broker_schemas::{IngestV1, TrainV1};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::BasicProperties;
+use serde_json::json;
+use swarm_runtime::Settings;
+use uuid::Uuid;
+
+use crate::broker::Applied;
+use crate::helpers::{TestDb, PATIENCE};
+
+async fn publish_as_site<M: broker_schemas::Message>(
+    site: &lapin::Connection,
+    message: &M,
+    job: &str,
+) {
+    let channel = site.create_channel().await.unwrap();
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let confirm = channel
+        .basic_publish(
+            "swarm".into(),
+            M::TYPE.into(),
+            BasicPublishOptions::default(),
+            &broker_schemas::encode(message),
+            BasicProperties::default()
+                .with_type(M::TYPE.into())
+                .with_message_id(Uuid::now_v7().to_string().into())
+                .with_correlation_id(job.into())
+                .with_delivery_mode(2),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert!(!confirm.is_nack());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs worker.rs to honour MIGRATE=false and DECLARE_TOPOLOGY=false"]
+async fn the_workers_run_a_job_with_least_privilege() {
+    let applied = Applied::new();
+    let db = TestDb::new().await;
+    db.psql_file(&crate::helpers::root().join("deploy/postgres/roles.sql"));
+    let settings_for = |worker: &str| {
+        let mut settings = Settings::local();
+        settings.amqp_url = applied.url(&format!("swarm-{worker}"));
+        settings.database_url = db.url(Some(&format!("swarm_{worker}")));
+        settings.namespace = "swarm".into();
+        settings.migrate = false;
+        settings.declare_topology = false;
+        settings.db_pool_size = 2;
+        settings.shutdown_timeout_secs = 10;
+        settings
+    };
+    let workers = vec![
+        swarm_runtime::spawn(swarm_ingest::IngestHandler, settings_for("ingest")),
+        swarm_runtime::spawn(swarm_features::FeaturesHandler, settings_for("features")),
+        swarm_runtime::spawn(swarm_train::TrainHandler::default(), settings_for("train")),
+        swarm_runtime::spawn(
+            swarm_report::ReportHandler::default(),
+            settings_for("report"),
+        ),
+    ];
+
+    let site = applied.connect("swarm-site").await;
+    let job = Uuid::now_v7().to_string();
+    let mut sites: BTreeMap<String, Vec<_>> = BTreeMap::new();
+    for (name, sample) in swarm::synth::vector_dataset(&["north", "south"], 20, 8, 5) {
+        sites.entry(name).or_default().push(sample);
+    }
+    for (name, samples) in sites {
+        let batch = IngestV1 {
+            project: "p".into(),
+            site: name,
+            samples,
+        };
+        publish_as_site(&site, &batch, &job).await;
+    }
+    let owner = db.owner.get().await.unwrap();
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        let n: i64 = owner
+            .query_one("SELECT count(*) FROM features", &[])
+            .await
+            .unwrap()
+            .get(0);
+        if n == 40 {
+            break;
+        }
+        for w in &workers {
+            assert!(
+                !w.is_finished(),
+                "a worker stopped (see its log with TEST_LOG=1)"
+            );
+        }
+        assert!(std::time::Instant::now() < deadline, "{n} of 40 features");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let run_id = Uuid::now_v7();
+    let request: TrainV1 = serde_json::from_value(json!({
+        "run_id": run_id,
+        "project": "p",
+        "model": "logistic",
+    }))
+    .unwrap();
+    publish_as_site(&site, &request, &run_id.to_string()).await;
+    swarm::commands::train::wait_for_report(&db.owner, run_id, PATIENCE)
+        .await
+        .expect("the report worker stores the report");
+    let dead: i64 = owner
+        .query_one("SELECT count(*) FROM dead_letters", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(dead, 0, "nothing was refused on the way");
+    drop(owner);
+    for w in workers {
+        w.stop().await.expect("a worker stops cleanly");
+    }
+    let _ = site.close(200, "done".into()).await;
+}
