@@ -360,6 +360,22 @@ mod tests {
                 "group k fold cross-validation, 3 folds (groups: site)",
             ),
             (json!({}), "stratified k-fold cross-validation"),
+            (
+                json!({"k": 5, "seed": 0, "folds": 5, "scheme": "stratified_k_fold", "repeats": 1, "test_sites": []}),
+                "stratified 5-fold cross-validation (shuffle seed 0)",
+            ),
+            (
+                json!({"k": 10, "seed": 3, "scheme": "repeated_k_fold", "repeats": 5}),
+                "stratified 10-fold cross-validation, repeated 5 times (shuffle seed 3)",
+            ),
+            (
+                json!({"scheme": "held_out_sites", "test_sites": ["lab-c"]}),
+                "train on some sites, test on held-out sites (test sites: lab-c)",
+            ),
+            (
+                json!({"scheme": "leave_one_out"}),
+                "leave-one-out cross-validation",
+            ),
         ] {
             let cv: CvScheme = serde_json::from_value(stored.clone()).unwrap();
             assert_eq!(cv.describe(), want, "{stored}");

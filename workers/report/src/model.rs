@@ -196,28 +196,59 @@ pub struct CvScheme {
 impl CvScheme {
     /// A sentence fragment, e.g. `stratified 5-fold cross-validation (shuffle seed 0)`.
     pub fn describe(&self) -> String {
-        let mut text = match (self.scheme.as_deref(), self.folds) {
-            (None | Some("stratified_k_fold"), Some(k)) => {
+        use serde_json::Value;
+        // The train worker also stores `k` (= folds), `repeats` and `test_sites`.
+        let folds = self.folds.or_else(|| {
+            self.other
+                .get("k")
+                .and_then(Value::as_u64)
+                .and_then(|k| u32::try_from(k).ok())
+        });
+        let repeats = self
+            .other
+            .get("repeats")
+            .and_then(Value::as_u64)
+            .unwrap_or(1);
+        let test_sites: Vec<String> = match self.other.get("test_sites") {
+            Some(Value::Array(sites)) => sites
+                .iter()
+                .map(|s| s.as_str().map_or_else(|| s.to_string(), str::to_owned))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let mut text = match (self.scheme.as_deref(), folds) {
+            (None | Some("stratified_k_fold" | "repeated_k_fold"), Some(k)) => {
                 format!("stratified {k}-fold cross-validation")
             }
-            (None | Some("stratified_k_fold"), None) => {
+            (None | Some("stratified_k_fold" | "repeated_k_fold"), None) => {
                 "stratified k-fold cross-validation".to_owned()
             }
             (Some("leave_site_out" | "leave_one_site_out"), _) => {
                 "leave-one-site-out cross-validation".to_owned()
             }
+            (Some("leave_one_out"), _) => "leave-one-out cross-validation".to_owned(),
+            (Some("held_out_sites"), _) => "train on some sites, test on held-out sites".to_owned(),
             (Some(other), Some(k)) => {
                 format!("{} cross-validation, {k} folds", other.replace('_', " "))
             }
             (Some(other), None) => format!("{} cross-validation", other.replace('_', " ")),
         };
+        if repeats > 1 {
+            text.push_str(&format!(", repeated {repeats} times"));
+        }
         let mut details: Vec<String> = Vec::new();
         if let Some(seed) = self.seed {
             details.push(format!("shuffle seed {seed}"));
         }
+        if !test_sites.is_empty() {
+            details.push(format!("test sites: {}", test_sites.join(", ")));
+        }
         for (key, value) in &self.other {
+            if matches!(key.as_str(), "k" | "repeats" | "test_sites") {
+                continue;
+            }
             let value = match value {
-                serde_json::Value::String(s) => s.clone(),
+                Value::String(s) => s.clone(),
                 other => other.to_string(),
             };
             details.push(format!("{key}: {value}"));
