@@ -29,7 +29,7 @@ use broker_schemas::{Sample, SampleKind};
 
 /// Extensions stripped from a time-series file name to get its subject, repeatedly and ignoring
 /// case: `sub-01.txt.1D` → `sub-01`.
-const TIMESERIES_EXTENSIONS: [&str; 4] = ["1d", "tsv", "csv", "txt"];
+const TIMESERIES_EXTENSIONS: [&str; 5] = ["1d", "tsv", "csv", "txt", "npy"];
 
 /// The field delimiter of a delimited text file: tab for `.tsv`, comma otherwise.
 fn delimiter(path: &Path) -> u8 {
@@ -105,7 +105,18 @@ fn check_subject_and_label(subject: &str, label: &str, at: &str) -> anyhow::Resu
 /// `subject`/`label`/feature column, a duplicated feature name, a value that is not a finite
 /// number, a row of the wrong width, a repeated subject, an empty subject or label, and a table
 /// with no rows.
-pub fn read_feature_table<R: Read>(path: &Path, reader: R) -> anyhow::Result<Vec<Sample>> {
+///
+/// A table in the NEURO-LEARN layout (first column `ID`, then `LABEL_*` columns) is read as
+/// [`read_neurolearn_table`] reads it, with `LABEL_GROUP` as the label.
+pub fn read_feature_table<R: Read>(path: &Path, mut reader: R) -> anyhow::Result<Vec<Sample>> {
+    let mut bytes = Vec::new();
+    reader
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("Failed to read {}", path.display()))?;
+    if is_neurolearn(path, &bytes) {
+        return Ok(read_neurolearn_table(path, &bytes[..], None)?.0);
+    }
+    let reader = &bytes[..];
     let file = path.display();
     let mut rows = delimited_reader(path, reader);
     let mut records = rows.records();
@@ -217,6 +228,225 @@ pub fn read_feature_table<R: Read>(path: &Path, reader: R) -> anyhow::Result<Vec
     Ok(samples)
 }
 
+/// Whether a table's header starts with NEURO-LEARN's `ID` column followed by a `LABEL_*` one.
+fn is_neurolearn(path: &Path, bytes: &[u8]) -> bool {
+    let mut rows = delimited_reader(path, bytes);
+    match rows.records().next() {
+        Some(Ok(header)) => {
+            header
+                .get(0)
+                .is_some_and(|h| h.trim_start_matches('\u{feff}') == "ID")
+                && header.get(1).is_some_and(|h| h.starts_with("LABEL_"))
+        }
+        _ => false,
+    }
+}
+
+/// A subject's covariates: name → value.
+pub type Covariates = std::collections::BTreeMap<String, f64>;
+
+/// Reads a table in NEURO-LEARN's layout, as its users export it: `ID`, then `LABEL_*` columns
+/// (`LABEL_GROUP`, `LABEL_SCORE`, `LABEL_AGE`, …), then the features. The label is the column
+/// `label` (default `LABEL_GROUP`, else the first `LABEL_*` column); the other `LABEL_*` columns
+/// that hold numbers on every row are returned as each subject's covariates (named without the
+/// `LABEL_` prefix, lower case: `LABEL_AGE` → `age`).
+pub fn read_neurolearn_table<R: Read>(
+    path: &Path,
+    reader: R,
+    label: Option<&str>,
+) -> anyhow::Result<(Vec<Sample>, Vec<Covariates>)> {
+    let file = path.display();
+    let mut rows = delimited_reader(path, reader);
+    let mut records = rows.records();
+    let header = match records.next() {
+        None => bail!("{file}: the file is empty"),
+        Some(h) => h.with_context(|| format!("{file}: cannot read the header"))?,
+    };
+    let line = line_of(&header);
+    let names: Vec<String> = header
+        .iter()
+        .map(|h| h.trim_start_matches('\u{feff}').to_owned())
+        .collect();
+    let label_columns: Vec<usize> = (1..names.len())
+        .take_while(|&c| names[c].starts_with("LABEL_"))
+        .collect();
+    let first_feature = 1 + label_columns.len();
+    if first_feature >= names.len() {
+        bail!("{file} line {line}: no feature columns after the `LABEL_*` columns");
+    }
+    let wanted = label.unwrap_or("LABEL_GROUP");
+    let label_column = label_columns
+        .iter()
+        .copied()
+        .find(|&c| names[c] == wanted)
+        .or_else(|| label.is_none().then(|| label_columns[0]))
+        .ok_or_else(|| {
+            anyhow!(
+                "{file} line {line}: no label column `{wanted}`; the table has {}",
+                label_columns
+                    .iter()
+                    .map(|&c| format!("`{}`", names[c]))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })?;
+    let mut samples = Vec::new();
+    let mut raw_covariates: Vec<Vec<(usize, String)>> = Vec::new();
+    let mut seen: HashMap<String, u64> = HashMap::new();
+    for record in records {
+        let record = record.with_context(|| format!("{file}: cannot read a row"))?;
+        let line = line_of(&record);
+        if record.len() != names.len() {
+            bail!(
+                "{file} line {line}: {} columns, but the header has {}",
+                record.len(),
+                names.len()
+            );
+        }
+        let (subject, label) = (&record[0], &record[label_column]);
+        check_subject_and_label(subject, label, &format!("{file} line {line}"))?;
+        if let Some(first) = seen.insert(subject.to_owned(), line) {
+            bail!("{file} line {line}: the subject `{subject}` repeats line {first}");
+        }
+        let values = (first_feature..names.len())
+            .map(|c| {
+                parse_value(&record[c]).map_err(|why| {
+                    anyhow!(
+                        "{file} line {line}, column {} (`{}`): {why}",
+                        c + 1,
+                        names[c]
+                    )
+                })
+            })
+            .collect::<anyhow::Result<Vec<f32>>>()?;
+        raw_covariates.push(
+            label_columns
+                .iter()
+                .filter(|&&c| c != label_column)
+                .map(|&c| (c, record[c].to_owned()))
+                .collect(),
+        );
+        samples.push(Sample {
+            subject: subject.to_owned(),
+            label: label.to_owned(),
+            kind: SampleKind::Vector,
+            values,
+            timepoints: None,
+        });
+    }
+    if samples.is_empty() {
+        bail!("{file}: no rows after the header");
+    }
+    // A covariate is a LABEL_* column that is numeric on every row.
+    let numeric: Vec<usize> = label_columns
+        .iter()
+        .copied()
+        .filter(|&c| c != label_column)
+        .filter(|&c| {
+            raw_covariates.iter().all(|row| {
+                row.iter()
+                    .any(|(col, v)| *col == c && v.parse::<f64>().is_ok_and(f64::is_finite))
+            })
+        })
+        .collect();
+    let covariates = raw_covariates
+        .iter()
+        .map(|row| {
+            row.iter()
+                .filter(|(c, _)| numeric.contains(c))
+                .map(|(c, v)| {
+                    let name = names[*c].trim_start_matches("LABEL_").to_lowercase();
+                    (name, v.parse::<f64>().unwrap_or(f64::NAN))
+                })
+                .collect()
+        })
+        .collect();
+    Ok((samples, covariates))
+}
+
+/// Reads a NumPy `.npy` file holding a 2-D array (T × R, C order; little-endian `f8`, `f4`, `i8`
+/// or `i4`): a time series without a text round trip.
+pub fn read_npy(path: &Path) -> anyhow::Result<Timeseries> {
+    let file = path.display();
+    let bytes = std::fs::read(path).with_context(|| format!("Failed to read {file}"))?;
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        bail!("{file}: not a .npy file (no \\x93NUMPY magic)");
+    }
+    let (header_len, start) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
+        v => bail!("{file}: unsupported .npy version {v}"),
+    };
+    let header = std::str::from_utf8(bytes.get(start..start + header_len).unwrap_or_default())
+        .with_context(|| format!("{file}: the .npy header is not text"))?;
+    let field = |key: &str| -> Option<&str> {
+        let at = header.find(&format!("'{key}'"))?;
+        let rest = header[at + key.len() + 2..]
+            .trim_start()
+            .strip_prefix(':')?
+            .trim_start();
+        Some(rest)
+    };
+    let descr = field("descr")
+        .and_then(|r| r.strip_prefix('\''))
+        .and_then(|r| r.split('\'').next())
+        .ok_or_else(|| anyhow!("{file}: the .npy header has no dtype"))?;
+    if field("fortran_order").is_some_and(|r| r.starts_with("True")) {
+        bail!("{file}: Fortran-ordered arrays are not supported; save with np.ascontiguousarray");
+    }
+    let shape: Vec<usize> = field("shape")
+        .and_then(|r| r.strip_prefix('('))
+        .and_then(|r| r.split(')').next())
+        .map(|r| {
+            r.split(',')
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(|v| v.parse::<usize>())
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()
+        .ok()
+        .flatten()
+        .ok_or_else(|| anyhow!("{file}: the .npy header has no shape"))?;
+    let [timepoints, regions] = shape[..] else {
+        bail!("{file}: expected a 2-D array (timepoints × regions), found shape {shape:?}");
+    };
+    let data = &bytes[start + header_len..];
+    let n = timepoints * regions;
+    if n > MAX_VALUES_PER_SAMPLE {
+        bail!("{file}: {n} values, more than the limit of {MAX_VALUES_PER_SAMPLE} per sample");
+    }
+    let width = match descr {
+        "<f8" | "<i8" => 8,
+        "<f4" | "<i4" => 4,
+        other => bail!("{file}: unsupported dtype `{other}`; expected <f8, <f4, <i8 or <i4"),
+    };
+    if data.len() < n * width {
+        bail!("{file}: the data is shorter than its shape {timepoints} × {regions}");
+    }
+    let mut values = Vec::with_capacity(n);
+    for (i, chunk) in data[..n * width].chunks_exact(width).enumerate() {
+        let v = match descr {
+            "<f8" => f64::from_le_bytes(chunk.try_into().unwrap_or_default()) as f32,
+            "<i8" => i64::from_le_bytes(chunk.try_into().unwrap_or_default()) as f32,
+            "<f4" => f32::from_le_bytes(chunk.try_into().unwrap_or_default()),
+            _ => i32::from_le_bytes(chunk.try_into().unwrap_or_default()) as f32,
+        };
+        if !v.is_finite() {
+            bail!(
+                "{file}: row {}, column {} is not a finite number",
+                i / regions + 1,
+                i % regions + 1
+            );
+        }
+        values.push(v);
+    }
+    Ok((timepoints, regions, values))
+}
+
 /// A time-series matrix: `(T, R, values)`, T timepoints (rows) by R regions (columns), the
 /// values row-major (timepoint by timepoint).
 pub type Timeseries = (usize, usize, Vec<f32>);
@@ -234,12 +464,17 @@ pub type Timeseries = (usize, usize, Vec<f32>);
 pub fn read_timeseries(path: &Path) -> anyhow::Result<Timeseries> {
     let file = path.display();
     let opened = File::open(path).with_context(|| format!("Failed to open {file}"))?;
+    if has_extension(path, "npy") {
+        return read_npy(path);
+    }
     let rows = if has_extension(path, "1d") {
         afni_rows(path, opened)?
     } else if has_extension(path, "csv") || has_extension(path, "tsv") {
         delimited_rows(path, opened)?
     } else {
-        bail!("{file}: unknown time-series format; expected a `.csv`, `.tsv` or `.1D` file");
+        bail!(
+            "{file}: unknown time-series format; expected a `.csv`, `.tsv`, `.1D` or `.npy` file"
+        );
     };
 
     let mut rows = rows.into_iter();
@@ -519,6 +754,79 @@ mod tests {
         fn drop(&mut self) {
             let _ = std::fs::remove_dir_all(&self.0);
         }
+    }
+
+    /// A `.npy` file as NumPy writes it (version 1.0, header padded to 64 bytes).
+    fn npy(descr: &str, shape: (usize, usize), payload: &[u8]) -> Vec<u8> {
+        let mut header = format!(
+            "{{'descr': '{descr}', 'fortran_order': False, 'shape': ({}, {}), }}",
+            shape.0, shape.1
+        );
+        while (10 + header.len() + 1) % 64 != 0 {
+            header.push(' ');
+        }
+        header.push('\n');
+        let mut out = b"\x93NUMPY\x01\x00".to_vec();
+        out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        out.extend_from_slice(header.as_bytes());
+        out.extend_from_slice(payload);
+        out
+    }
+
+    #[test]
+    fn reads_npy_time_series() {
+        let dir = TempDir::new();
+        let values = [1.0f64, 2.0, 3.5, -4.0, 5.0, 6.25];
+        let payload: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let path = dir.0.join("sub-07.npy");
+        std::fs::write(&path, npy("<f8", (3, 2), &payload)).unwrap();
+        let (t, r, got) = read_timeseries(&path).unwrap();
+        assert_eq!((t, r), (3, 2));
+        assert_eq!(got, vec![1.0, 2.0, 3.5, -4.0, 5.0, 6.25]);
+        assert_eq!(subject_of(&path).unwrap(), "sub-07");
+        let ints: Vec<u8> = [7i32, 8].iter().flat_map(|v| v.to_le_bytes()).collect();
+        std::fs::write(&path, npy("<i4", (1, 2), &ints)).unwrap();
+        assert_eq!(read_timeseries(&path).unwrap(), (1, 2, vec![7.0, 8.0]));
+        std::fs::write(&path, npy("<f8", (3, 2), &payload[..16])).unwrap();
+        assert!(read_timeseries(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("shorter"));
+        std::fs::write(&path, npy("<c16", (1, 1), &payload)).unwrap();
+        assert!(read_timeseries(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("dtype"));
+        std::fs::write(&path, b"not numpy").unwrap();
+        assert!(read_timeseries(&path).is_err());
+    }
+
+    #[test]
+    fn reads_the_neurolearn_layout_as_is() {
+        let table = "ID,LABEL_GROUP,LABEL_SCORE,LABEL_AGE,ALFF_1,ReHo_1\n\
+                     s1,patient,12.5,31,0.5,1.5\n\
+                     s2,control,3,45,0.25,2\n";
+        let path = Path::new("study.csv");
+        let samples = read_feature_table(path, table.as_bytes()).unwrap();
+        assert_eq!(samples.len(), 2);
+        assert_eq!(
+            (samples[0].subject.as_str(), samples[0].label.as_str()),
+            ("s1", "patient")
+        );
+        assert_eq!(samples[1].values, vec![0.25, 2.0]);
+        let (scored, covariates) =
+            read_neurolearn_table(path, table.as_bytes(), Some("LABEL_SCORE")).unwrap();
+        assert_eq!(scored[0].label, "12.5");
+        assert_eq!(covariates[1].get("age"), Some(&45.0));
+        assert!(
+            !covariates[1].contains_key("group"),
+            "a text column is not a covariate"
+        );
+        let err = read_neurolearn_table(path, table.as_bytes(), Some("LABEL_SEX")).unwrap_err();
+        assert!(
+            err.to_string().contains("no label column `LABEL_SEX`"),
+            "{err}"
+        );
     }
 
     fn table(name: &str, content: &str) -> anyhow::Result<Vec<Sample>> {

@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::linear::argmax;
-use crate::matrix::{dot, Matrix};
+use crate::matrix::{dot, gram, Matrix};
 
 /// A fitted KNN classifier: the training rows themselves.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -33,13 +33,12 @@ impl Knn {
         let norms: Vec<f64> = (0..n).map(|i| dot(self.x.row(i), self.x.row(i))).collect();
         let mut out = Matrix::zeros(x.rows(), self.n_classes);
         let mut dist: Vec<(f64, usize)> = Vec::with_capacity(n);
+        let products = gram(x, &self.x);
         for i in 0..x.rows() {
-            let xi = x.row(i);
-            let ni = dot(xi, xi);
+            let ni = dot(x.row(i), x.row(i));
+            let pi = products.row(i);
             dist.clear();
-            dist.extend(
-                (0..n).map(|t| ((ni + norms[t] - 2.0 * dot(xi, self.x.row(t))).max(0.0), t)),
-            );
+            dist.extend((0..n).map(|t| ((ni + norms[t] - 2.0 * pi[t]).max(0.0), t)));
             let cmp = |a: &(f64, usize), b: &(f64, usize)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
             if k < n {
                 dist.select_nth_unstable_by(k - 1, cmp);

@@ -10,7 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::matrix::{dot, Matrix};
+use crate::matrix::{dot, gram, Matrix};
 
 /// A kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -27,9 +27,14 @@ pub enum Kernel {
 
 impl Kernel {
     fn eval(&self, a: &[f64], b: &[f64], na: f64, nb: f64) -> f64 {
+        self.of_dot(dot(a, b), na, nb)
+    }
+
+    /// The kernel from the dot product and the squared norms.
+    fn of_dot(&self, ab: f64, na: f64, nb: f64) -> f64 {
         match *self {
-            Kernel::Linear => dot(a, b),
-            Kernel::Rbf { gamma } => (-gamma * (na + nb - 2.0 * dot(a, b)).max(0.0)).exp(),
+            Kernel::Linear => ab,
+            Kernel::Rbf { gamma } => (-gamma * (na + nb - 2.0 * ab).max(0.0)).exp(),
         }
     }
 }
@@ -360,13 +365,15 @@ impl Svc {
         let sv_norms: Vec<f64> = (0..m)
             .map(|s| dot(self.support.row(s), self.support.row(s)))
             .collect();
+        let products = gram(x, &self.support);
         let mut out = Matrix::zeros(x.rows(), self.pairs.len());
         let mut k = vec![0.0; m];
         for i in 0..x.rows() {
             let xi = x.row(i);
             let ni = dot(xi, xi);
+            let pi = products.row(i);
             for s in 0..m {
-                k[s] = self.kernel.eval(xi, self.support.row(s), ni, sv_norms[s]);
+                k[s] = self.kernel.of_dot(pi[s], ni, sv_norms[s]);
             }
             for (p, pair) in self.pairs.iter().enumerate() {
                 let f: f64 = pair
