@@ -12,7 +12,8 @@
 //! consumer runs — and the clock runs from the moment the consumers are started (connecting
 //! included) until the last row is committed: for Swarm, until `SELECT count(*) FROM features
 //! WHERE job_id = $1` (polled every 20 ms) reaches the number of samples; for the floors, until
-//! their loop commits and acks the last batch. The floors are in `benches/floor/`.
+//! their loop commits and acks the last batch. The floors are in `benches/floor/`; the one-hop
+//! floor runs before and after Swarm's rows, and ratios are to the mean of the two.
 //!
 //! The tracing rows run Swarm in child processes of this binary (the tracer provider is
 //! process-global): the same workload once with `OTEL_EXPORTER_OTLP_ENDPOINT` pointing at a
@@ -660,15 +661,12 @@ async fn run_workload(
         floor: None,
         note: format!("multiple=true every {BATCH}{}", retried(failed)),
     });
-    let (one_hop, failed) = again("floor", || floor(services, workload, Floor::OneHop)).await?;
-    let floor_rate = one_hop.rate();
-    table.push(Row {
-        what: format!("(a) floor: one hop, {BATCH} messages per transaction"),
-        measured: Some(one_hop),
-        unit,
-        floor: Some(floor_rate),
-        note: format!("bare lapin + tokio-postgres{}", retried(failed)),
-    });
+    // The floor runs before and after Swarm's rows and the reference is the mean of the two, so
+    // a burst of other work on the machine during one of them moves the ratios less.
+    let (before, failed_before) =
+        again("floor", || floor(services, workload, Floor::OneHop)).await?;
+    eprintln!("   floor before Swarm: {:.0} {unit}/s", before.rate());
+    let mut rows = Vec::new();
     for batch in [1, BATCH] {
         for replicas in [1, 2] {
             let what = format!(
@@ -682,19 +680,43 @@ async fn run_workload(
             );
             let (measured, failed) =
                 again(&what, || swarm(services, workload, replicas, batch)).await?;
+            if let Some(m) = &measured {
+                eprintln!("   {what}: {:.0} {unit}/s", m.rate());
+            }
             let note = if measured.is_some() {
                 format!("ingest → features.v1 → features{}", retried(failed))
             } else {
                 "skipped: this runtime has no BATCH_SIZE".into()
             };
-            table.push(Row {
+            rows.push(Row {
                 what,
                 measured,
                 unit,
-                floor: Some(floor_rate),
+                floor: None,
                 note,
             });
         }
+    }
+    let (after, failed_after) = again("floor", || floor(services, workload, Floor::OneHop)).await?;
+    let floor_rate = (before.rate() + after.rate()) / 2.0;
+    for (when, measured, failed) in [
+        ("before", before, failed_before),
+        ("after", after, failed_after),
+    ] {
+        table.push(Row {
+            what: format!("(a) floor: one hop, {BATCH} messages per transaction, {when} Swarm"),
+            measured: Some(measured),
+            unit,
+            floor: Some(floor_rate),
+            note: format!(
+                "bare lapin + tokio-postgres; reference = mean of both, {floor_rate:.0} {unit}/s{}",
+                retried(failed)
+            ),
+        });
+    }
+    for mut row in rows {
+        row.floor = Some(floor_rate);
+        table.push(row);
     }
     Ok(())
 }
