@@ -434,3 +434,90 @@ pub fn load_in_chromium(chromium: &Path, page: &Path, extra: &[String]) -> Loade
         stderr,
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The broker, for the test of the real pipeline.
+
+/// How long a test waits for the pipeline before it fails.
+pub const PATIENCE: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// A namespace of its own on the shared broker, deleted by [`Broker::finish`].
+pub struct Broker {
+    pub settings: swarm_runtime::Settings,
+    topology: swarm_runtime::Topology,
+    connection: lapin::Connection,
+    publisher: swarm_runtime::Publisher,
+}
+
+impl Broker {
+    pub async fn new(db: &TestDb) -> Self {
+        let mut settings = swarm_runtime::Settings::local();
+        settings.database_url = db.url.clone();
+        if let Ok(url) = std::env::var("AMQP_URL") {
+            settings.amqp_url = url;
+        }
+        settings.namespace = format!("test-report-{}", &Uuid::new_v4().simple().to_string()[..12]);
+        settings.shutdown_timeout_secs = 10;
+        settings.db_pool_size = 4;
+        let connection = swarm_runtime::amqp::connect(&settings.amqp_url, "swarm-test")
+            .await
+            .expect("RabbitMQ is reachable (run .ci/run or start it)");
+        let publisher = swarm_runtime::Publisher::new(&connection, "swarm-test")
+            .await
+            .unwrap();
+        let topology = swarm_runtime::Topology::new(settings.namespace.clone());
+        topology.declare(publisher.channel()).await.unwrap();
+        Self {
+            settings,
+            topology,
+            connection,
+            publisher,
+        }
+    }
+
+    /// Publishes a message the way the CLI does.
+    pub async fn send<M: broker_schemas::Message>(&self, message: &M, job_id: &str) {
+        self.publisher
+            .send(&self.topology, message, Some(job_id))
+            .await
+            .unwrap();
+    }
+
+    /// Deletes the namespace's queues and exchanges.
+    pub async fn finish(self) {
+        use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+        let channel = self.connection.create_channel().await.unwrap();
+        for (worker, _) in swarm_runtime::topology::WORKERS {
+            for q in [
+                self.topology.queue(worker),
+                self.topology.dead_queue(worker),
+            ] {
+                let _ = channel
+                    .queue_delete(q.into(), QueueDeleteOptions::default())
+                    .await;
+            }
+        }
+        for e in [self.topology.exchange(), self.topology.dead_exchange()] {
+            let _ = channel
+                .exchange_delete(e.into(), ExchangeDeleteOptions::default())
+                .await;
+        }
+        let _ = self.connection.close(200, "done".into()).await;
+    }
+}
+
+/// Polls a count until it is `expected`, failing after [`PATIENCE`].
+pub async fn wait_for(db: &TestDb, sql: &str, expected: i64) {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        let n: i64 = db.client().await.query_one(sql, &[]).await.unwrap().get(0);
+        if n == expected {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{sql}: {n}, expected {expected}, after {PATIENCE:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

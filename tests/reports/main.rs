@@ -607,3 +607,122 @@ fn readme_sql_examples() -> Vec<String> {
         .filter(|s| !s.trim().is_empty())
         .collect()
 }
+
+/// The real pipeline (ingest → features → train with a grid and a permutation test → report,
+/// through the broker) stores what the report renders: every chart is there, the page is valid
+/// and loads nothing, and the connectivity features carry the project's region labels.
+#[tokio::test]
+async fn a_report_of_the_real_pipeline_has_every_chart() {
+    use broker_schemas::{IngestV1, TrainOptions, TrainRequest, TrainV1};
+
+    let db = TestDb::new().await;
+    let world = Broker::new(&db).await;
+    let workers = swarm::commands::demo::spawn_workers(&world.settings);
+
+    let regions = 8;
+    let sites = ["lab-a", "lab-b"];
+    let data = swarm::synth::timeseries_dataset(&sites, 24, 60, regions, 11);
+    for site in sites {
+        let samples = data
+            .iter()
+            .filter(|(s, _)| s == site)
+            .map(|(_, sample)| sample.clone())
+            .collect();
+        let batch = IngestV1 {
+            project: "rest".to_owned(),
+            site: site.to_owned(),
+            samples,
+        };
+        world.send(&batch, "ingest-job").await;
+    }
+    wait_for(&db, "SELECT count(*) FROM features", 48).await;
+    let labels: Vec<String> = (0..regions).map(|r| format!("ROI-{r}")).collect();
+    db.client()
+        .await
+        .execute(
+            "UPDATE projects SET region_labels = $1 WHERE name = 'rest'",
+            &[&labels],
+        )
+        .await
+        .unwrap();
+
+    let run_id = Uuid::now_v7();
+    let mut options = TrainOptions::default();
+    options.grid.insert(
+        "C".to_owned(),
+        vec!["0.1".to_owned(), "1".to_owned(), "10".to_owned()],
+    );
+    options.permutations = 30;
+    let request = TrainRequest {
+        train: TrainV1 {
+            run_id,
+            project: "rest".to_owned(),
+            model: "logistic".to_owned(),
+            params: Default::default(),
+            cv: Default::default(),
+            sites: Vec::new(),
+        },
+        options,
+    };
+    world.send(&request, "train-job").await;
+    wait_for(
+        &db,
+        &format!("SELECT count(*) FROM reports WHERE run_id = '{run_id}'"),
+        1,
+    )
+    .await;
+    for worker in workers {
+        worker.stop().await.expect("the worker stops cleanly");
+    }
+    world.finish().await;
+
+    let (kind, _, markdown, html, json) = stored(&db, run_id).await;
+    assert_eq!(kind, "run");
+    let document = scraper::Html::parse_document(&html);
+    for chart in RUN_CHARTS {
+        let selector =
+            scraper::Selector::parse(&format!("svg.chart[data-chart=\"{chart}\"]")).unwrap();
+        assert_eq!(
+            document.select(&selector).count(),
+            1,
+            "the {chart} chart of the real run"
+        );
+    }
+    assert!(
+        html_problems(&html).is_empty(),
+        "{:#?}",
+        html_problems(&html)
+    );
+    let trace_link: Vec<String> = json["trace_url"]
+        .as_str()
+        .map(str::to_owned)
+        .into_iter()
+        .collect();
+    let allowed: Vec<&str> = trace_link.iter().map(String::as_str).collect();
+    assert!(
+        external_urls(&html, &allowed).is_empty(),
+        "{:?}",
+        external_urls(&html, &allowed)
+    );
+    assert!(
+        html.contains("ROI-0 × ROI-1") || html.contains(" × ROI-"),
+        "region pairs"
+    );
+    assert_eq!(json["predictions"].as_array().unwrap().len(), 48);
+    assert_eq!(
+        json["results"]["grid"]["candidates"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(
+        json["results"]["permutation"]["scores"]
+            .as_array()
+            .unwrap()
+            .len(),
+        30
+    );
+    assert!(markdown.contains("## Permutation test"));
+    db.finish().await;
+}
