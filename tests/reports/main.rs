@@ -665,10 +665,21 @@ async fn a_report_of_the_real_pipeline_has_every_chart() {
         options,
     };
     world.send(&request, "train-job").await;
+    let stats_id = Uuid::now_v7();
+    let stats_job = broker_schemas::StatsV1 {
+        job_id: stats_id,
+        project: "rest".to_owned(),
+        test: broker_schemas::StatsTest::WelchT,
+        covariate: None,
+        groups: Vec::new(),
+        sites: Vec::new(),
+        alpha: 0.05,
+    };
+    world.send(&stats_job, "stats-job").await;
     wait_for(
         &db,
-        &format!("SELECT count(*) FROM reports WHERE run_id = '{run_id}'"),
-        1,
+        &format!("SELECT count(*) FROM reports WHERE run_id IN ('{run_id}', '{stats_id}')"),
+        2,
     )
     .await;
     for worker in workers {
@@ -724,5 +735,27 @@ async fn a_report_of_the_real_pipeline_has_every_chart() {
         30
     );
     assert!(markdown.contains("## Permutation test"));
+
+    // The statistics job: its own report, with the volcano plot and region-pair names.
+    let (kind, summary, _, html, json) = stored(&db, stats_id).await;
+    assert_eq!(kind, "stats");
+    assert!(summary.contains("features significant"), "{summary}");
+    assert!(html.contains("data-chart=\"volcano\""));
+    assert!(
+        html_problems(&html).is_empty(),
+        "{:#?}",
+        html_problems(&html)
+    );
+    assert_eq!(json["results"]["features"].as_array().unwrap().len(), 28);
+    assert!(json["results"]["features"][0]["name"].is_string());
+    assert!(
+        json["significant"].as_array().unwrap().is_empty()
+            || json["significant"][0]["name"]
+                .as_str()
+                .unwrap()
+                .contains(" × ROI-"),
+        "{}",
+        json["significant"]
+    );
     db.finish().await;
 }
