@@ -21,17 +21,14 @@
 BEGIN;
 
 -- CREATE ROLE cannot say IF NOT EXISTS, and two sessions (tests in other databases) may run this
--- at once: the loser of the race finds the role there. Cluster-wide settings are made only by
--- the session that creates the role, so concurrent runs never update the same catalog row.
+-- at once: the loser of the race finds the role there. Per-role settings (a read-only default, a
+-- statement timeout) belong on the login roles of people and tools, since they are not
+-- inherited: `ALTER ROLE alice SET default_transaction_read_only = on;`.
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'swarm_analyst') THEN
         BEGIN
             CREATE ROLE swarm_analyst NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION;
-            -- Sessions that log in as (a member with INHERIT of) the role start read-only, and
-            -- a runaway query stops after five minutes.
-            ALTER ROLE swarm_analyst SET default_transaction_read_only = on;
-            ALTER ROLE swarm_analyst SET statement_timeout = '5min';
         EXCEPTION WHEN duplicate_object OR unique_violation THEN
             NULL;
         END;
