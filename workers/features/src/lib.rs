@@ -8,5 +8,6 @@
 
 pub mod connectivity;
 mod handler;
+pub mod text;
 
 pub use handler::FeaturesHandler;
