@@ -610,3 +610,44 @@ async fn train_and_stats_jobs_store_what_the_report_renders() {
     drop(client);
     db.drop_db().await;
 }
+
+#[test]
+fn regression_models_score_r2_mae_rmse_and_pearson() {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let rows: Vec<Vec<f64>> = (0..60)
+        .map(|_| (0..5).map(|_| rng.random_range(-2.0..2.0)).collect())
+        .collect();
+    let values: Vec<f64> = rows
+        .iter()
+        .map(|r| 2.0 * r[0] - r[1] + 0.1 * rng.random_range(-1.0..1.0))
+        .collect();
+    let data = Data {
+        x: Matrix::from_rows(&rows),
+        sites: (0..60).map(|i| ["a", "b"][i % 2].to_owned()).collect(),
+        target: TargetData::Values(values),
+    };
+    for (name, params, floor) in [
+        ("linear", vec![], 0.99),
+        ("ridge", vec![], 0.99),
+        ("lasso", vec![("alpha", "0.05")], 0.95),
+        ("svr", vec![("kernel", "linear")], 0.95),
+        ("random_forest_regressor", vec![("n_estimators", "30")], 0.6),
+    ] {
+        for kind in [CvScheme::StratifiedKFold, CvScheme::LeaveOneOut] {
+            let mut c = config(name, kind);
+            c.spec = spec(name, &params);
+            let out = cv::run(&c, &data).unwrap();
+            let s = &out.evaluation.summary;
+            assert!(s["r2"].mean > floor, "{name} {kind:?}: {s:?}");
+            assert!(s.contains_key("mae") && s.contains_key("rmse") && s.contains_key("pearson_r"));
+            assert!(out.evaluation.predictions.iter().all(|p| p.value.is_some()));
+            assert!(out.feature_weights.is_some() || name == "svr");
+        }
+    }
+    // A classifier on numeric labels is still a classifier; a regressor on words is an error.
+    assert!(TargetData::from_labels(
+        &["a".to_owned(), "b".to_owned()],
+        swarm_train::model::Task::Regression
+    )
+    .is_err());
+}
