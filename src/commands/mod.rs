@@ -19,7 +19,8 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A broker connection with a confirm-mode publisher and the topology declared.
+/// A broker connection with a confirm-mode publisher and the topology declared (unless
+/// `DECLARE_TOPOLOGY=false`).
 #[derive(Debug)]
 pub struct Outlet {
     connection: lapin::Connection,
@@ -35,7 +36,9 @@ impl Outlet {
         let connection = swarm_runtime::amqp::connect(&settings.amqp_url, "swarm-cli").await?;
         let publisher = Publisher::new(&connection, "swarm-cli").await?;
         let topology = Topology::new(settings.namespace.clone());
-        topology.declare(publisher.channel()).await?;
+        if settings.declare_topology {
+            topology.declare(publisher.channel()).await?;
+        }
         Ok(Self {
             connection,
             publisher,

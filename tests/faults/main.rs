@@ -94,6 +94,12 @@ async fn assert_exactly_once(env: &TestEnv, job: &str, messages: usize, samples:
         .await;
     let dead: i64 = env.scalar("SELECT count(*) FROM dead_letters", &[]).await;
     assert_eq!(dead, 0, "no dead letters");
+    // A message published twice (a crash or a lost connection between publish and delete) is
+    // consumed and skipped as a duplicate: the queues drain.
+    eventually("the queues drain", || async {
+        env.queue_depth("ingest").await == 0 && env.queue_depth("features").await == 0
+    })
+    .await;
 }
 
 async fn stop_all(workers: Vec<WorkerProcess>) {

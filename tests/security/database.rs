@@ -62,7 +62,7 @@ async fn step<H: Handler>(broker: &TestBroker, handler: &H, pool: &Pool, role: &
     let outcome = process(handler, pool, &queue, &delivery, None).await;
     match &outcome {
         Outcome::Processed(ids) => {
-            outbox::publish(pool, &broker.publisher, &broker.topology, ids)
+            outbox::publish(pool, &broker.publisher, ids)
                 .await
                 .unwrap_or_else(|e| panic!("{role} publishes its outbox rows: {e:#}"));
         }

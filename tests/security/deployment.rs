@@ -2,11 +2,6 @@
 //! in a vhost of the test's own) and its own database role (roles.sql), with `MIGRATE=false`
 //! and `DECLARE_TOPOLOGY=false`; the site user publishes a data set and a training job; the
 //! report arrives.
-//!
-//! Ignored until the run loop honours those two settings (`worker.rs`: skip
-//! `connect_and_migrate` and `topology.declare` when they are false); until then a worker with
-//! least privilege stops at its first migration or declaration. Run it with
-//! `cargo test --test security -- --ignored deployment`.
 
 use std::collections::BTreeMap;
 
@@ -50,7 +45,6 @@ async fn publish_as_site<M: broker_schemas::Message>(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs worker.rs to honour MIGRATE=false and DECLARE_TOPOLOGY=false"]
 async fn the_workers_run_a_job_with_least_privilege() {
     let applied = Applied::new();
     let db = TestDb::new().await;

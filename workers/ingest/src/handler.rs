@@ -20,7 +20,13 @@ impl Handler for IngestHandler {
 
     #[tracing::instrument(name = "ingest", skip_all, fields(project = %message.project, site = %message.site, samples = message.samples.len()), err)]
     async fn handle(&self, work: &mut Work<'_>, message: IngestV1) -> Result<(), HandleError> {
-        let shape = validate::batch(&message).map_err(HandleError::Permanent)?;
+        // `validate` has checked the whole batch; the first sample gives its shape.
+        let first = message
+            .samples
+            .first()
+            .ok_or_else(|| HandleError::permanent("the batch has no samples"))?;
+        let shape = validate::sample_shape(first, &swarm_runtime::limits::current())
+            .map_err(HandleError::Permanent)?;
         let tx = work.tx();
         let kind = shape.kind.as_str();
         let dimension = shape.dimension as i32;

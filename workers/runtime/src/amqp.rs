@@ -71,6 +71,37 @@ impl Publisher {
 
     /// Publishes persistently and waits for the broker's confirm.
     pub async fn publish(&self, out: &Outgoing) -> anyhow::Result<()> {
+        self.publish_all(std::slice::from_ref(out)).await
+    }
+
+    /// Publishes every message, then waits for all the confirms (one round trip, not one per
+    /// message).
+    pub async fn publish_all(&self, messages: &[Outgoing]) -> anyhow::Result<()> {
+        let mut confirms = Vec::with_capacity(messages.len());
+        for out in messages {
+            let confirm = self
+                .channel
+                .basic_publish(
+                    out.exchange.clone().into(),
+                    out.routing_key.clone().into(),
+                    BasicPublishOptions::default(),
+                    &out.body,
+                    self.properties(out),
+                )
+                .await
+                .context("Failed to publish")?;
+            confirms.push((confirm, &out.message_id));
+        }
+        for (confirm, message_id) in confirms {
+            let confirmation = confirm.await.context("Failed to get a publisher confirm")?;
+            if confirmation.is_nack() {
+                bail!("the broker refused message {message_id}");
+            }
+        }
+        Ok(())
+    }
+
+    fn properties(&self, out: &Outgoing) -> BasicProperties {
         let mut headers = FieldTable::default();
         for (k, v) in &out.headers {
             headers.insert(
@@ -82,7 +113,7 @@ impl Publisher {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        let mut props = BasicProperties::default()
+        let props = BasicProperties::default()
             .with_content_type(CONTENT_TYPE.into())
             .with_delivery_mode(2)
             .with_type(out.message_type.clone().into())
@@ -90,26 +121,10 @@ impl Publisher {
             .with_timestamp(timestamp)
             .with_app_id(self.app_id.clone().into())
             .with_headers(headers);
-        if let Some(c) = &out.correlation_id {
-            props = props.with_correlation_id(c.clone().into());
+        match &out.correlation_id {
+            Some(c) => props.with_correlation_id(c.clone().into()),
+            None => props,
         }
-        let confirm = self
-            .channel
-            .basic_publish(
-                out.exchange.clone().into(),
-                out.routing_key.clone().into(),
-                BasicPublishOptions::default(),
-                &out.body,
-                props,
-            )
-            .await
-            .context("Failed to publish")?
-            .await
-            .context("Failed to get a publisher confirm")?;
-        if confirm.is_nack() {
-            bail!("the broker refused message {}", out.message_id);
-        }
-        Ok(())
     }
 
     /// Publishes a swarm message to the namespace's exchange in a `send` span that carries the

@@ -115,7 +115,7 @@ async fn handle_batch<H: Handler>(shared: &Shared<H>, publisher: &Publisher, bat
                 for _ in 0..n {
                     crate::metrics::handled(&queue, Handled::Processed, started.elapsed());
                 }
-                if let Err(error) = outbox::publish(&shared.pool, publisher, &shared.topology, &emitted).await {
+                if let Err(error) = outbox::publish(&shared.pool, publisher, &emitted).await {
                     tracing::warn!(error = format!("{error:#}"), "Outbox publish failed; the sweeper will retry.");
                 }
             }

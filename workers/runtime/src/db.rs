@@ -33,6 +33,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "dead_letter_replay",
         include_str!("../../../migrations/0006_dead_letter_replay.sql"),
     ),
+    (
+        7,
+        "uncompressed_values",
+        include_str!("../../../migrations/0007_uncompressed_values.sql"),
+    ),
 ];
 
 /// Any number the application picks; serialises concurrent migrators.

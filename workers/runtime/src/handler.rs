@@ -64,7 +64,7 @@ impl From<tokio_postgres::Error> for HandleError {
 pub struct Work<'t> {
     tx: &'t Transaction<'t>,
     meta: MessageMeta,
-    emitted: Vec<i64>,
+    emitted: Vec<outbox::Emitted>,
 }
 
 impl std::fmt::Debug for Work<'_> {
@@ -83,7 +83,7 @@ impl<'t> Work<'t> {
     }
 
     /// The outbox rows emitted.
-    pub(crate) fn into_emitted(self) -> Vec<i64> {
+    pub(crate) fn into_emitted(self) -> Vec<outbox::Emitted> {
         self.emitted
     }
 
@@ -101,8 +101,9 @@ impl<'t> Work<'t> {
     /// the current trace context, and is published after the commit.
     pub async fn emit<M: Message>(&mut self, message: &M) -> Result<(), HandleError> {
         let exchange = crate::topology::exchange_of_queue(&self.meta.queue);
-        let id = outbox::insert(self.tx, exchange, message, self.meta.job_id.as_deref()).await?;
-        self.emitted.push(id);
+        let emitted =
+            outbox::insert(self.tx, exchange, message, self.meta.job_id.as_deref()).await?;
+        self.emitted.push(emitted);
         Ok(())
     }
 }

@@ -20,20 +20,30 @@ const SWEEP_AGE: Duration = Duration::from_secs(10);
 /// How often the sweeper looks.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
-/// Writes a message into the outbox in `tx`, with the current trace context; returns the row id.
+/// An outbox row written in the current transaction, kept in memory so that it is published
+/// after the commit without reading it back.
+#[derive(Debug, Clone)]
+pub struct Emitted {
+    /// `outbox.id`.
+    pub id: i64,
+    /// The message as it goes on the wire.
+    pub message: Outgoing,
+}
+
+/// Writes a message into the outbox in `tx`, with a producer span's trace context.
 pub(crate) async fn insert<M: Message>(
     tx: &Transaction<'_>,
     exchange: &str,
     message: &M,
     job_id: Option<&str>,
-) -> Result<i64, tokio_postgres::Error> {
+) -> Result<Emitted, tokio_postgres::Error> {
     let message_id = Uuid::now_v7().to_string();
     let body = broker_schemas::encode(message);
     // The producer span is created with the row, as a child of the handler's span; the message
     // carries its context however much later it is published.
     let span = crate::amqp::send_span(exchange, M::TYPE, &message_id, job_id, body.len());
     let headers = telemetry::headers_of(&span);
-    let trace_headers = serde_json::to_value(headers).unwrap_or_default();
+    let trace_headers = serde_json::to_value(&headers).unwrap_or_default();
     let row = tx
         .query_one(
             "INSERT INTO outbox (message_id, message_type, routing_key, correlation_id, body, trace_headers)
@@ -41,7 +51,18 @@ pub(crate) async fn insert<M: Message>(
             &[&message_id, &M::TYPE, &job_id, &body, &trace_headers],
         )
         .await?;
-    Ok(row.get(0))
+    Ok(Emitted {
+        id: row.get(0),
+        message: Outgoing {
+            exchange: exchange.to_string(),
+            routing_key: M::TYPE.to_string(),
+            message_type: M::TYPE.to_string(),
+            message_id,
+            correlation_id: job_id.map(str::to_string),
+            headers,
+            body,
+        },
+    })
 }
 
 fn outgoing(row: &tokio_postgres::Row, topology: &Topology) -> (i64, Outgoing) {
@@ -62,30 +83,24 @@ fn outgoing(row: &tokio_postgres::Row, topology: &Topology) -> (i64, Outgoing) {
 const COLUMNS: &str =
     "id, message_id, message_type, routing_key, correlation_id, body, trace_headers";
 
-/// Publishes the given outbox rows (just committed by this process) and deletes them.
+/// Publishes outbox rows this process just committed, then deletes them.
 pub async fn publish(
     pool: &Pool,
     publisher: &Publisher,
-    topology: &Topology,
-    ids: &[i64],
+    emitted: &[Emitted],
 ) -> anyhow::Result<()> {
-    if ids.is_empty() {
+    if emitted.is_empty() {
         return Ok(());
     }
+    let messages: Vec<Outgoing> = emitted.iter().map(|e| e.message.clone()).collect();
+    publisher.publish_all(&messages).await?;
+    let ids: Vec<i64> = emitted.iter().map(|e| e.id).collect();
     let client = pool
         .get()
         .await
         .context("Failed to get a database connection")?;
-    let sql = format!("SELECT {COLUMNS} FROM outbox WHERE id = ANY($1) ORDER BY id");
-    let rows = client.query(&sql, &[&ids]).await?;
-    let mut sent = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let (id, out) = outgoing(row, topology);
-        publisher.publish(&out).await?;
-        sent.push(id);
-    }
     client
-        .execute("DELETE FROM outbox WHERE id = ANY($1)", &[&sent])
+        .execute("DELETE FROM outbox WHERE id = ANY($1)", &[&ids])
         .await?;
     Ok(())
 }
@@ -116,12 +131,9 @@ pub async fn sweep(
     if rows.is_empty() {
         return Ok(0);
     }
-    let mut ids = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let (id, out) = outgoing(row, topology);
-        publisher.publish(&out).await?;
-        ids.push(id);
-    }
+    let (ids, messages): (Vec<i64>, Vec<Outgoing>) =
+        rows.iter().map(|row| outgoing(row, topology)).unzip();
+    publisher.publish_all(&messages).await?;
     tx.execute("DELETE FROM outbox WHERE id = ANY($1)", &[&ids])
         .await?;
     tx.commit().await?;

@@ -13,7 +13,7 @@ use crate::handler::{HandleError, Handler, Incoming, MessageMeta, Work};
 #[derive(Debug)]
 pub enum Outcome {
     /// Committed; ack, then publish these outbox rows.
-    Processed(Vec<i64>),
+    Processed(Vec<crate::outbox::Emitted>),
     /// Seen before (a redelivery): ack and do nothing.
     Duplicate,
     /// Cannot ever succeed: dead-letter with this reason, then ack.

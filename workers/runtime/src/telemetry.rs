@@ -61,14 +61,9 @@ pub fn init_with(service: &str, default_filter: &str) -> Telemetry {
         .unwrap_or_else(|| service.to_string());
     let provider = tracer_provider(&service, otlp_endpoint().is_some());
     let tracer = provider.tracer(service.clone());
-    // lapin opens an io_loop span that would become a stray trace.
     let otel = tracing_opentelemetry::layer()
         .with_tracer(tracer)
-        .with_filter(
-            Targets::new()
-                .with_default(LevelFilter::TRACE)
-                .with_target("lapin", LevelFilter::OFF),
-        );
+        .with_filter(span_filter());
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let json = match std::env::var("LOG_FORMAT").as_deref() {
@@ -105,11 +100,7 @@ pub fn init_for_tests() {
         let provider = tracer_provider("swarm-test", false);
         let otel = tracing_opentelemetry::layer()
             .with_tracer(provider.tracer("swarm-test"))
-            .with_filter(
-                Targets::new()
-                    .with_default(LevelFilter::TRACE)
-                    .with_target("lapin", LevelFilter::OFF),
-            );
+            .with_filter(span_filter());
         let fmt = std::env::var_os("TEST_LOG").map(|_| {
             tracing_subscriber::fmt::layer()
                 .with_test_writer()
@@ -124,6 +115,16 @@ pub fn init_for_tests() {
         // Keep the provider for the life of the test process.
         std::mem::forget(provider);
     });
+}
+
+/// What becomes spans and span events: our INFO and above. Not lapin (its `io_loop` span would
+/// be a stray trace), and not tokio-postgres, whose DEBUG statement logs (with every parameter)
+/// cost half the CPU of a worker and would export sample values into traces.
+fn span_filter() -> Targets {
+    Targets::new()
+        .with_default(LevelFilter::INFO)
+        .with_target("lapin", LevelFilter::OFF)
+        .with_target("tokio_postgres", LevelFilter::OFF)
 }
 
 /// The OTLP endpoint, if one is configured.

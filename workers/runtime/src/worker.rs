@@ -58,7 +58,12 @@ async fn run_until<H: Handler>(
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     crate::metrics::handle();
-    let pool = db::connect_and_migrate(&settings.database_url, settings.db_pool_size).await?;
+    // A least-privilege role cannot migrate: the one-shot `swarm migrate` does it as the owner.
+    let pool = if settings.migrate {
+        db::connect_and_migrate(&settings.database_url, settings.db_pool_size).await?
+    } else {
+        db::pool(&settings.database_url, settings.db_pool_size)?
+    };
     let health = Arc::new(Health::default());
     if let Some(addr) = settings.http_addr {
         let mut stop = stop.clone();
@@ -111,7 +116,9 @@ async fn session<H: Handler>(
     let name = format!("swarm-{}", H::NAME);
     let connection = amqp::connect(&settings.amqp_url, &name).await?;
     let publisher = Publisher::new(&connection, &name).await?;
-    shared.topology.declare(publisher.channel()).await?;
+    if settings.declare_topology {
+        shared.topology.declare(publisher.channel()).await?;
+    }
     let channel = connection.create_channel().await?;
     channel
         .basic_qos(settings.prefetch, BasicQosOptions::default())
@@ -296,9 +303,7 @@ pub(crate) async fn handle<H: Handler>(
             Outcome::Processed(emitted) => {
                 ack(&delivery).await;
                 crate::metrics::handled(&queue, Handled::Processed, started.elapsed());
-                if let Err(error) =
-                    outbox::publish(&shared.pool, publisher, &shared.topology, &emitted).await
-                {
+                if let Err(error) = outbox::publish(&shared.pool, publisher, &emitted).await {
                     tracing::warn!(
                         error = format!("{error:#}"),
                         "Outbox publish failed; the sweeper will retry."
