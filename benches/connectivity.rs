@@ -37,6 +37,8 @@ fn encode(c: &mut Criterion) {
                 kind: SampleKind::Vector,
                 values: series(64, 1),
                 timepoints: None,
+                covariates: Default::default(),
+                text: None,
             })
             .collect(),
     };

@@ -153,6 +153,8 @@ impl Workload {
                         kind,
                         values: noise(n as u64, values),
                         timepoints,
+                        covariates: Default::default(),
+                        text: None,
                     }
                 })
                 .collect(),

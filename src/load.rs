@@ -220,10 +220,114 @@ pub fn read_feature_table<R: Read>(path: &Path, mut reader: R) -> anyhow::Result
             kind: SampleKind::Vector,
             values,
             timepoints: None,
+            covariates: Default::default(),
+            text: None,
         });
     }
     if samples.is_empty() {
         bail!("{file}: no rows after the header");
+    }
+    Ok(samples)
+}
+
+/// Reads a feature table, plain or NEURO-LEARN, the way `swarm publish` is asked to: `label` picks
+/// a NEURO-LEARN table's label column (e.g. `LABEL_SCORE` for a regression target), and
+/// `covariates` names the columns kept as each subject's covariates rather than as features (for
+/// a NEURO-LEARN table, among its other numeric `LABEL_*` columns, named without the prefix in
+/// lower case; empty keeps them all).
+pub fn read_table_with(
+    path: &Path,
+    bytes: &[u8],
+    label: Option<&str>,
+    covariates: &[String],
+) -> anyhow::Result<Vec<Sample>> {
+    let file = path.display();
+    if is_neurolearn(path, bytes) {
+        let (mut samples, found) = read_neurolearn_table(path, bytes, label)?;
+        for name in covariates {
+            if !found.iter().any(|c| c.contains_key(name)) {
+                bail!("{file}: no numeric `LABEL_*` column gives a covariate `{name}`");
+            }
+        }
+        for (sample, mut values) in samples.iter_mut().zip(found) {
+            if !covariates.is_empty() {
+                values.retain(|name, _| covariates.contains(name));
+            }
+            sample.covariates = values;
+        }
+        return Ok(samples);
+    }
+    if let Some(label) = label {
+        bail!(
+            "{file}: --label {label} picks a column of a NEURO-LEARN table (`ID`, `LABEL_*`, features); \
+             this table's label is its `label` column"
+        );
+    }
+    let mut samples = read_feature_table(path, bytes)?;
+    if covariates.is_empty() {
+        return Ok(samples);
+    }
+    let mut rows = delimited_reader(path, bytes);
+    let header = rows
+        .records()
+        .next()
+        .transpose()?
+        .with_context(|| format!("{file}: no header"))?;
+    let features: Vec<&str> = header.iter().skip(2).collect();
+    let mut columns = Vec::with_capacity(covariates.len());
+    for name in covariates {
+        let Some(i) = features.iter().position(|f| f == name) else {
+            bail!(
+                "{file}: no column `{name}` for --covariates; the columns are {}",
+                features.join(", ")
+            );
+        };
+        columns.push((i, name.clone()));
+    }
+    if columns.len() >= features.len() {
+        bail!("{file}: every feature column is a covariate; no features are left");
+    }
+    columns.sort_by_key(|c| std::cmp::Reverse(c.0));
+    for sample in &mut samples {
+        for (i, name) in &columns {
+            let value = sample.values.remove(*i);
+            sample.covariates.insert(name.clone(), f64::from(value));
+        }
+    }
+    Ok(samples)
+}
+
+/// Text documents, one subject per file (subject = file name without extension), labelled from
+/// `labels`.
+pub fn text_samples<P: AsRef<Path>>(
+    files: &[P],
+    labels: &HashMap<String, String>,
+) -> anyhow::Result<Vec<Sample>> {
+    let mut samples = Vec::with_capacity(files.len());
+    let mut unlabelled = Vec::new();
+    for path in files {
+        let path = path.as_ref();
+        let subject = subject_of(path)?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("Failed to read {} as UTF-8 text", path.display()))?;
+        match labels.get(&subject) {
+            Some(label) => samples.push(Sample {
+                subject,
+                label: label.clone(),
+                kind: SampleKind::Text,
+                values: Vec::new(),
+                timepoints: None,
+                covariates: Default::default(),
+                text: Some(text),
+            }),
+            None => unlabelled.push(subject),
+        }
+    }
+    if !unlabelled.is_empty() {
+        bail!(
+            "no label for subjects {}: add them to the --labels file",
+            unlabelled.join(", ")
+        );
     }
     Ok(samples)
 }
@@ -332,6 +436,8 @@ pub fn read_neurolearn_table<R: Read>(
             kind: SampleKind::Vector,
             values,
             timepoints: None,
+            covariates: Default::default(),
+            text: None,
         });
     }
     if samples.is_empty() {
@@ -665,6 +771,8 @@ pub fn timeseries_samples<P: AsRef<Path>>(
             kind: SampleKind::Timeseries,
             values,
             timepoints: Some(u32::try_from(timepoints).expect("checked by read_timeseries")),
+            covariates: Default::default(),
+            text: None,
         });
     }
     if !unlabelled.is_empty() {
@@ -687,7 +795,10 @@ pub fn estimated_bytes(sample: &Sample) -> usize {
     // Field names (`subject`, `label`, `kind`, `values`, `timepoints`) with their headers, the
     // kind, the timepoints, and the string and array headers.
     const FIXED: usize = 96;
-    FIXED + sample.subject.len() + sample.label.len() + 5 * sample.values.len()
+    // A covariate: its name, a map key header and an f64 (9 bytes); text: its bytes and header.
+    let covariates: usize = sample.covariates.keys().map(|k| k.len() + 12).sum();
+    let text = sample.text.as_ref().map_or(0, |t| t.len() + 16);
+    FIXED + sample.subject.len() + sample.label.len() + 5 * sample.values.len() + covariates + text
 }
 
 /// Splits samples into batches, in order, of at most `max_per_batch` samples and at most about
@@ -854,6 +965,8 @@ mod tests {
                     kind: SampleKind::Vector,
                     values: vec![1.0, 2.5, -0.03],
                     timepoints: None,
+                    covariates: Default::default(),
+                    text: None,
                 },
                 Sample {
                     subject: "s2".into(),
@@ -861,6 +974,8 @@ mod tests {
                     kind: SampleKind::Vector,
                     values: vec![0.0, 0.0, 1.0],
                     timepoints: None,
+                    covariates: Default::default(),
+                    text: None,
                 },
             ]
         );
@@ -1144,6 +1259,8 @@ mod tests {
                     kind: SampleKind::Timeseries,
                     values: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
                     timepoints: Some(2),
+                    covariates: Default::default(),
+                    text: None,
                 },
                 Sample {
                     subject: "sub-b".into(),
@@ -1151,6 +1268,8 @@ mod tests {
                     kind: SampleKind::Timeseries,
                     values: vec![0.0, 0.0, 1.0],
                     timepoints: Some(1),
+                    covariates: Default::default(),
+                    text: None,
                 },
             ]
         );
@@ -1193,6 +1312,8 @@ mod tests {
             kind: SampleKind::Vector,
             values: vec![0.1; values],
             timepoints: None,
+            covariates: Default::default(),
+            text: None,
         }
     }
 
@@ -1252,6 +1373,8 @@ mod tests {
                 kind: SampleKind::Timeseries,
                 values: (0..200).map(|v| v as f32 * 0.37).collect(),
                 timepoints: Some(20),
+                covariates: Default::default(),
+                text: None,
             })
             .collect();
         let max_bytes = 20_000;

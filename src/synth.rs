@@ -114,6 +114,8 @@ pub fn vector_dataset(
                 kind: SampleKind::Vector,
                 values,
                 timepoints: None,
+                covariates: Default::default(),
+                text: None,
             };
             data.push((site.to_string(), sample));
         }
@@ -177,6 +179,8 @@ pub fn timeseries_dataset(
                 kind: SampleKind::Timeseries,
                 values,
                 timepoints: Some(t),
+                covariates: Default::default(),
+                text: None,
             };
             data.push((site.to_string(), sample));
         }

@@ -107,6 +107,13 @@ pub struct Sample {
     /// `timeseries` only: T, the number of timepoints (rows); R = values.len() / T.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timepoints: Option<u32>,
+    /// Subject-level covariates (age, sex coded as a number, …) for statistics and
+    /// harmonisation; at most 64, finite, names of 1–64 characters.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub covariates: BTreeMap<String, f64>,
+    /// `text` only: the document (then `values` is empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
 }
 
 /// What a sample holds.
@@ -117,6 +124,8 @@ pub enum SampleKind {
     Vector,
     /// A time-series matrix (e.g. ROI signals), turned into functional connectivity.
     Timeseries,
+    /// A text document, turned into hashed word uni+bi-gram frequencies.
+    Text,
 }
 
 impl SampleKind {
@@ -125,6 +134,7 @@ impl SampleKind {
         match self {
             SampleKind::Vector => "vector",
             SampleKind::Timeseries => "timeseries",
+            SampleKind::Text => "text",
         }
     }
 }

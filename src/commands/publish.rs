@@ -21,15 +21,25 @@ pub struct PublishArgs {
     /// Site (lab, hospital) publishing them.
     #[arg(long)]
     pub site: String,
-    /// Time-series mode: a CSV `subject,label` giving each file's label (subject = file name
-    /// without extension). Without it, every file is a feature table with header
-    /// `subject,label,<feature>...`.
+    /// Time-series or text mode: a CSV `subject,label` giving each file's label (subject = file
+    /// name without extension); `.txt` files are text documents, others time series. Without it,
+    /// every file is a feature table with header `subject,label,<feature>...` (or NEURO-LEARN's
+    /// `ID,LABEL_*,<feature>...`).
     #[arg(long)]
     pub labels: Option<PathBuf>,
+    /// NEURO-LEARN tables (`ID`, `LABEL_*`, features): the label column, e.g. `LABEL_SCORE` for a
+    /// regression target (default `LABEL_GROUP`).
+    #[arg(long)]
+    pub label: Option<String>,
+    /// Columns kept as covariates (e.g. `age,sex`) instead of features; for NEURO-LEARN tables,
+    /// among the other numeric `LABEL_*` columns (named `age` for `LABEL_AGE`; default all).
+    #[arg(long, value_delimiter = ',')]
+    pub covariates: Vec<String>,
     /// Most samples per message.
     #[arg(long, default_value_t = 100)]
     pub batch_size: usize,
-    /// Feature tables (.csv, .tsv) or time series (.tsv, .csv, .1D: T rows × R regions).
+    /// Feature tables (.csv, .tsv), time series (.tsv, .csv, .1D, .npy: T rows × R regions) or
+    /// text documents (.txt).
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
 }
@@ -39,14 +49,25 @@ pub fn read_samples(args: &PublishArgs) -> anyhow::Result<Vec<Sample>> {
     match &args.labels {
         Some(labels) => {
             let labels = load::read_labels(labels)?;
-            load::timeseries_samples(&args.files, &labels)
+            let is_text =
+                |p: &PathBuf| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("txt"));
+            match args.files.iter().filter(|p| is_text(p)).count() {
+                0 => load::timeseries_samples(&args.files, &labels),
+                n if n == args.files.len() => load::text_samples(&args.files, &labels),
+                _ => bail!("publish text (.txt) and time-series files in separate runs"),
+            }
         }
         None => {
             let mut samples = Vec::new();
             for path in &args.files {
-                let file = std::fs::File::open(path)
-                    .with_context(|| format!("Failed to open {}", path.display()))?;
-                samples.extend(load::read_feature_table(path, file)?);
+                let bytes = std::fs::read(path)
+                    .with_context(|| format!("Failed to read {}", path.display()))?;
+                samples.extend(load::read_table_with(
+                    path,
+                    &bytes,
+                    args.label.as_deref(),
+                    &args.covariates,
+                )?);
             }
             Ok(samples)
         }

@@ -28,6 +28,8 @@ fn batch(project: &str, first: usize, n: usize, dims: usize) -> IngestV1 {
                 kind: SampleKind::Vector,
                 values: (0..dims).map(|d| (i * 31 + d) as f32 / 100.0).collect(),
                 timepoints: None,
+                covariates: Default::default(),
+                text: None,
             })
             .collect(),
     }
@@ -251,6 +253,8 @@ async fn poison_messages_are_dead_lettered_after_the_configured_attempts() {
             kind: SampleKind::Vector,
             values: vec![1.0],
             timepoints: None,
+            covariates: Default::default(),
+            text: None,
         }],
     };
     for subject in ["before", "fail", "panic", "after"] {

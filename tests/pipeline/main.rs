@@ -17,6 +17,8 @@ fn vector(subject: &str, label: &str, values: Vec<f32>) -> Sample {
         kind: SampleKind::Vector,
         values,
         timepoints: None,
+        covariates: Default::default(),
+        text: None,
     }
 }
 
@@ -788,5 +790,152 @@ async fn dead_letters_are_listed_and_replayed_once_the_cause_is_fixed() {
         .expect("the replayed job runs");
     let left = swarm_cli(&env, &["dead", "list"]).await;
     assert!(!left.contains("train.v1"), "nothing left to replay: {left}");
+    env.finish(workers).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn neurolearn_tables_covariates_and_text_documents_are_published_as_is() {
+    let env = TestEnv::new().await;
+    let workers = env.spawn_all();
+    let dir = std::env::temp_dir().join(format!("swarm-nl-{}", Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+
+    // A NEURO-LEARN export: ID, LABEL_* columns, then features; LABEL_SCORE as the target.
+    let mut csv = String::from("ID,LABEL_GROUP,LABEL_SCORE,LABEL_AGE,ALFF_1,ALFF_2,ReHo_1");
+    for i in 0..6 {
+        csv.push_str(&format!(
+            "\nsub{i},{},{}.5,{},0.{i},1.{i},2.{i}",
+            if i % 2 == 0 { "HC" } else { "PT" },
+            10 + i,
+            30 + i
+        ));
+    }
+    let table = dir.join("neurolearn.csv");
+    std::fs::write(&table, csv).unwrap();
+    let job = swarm_cli(
+        &env,
+        &[
+            "publish",
+            "--project",
+            "nl",
+            "--site",
+            "lab",
+            "--label",
+            "LABEL_SCORE",
+            "--covariates",
+            "age",
+            table.to_str().unwrap(),
+        ],
+    )
+    .await
+    .trim()
+    .to_string();
+    env.wait_count(
+        "features",
+        "SELECT count(*) FROM features WHERE job_id = $1",
+        &[&job],
+        6,
+    )
+    .await;
+    let client = env.pool.get().await.unwrap();
+    let row = client
+        .query_one(
+            r#"SELECT label, (covariates->>'age')::float8, cardinality("values") FROM samples WHERE subject = 'sub3'"#,
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "13.5", "LABEL_SCORE is the label");
+    assert_eq!(
+        row.get::<_, Option<f64>>(1),
+        Some(33.0),
+        "LABEL_AGE is the covariate `age`"
+    );
+    assert_eq!(row.get::<_, i32>(2), 3, "the three feature columns");
+
+    // Covariate columns of a plain table; text documents.
+    let plain = dir.join("plain.csv");
+    std::fs::write(&plain, "subject,label,age,f1,f2\na,x,40,1,2\nb,y,50,3,4").unwrap();
+    let job = swarm_cli(
+        &env,
+        &[
+            "publish",
+            "--project",
+            "plain",
+            "--site",
+            "lab",
+            "--covariates",
+            "age",
+            plain.to_str().unwrap(),
+        ],
+    )
+    .await
+    .trim()
+    .to_string();
+    env.wait_count(
+        "plain features",
+        "SELECT count(*) FROM features WHERE job_id = $1",
+        &[&job],
+        2,
+    )
+    .await;
+    let (age, width): (f64, i32) = {
+        let r = client
+            .query_one(r#"SELECT (covariates->>'age')::float8, cardinality("values") FROM samples WHERE project = 'plain' AND subject = 'b'"#, &[])
+            .await
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert_eq!((age, width), (50.0, 2));
+
+    let mut labels = String::from("subject,label");
+    let mut files = Vec::new();
+    for (i, doc) in [
+        "the patient reports poor sleep",
+        "the control sleeps well",
+        "poor sleep and poor appetite",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let path = dir.join(format!("note{i}.txt"));
+        std::fs::write(&path, doc).unwrap();
+        labels.push_str(&format!(
+            "\nnote{i},{}",
+            if i == 1 { "control" } else { "patient" }
+        ));
+        files.push(path.to_string_lossy().into_owned());
+    }
+    let labels_path = dir.join("labels.csv");
+    std::fs::write(&labels_path, labels).unwrap();
+    let mut args = vec![
+        "publish",
+        "--project",
+        "notes",
+        "--site",
+        "clinic",
+        "--labels",
+        labels_path.to_str().unwrap(),
+    ];
+    args.extend(files.iter().map(String::as_str));
+    let job = swarm_cli(&env, &args).await.trim().to_string();
+    env.wait_count(
+        "text features",
+        "SELECT count(*) FROM features WHERE job_id = $1 AND extractor = 'text'",
+        &[&job],
+        3,
+    )
+    .await;
+    let stored: Vec<f32> = client
+        .query_one(r#"SELECT f."values" FROM features f JOIN samples s ON s.id = f.sample_id WHERE s.subject = 'note0'"#, &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        stored,
+        swarm_features::text::extract("the patient reports poor sleep")
+    );
+    drop(client);
+    std::fs::remove_dir_all(&dir).unwrap();
     env.finish(workers).await;
 }

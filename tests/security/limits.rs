@@ -74,6 +74,8 @@ fn vector(subject: &str, n: usize) -> Sample {
         kind: SampleKind::Vector,
         values: (0..n).map(|i| i as f32).collect(),
         timepoints: None,
+        covariates: Default::default(),
+        text: None,
     }
 }
 

@@ -4,10 +4,12 @@ use broker_schemas::{limits, FeaturesV1};
 use futures_util::future::try_join_all;
 use swarm_runtime::{HandleError, Handler, Work};
 
-use crate::connectivity;
+use crate::{connectivity, text};
 
 /// Extractor name for vectors used as they are.
 pub const IDENTITY: &str = "identity";
+/// Extractor name for hashed word uni+bi-gram frequencies of text samples.
+pub const TEXT: &str = "text";
 
 /// Consumes `features.v1` from `<ns>.features`.
 #[derive(Debug, Default, Clone)]
@@ -20,12 +22,35 @@ struct Extracted {
     values: Vec<f32>,
 }
 
-fn extract(
-    sample_id: i64,
-    kind: &str,
+/// A stored sample, as the extractors need it.
+struct Stored {
+    id: i64,
+    kind: String,
     timepoints: Option<i32>,
     values: Vec<f32>,
-) -> Result<Extracted, String> {
+    text: Option<String>,
+}
+
+fn extract(sample: Stored) -> Result<Extracted, String> {
+    let Stored {
+        id: sample_id,
+        kind,
+        timepoints,
+        values,
+        text,
+    } = sample;
+    if kind == "text" {
+        return match text {
+            Some(text) => Ok(Extracted {
+                sample_id,
+                extractor: TEXT,
+                version: text::VERSION,
+                values: text::extract(&text),
+            }),
+            None => Err(format!("text sample {sample_id} has no text")),
+        };
+    }
+    let kind = kind.as_str();
     match (kind, timepoints) {
         ("vector", _) => Ok(Extracted {
             sample_id,
@@ -68,7 +93,7 @@ impl Handler for FeaturesHandler {
         let tx = work.tx();
         let rows = tx
             .query(
-                r#"SELECT id, kind, timepoints, "values" FROM samples WHERE id = ANY($1) AND project = $2"#,
+                r#"SELECT id, kind, timepoints, "values", text FROM samples WHERE id = ANY($1) AND project = $2"#,
                 &[&message.sample_ids, &message.project],
             )
             .await?;
@@ -85,9 +110,15 @@ impl Handler for FeaturesHandler {
                 message.project
             )));
         }
-        let samples: Vec<(i64, String, Option<i32>, Vec<f32>)> = rows
+        let samples: Vec<Stored> = rows
             .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .map(|r| Stored {
+                id: r.get(0),
+                kind: r.get(1),
+                timepoints: r.get(2),
+                values: r.get(3),
+                text: r.get(4),
+            })
             .collect();
         // Connectivity is CPU work: keep it off the async threads.
         // The span is made here: the blocking thread does not inherit the current one.
@@ -96,7 +127,7 @@ impl Handler for FeaturesHandler {
             let _span = span.entered();
             samples
                 .into_iter()
-                .map(|(id, kind, t, values)| extract(id, &kind, t, values))
+                .map(extract)
                 .collect::<Result<Vec<_>, String>>()
         })
         .await

@@ -52,11 +52,12 @@ impl Handler for IngestHandler {
         let meta = work.meta().clone();
         let stmt = tx
             .prepare_cached(
-                r#"INSERT INTO samples (project, site, subject, label, kind, timepoints, "values", job_id, message_id, trace_id)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                r#"INSERT INTO samples (project, site, subject, label, kind, timepoints, "values", job_id, message_id, trace_id, covariates, text)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
                    ON CONFLICT (project, site, subject) DO UPDATE SET
                        label = EXCLUDED.label, kind = EXCLUDED.kind, timepoints = EXCLUDED.timepoints,
                        "values" = EXCLUDED."values", job_id = EXCLUDED.job_id,
+                       covariates = EXCLUDED.covariates, text = EXCLUDED.text,
                        message_id = EXCLUDED.message_id, trace_id = EXCLUDED.trace_id, updated_at = now()
                    RETURNING id"#,
             )
@@ -69,6 +70,7 @@ impl Handler for IngestHandler {
             let project = &message.project;
             let site = &message.site;
             async move {
+                let covariates = serde_json::to_value(&s.covariates).unwrap_or_default();
                 tx.query_one(
                     stmt,
                     &[
@@ -82,6 +84,8 @@ impl Handler for IngestHandler {
                         &meta.job_id,
                         &meta.message_id,
                         &meta.trace_id,
+                        &covariates,
+                        &s.text,
                     ],
                 )
                 .await

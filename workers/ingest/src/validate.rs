@@ -31,6 +31,33 @@ fn check_name(what: &str, value: &str, max: usize, variable: &str) -> Result<(),
     Ok(())
 }
 
+/// Most covariates per subject.
+pub const MAX_COVARIATES: usize = 64;
+
+fn check_covariates(sample: &Sample) -> Result<(), String> {
+    let subject = &sample.subject;
+    if sample.covariates.len() > MAX_COVARIATES {
+        return Err(format!(
+            "subject {subject:?} has {} covariates; the limit is {MAX_COVARIATES}",
+            sample.covariates.len()
+        ));
+    }
+    for (name, value) in &sample.covariates {
+        if name.trim().is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control)
+        {
+            return Err(format!(
+                "subject {subject:?} has a covariate with an invalid name {name:?}"
+            ));
+        }
+        if !value.is_finite() {
+            return Err(format!(
+                "covariate {name:?} of subject {subject:?} is not finite ({value})"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The shape of one sample, or why it is invalid.
 pub fn sample_shape(sample: &Sample, limits: &Limits) -> Result<Shape, String> {
     let subject = &sample.subject;
@@ -46,6 +73,23 @@ pub fn sample_shape(sample: &Sample, limits: &Limits) -> Result<Shape, String> {
         limits.max_name_len,
         "MAX_NAME_LEN",
     )?;
+    check_covariates(sample)?;
+    if sample.kind == SampleKind::Text {
+        let text = sample.text.as_deref().unwrap_or("");
+        if text.trim().is_empty() {
+            return Err(format!("text sample of subject {subject:?} has no `text`"));
+        }
+        if !sample.values.is_empty() {
+            return Err(format!(
+                "text sample of subject {subject:?} carries `values`: a document goes in `text`"
+            ));
+        }
+        // Every document hashes to the same feature space: one "dimension" for the project.
+        return Ok(Shape {
+            kind: SampleKind::Text,
+            dimension: 1,
+        });
+    }
     let n = sample.values.len();
     if n == 0 {
         return Err(format!("subject {subject:?} has no values"));
@@ -63,7 +107,7 @@ pub fn sample_shape(sample: &Sample, limits: &Limits) -> Result<Shape, String> {
         ));
     }
     let dimension = match sample.kind {
-        SampleKind::Vector => n,
+        SampleKind::Vector | SampleKind::Text => n,
         SampleKind::Timeseries => {
             let t = sample.timepoints.unwrap_or(0) as usize;
             if t < 3 {
@@ -154,6 +198,8 @@ mod tests {
             kind: SampleKind::Vector,
             values,
             timepoints: None,
+            covariates: Default::default(),
+            text: None,
         }
     }
 
@@ -188,6 +234,8 @@ mod tests {
             kind: SampleKind::Timeseries,
             values: vec![0.0; 10],
             timepoints: Some(3),
+            covariates: Default::default(),
+            text: None,
         };
         let cases: Vec<(IngestV1, &str)> = vec![
             (batch_of(vec![vector("1", vec![f32::NAN])]), "non-finite"),

@@ -38,6 +38,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "uncompressed_values",
         include_str!("../../../migrations/0007_uncompressed_values.sql"),
     ),
+    (
+        8,
+        "text_samples",
+        include_str!("../../../migrations/0008_text_samples.sql"),
+    ),
 ];
 
 /// Any number the application picks; serialises concurrent migrators.

@@ -313,6 +313,8 @@ mod tests {
             kind: broker_schemas::SampleKind::Vector,
             values: vec![0.5; values],
             timepoints: None,
+            covariates: Default::default(),
+            text: None,
         };
         broker_schemas::encode(&broker_schemas::IngestV1 {
             project: "p".into(),
