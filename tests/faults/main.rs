@@ -163,9 +163,9 @@ async fn sigkilled_replicas_lose_nothing_and_repeat_nothing() {
     env.finish(Vec::new()).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn closing_every_broker_connection_loses_nothing() {
-    let _serial = SERIAL.lock().await;
+/// Runs a 10,000-sample burst through two replicas of each kind, runs `fault` once work is under
+/// way, and checks that everything happened exactly once.
+async fn survives(fault: impl FnOnce()) {
     let env = TestEnv::new().await;
     let (messages, per) = (100, 100);
     let job = publish_burst(&env, messages, per).await;
@@ -174,11 +174,7 @@ async fn closing_every_broker_connection_loses_nothing() {
         env.scalar::<i64>("SELECT count(*) FROM samples", &[]).await > 0
     })
     .await;
-    let status = std::process::Command::new("rabbitmqctl")
-        .args(["close_all_connections", "swarm fault test"])
-        .status()
-        .expect("rabbitmqctl runs");
-    assert!(status.success());
+    fault();
     assert_exactly_once(&env, &job, messages, messages * per).await;
     stop_all(workers).await;
     assert_eq!(env.queue_depth("ingest").await, 0);
@@ -187,35 +183,40 @@ async fn closing_every_broker_connection_loses_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn restarting_postgres_loses_nothing() {
+async fn closing_every_broker_connection_loses_nothing() {
     let _serial = SERIAL.lock().await;
-    let env = TestEnv::new().await;
-    let (messages, per) = (100, 100);
-    let job = publish_burst(&env, messages, per).await;
-    let workers = start_pair(&env);
-    eventually("work under way", || async {
-        env.scalar::<i64>("SELECT count(*) FROM samples", &[]).await > 0
+    survives(|| {
+        let status = std::process::Command::new("rabbitmqctl")
+            .args(["close_all_connections", "swarm fault test"])
+            .status()
+            .expect("rabbitmqctl runs");
+        assert!(status.success(), "rabbitmqctl close_all_connections");
     })
     .await;
-    let version = std::fs::read_dir("/etc/postgresql")
-        .expect("a Debian Postgres cluster")
-        .next()
-        .unwrap()
-        .unwrap()
-        .file_name();
-    let status = std::process::Command::new("pg_ctlcluster")
-        .args([
-            "--skip-systemctl-redirect",
-            version.to_str().unwrap(),
-            "main",
-            "restart",
-        ])
-        .status()
-        .expect("pg_ctlcluster runs");
-    assert!(status.success(), "Postgres restarted");
-    assert_exactly_once(&env, &job, messages, messages * per).await;
-    stop_all(workers).await;
-    env.finish(Vec::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarting_postgres_loses_nothing() {
+    let _serial = SERIAL.lock().await;
+    survives(|| {
+        let version = std::fs::read_dir("/etc/postgresql")
+            .expect("a Debian Postgres cluster")
+            .next()
+            .unwrap()
+            .unwrap()
+            .file_name();
+        let status = std::process::Command::new("pg_ctlcluster")
+            .args([
+                "--skip-systemctl-redirect",
+                version.to_str().unwrap(),
+                "main",
+                "restart",
+            ])
+            .status()
+            .expect("pg_ctlcluster runs");
+        assert!(status.success(), "Postgres restarted");
+    })
+    .await;
 }
 
 /// A handler that fails on subjects named `fail` (an error) and `panic` (a panic), and stores

@@ -495,6 +495,39 @@ async fn swarm_cli(env: &TestEnv, args: &[&str]) -> String {
     String::from_utf8(output.stdout).expect("utf-8 output")
 }
 
+/// Writes one file per subject (`<subject>.<extension>`) and a labels CSV into `dir`, publishes
+/// them with `swarm publish --labels`, and returns the job id.
+async fn publish_labelled(
+    env: &TestEnv,
+    dir: &std::path::Path,
+    project: &str,
+    site: &str,
+    extension: &str,
+    subjects: &[(String, String, String)],
+) -> String {
+    let mut labels = String::from("subject,label");
+    let mut files = Vec::new();
+    for (subject, label, contents) in subjects {
+        let path = dir.join(format!("{subject}.{extension}"));
+        std::fs::write(&path, contents).unwrap();
+        labels.push_str(&format!("\n{subject},{label}"));
+        files.push(path.to_string_lossy().into_owned());
+    }
+    let labels_path = dir.join(format!("{project}-labels.csv"));
+    std::fs::write(&labels_path, labels).unwrap();
+    let mut args = vec![
+        "publish",
+        "--project",
+        project,
+        "--site",
+        site,
+        "--labels",
+        labels_path.to_str().unwrap(),
+    ];
+    args.extend(files.iter().map(String::as_str));
+    swarm_cli(env, &args).await.trim().to_string()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_publishes_files_trains_and_shows_the_report() {
     let env = TestEnv::new().await;
@@ -584,38 +617,24 @@ async fn the_cli_publishes_files_trains_and_shows_the_report() {
 
     // Time series, one .1D file per subject, labels from a CSV.
     let series = swarm::synth::timeseries_dataset(&["a"], 4, 30, 5, 2);
-    let mut labels = String::from("subject,label");
-    let mut files = Vec::new();
-    for (_, s) in &series {
-        let t = s.timepoints.unwrap() as usize;
-        let rows: Vec<String> = s
-            .values
-            .chunks(s.values.len() / t)
-            .map(|row| {
-                row.iter()
-                    .map(|v| v.to_string())
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            })
-            .collect();
-        let path = dir.join(format!("{}.1D", s.subject));
-        std::fs::write(&path, rows.join("\n")).unwrap();
-        labels.push_str(&format!("\n{},{}", s.subject, s.label));
-        files.push(path.to_string_lossy().into_owned());
-    }
-    let labels_path = dir.join("labels.csv");
-    std::fs::write(&labels_path, labels).unwrap();
-    let mut args = vec![
-        "publish",
-        "--project",
-        "ts",
-        "--site",
-        "a",
-        "--labels",
-        labels_path.to_str().unwrap(),
-    ];
-    args.extend(files.iter().map(String::as_str));
-    let job = swarm_cli(&env, &args).await.trim().to_string();
+    let subjects: Vec<(String, String, String)> = series
+        .iter()
+        .map(|(_, s)| {
+            let t = s.timepoints.unwrap() as usize;
+            let rows: Vec<String> = s
+                .values
+                .chunks(s.values.len() / t)
+                .map(|row| {
+                    row.iter()
+                        .map(|v| v.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .collect();
+            (s.subject.clone(), s.label.clone(), rows.join("\n"))
+        })
+        .collect();
+    let job = publish_labelled(&env, &dir, "ts", "a", "1D", &subjects).await;
     env.wait_count("connectivity", "SELECT count(*) FROM features WHERE job_id = $1 AND extractor = 'connectivity' AND cardinality(\"values\") = 10", &[&job], 4)
         .await;
 
@@ -888,37 +907,20 @@ async fn neurolearn_tables_covariates_and_text_documents_are_published_as_is() {
     };
     assert_eq!((age, width), (50.0, 2));
 
-    let mut labels = String::from("subject,label");
-    let mut files = Vec::new();
-    for (i, doc) in [
+    let notes = [
         "the patient reports poor sleep",
         "the control sleeps well",
         "poor sleep and poor appetite",
-    ]
-    .iter()
-    .enumerate()
-    {
-        let path = dir.join(format!("note{i}.txt"));
-        std::fs::write(&path, doc).unwrap();
-        labels.push_str(&format!(
-            "\nnote{i},{}",
-            if i == 1 { "control" } else { "patient" }
-        ));
-        files.push(path.to_string_lossy().into_owned());
-    }
-    let labels_path = dir.join("labels.csv");
-    std::fs::write(&labels_path, labels).unwrap();
-    let mut args = vec![
-        "publish",
-        "--project",
-        "notes",
-        "--site",
-        "clinic",
-        "--labels",
-        labels_path.to_str().unwrap(),
     ];
-    args.extend(files.iter().map(String::as_str));
-    let job = swarm_cli(&env, &args).await.trim().to_string();
+    let subjects: Vec<(String, String, String)> = notes
+        .iter()
+        .enumerate()
+        .map(|(i, doc)| {
+            let label = if i == 1 { "control" } else { "patient" };
+            (format!("note{i}"), label.to_string(), doc.to_string())
+        })
+        .collect();
+    let job = publish_labelled(&env, &dir, "notes", "clinic", "txt", &subjects).await;
     env.wait_count(
         "text features",
         "SELECT count(*) FROM features WHERE job_id = $1 AND extractor = 'text'",
