@@ -35,9 +35,7 @@ use anyhow::{bail, Context as _};
 use broker_schemas::{IngestV1, Sample, SampleKind};
 use clap::Parser;
 use futures_util::{StreamExt, TryStreamExt};
-use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
 use swarm_runtime::db::Pool;
-use swarm_runtime::topology::WORKERS;
 use swarm_runtime::{Publisher, Settings, Topology, WorkerHandle};
 use uuid::Uuid;
 
@@ -315,21 +313,7 @@ impl World {
             swarm_runtime::amqp::connect(&self.services.amqp_url, "swarm-bench").await?
         };
         let channel = connection.create_channel().await?;
-        for (worker, _) in WORKERS {
-            for q in [
-                self.topology.queue(worker),
-                self.topology.dead_queue(worker),
-            ] {
-                let _ = channel
-                    .queue_delete(q.into(), QueueDeleteOptions::default())
-                    .await;
-            }
-        }
-        for e in [self.topology.exchange(), self.topology.dead_exchange()] {
-            let _ = channel
-                .exchange_delete(e.into(), ExchangeDeleteOptions::default())
-                .await;
-        }
+        self.topology.delete(&channel).await;
         let _ = connection.close(200, "done".into()).await;
         self.pool.close();
         let (client, conn) = tokio_postgres::connect(

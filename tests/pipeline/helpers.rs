@@ -7,10 +7,9 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use broker_schemas::Message;
-use lapin::options::{BasicAckOptions, BasicGetOptions, ExchangeDeleteOptions, QueueDeleteOptions};
+use lapin::options::{BasicAckOptions, BasicGetOptions};
 use swarm_runtime::amqp::{Outgoing, Publisher};
 use swarm_runtime::db::Pool;
-use swarm_runtime::topology::WORKERS;
 use swarm_runtime::{Settings, Topology, WorkerHandle};
 use uuid::Uuid;
 
@@ -243,21 +242,7 @@ impl TestEnv {
             .await
             .unwrap();
         let channel = connection.create_channel().await.unwrap();
-        for (worker, _) in WORKERS {
-            for q in [
-                self.topology.queue(worker),
-                self.topology.dead_queue(worker),
-            ] {
-                let _ = channel
-                    .queue_delete(q.into(), QueueDeleteOptions::default())
-                    .await;
-            }
-        }
-        for e in [self.topology.exchange(), self.topology.dead_exchange()] {
-            let _ = channel
-                .exchange_delete(e.into(), ExchangeDeleteOptions::default())
-                .await;
-        }
+        self.topology.delete(&channel).await;
         let _ = connection.close(200, "done".into()).await;
         let _ = self.connection.close(200, "done".into()).await;
         self.pool.close();

@@ -485,23 +485,8 @@ impl Broker {
 
     /// Deletes the namespace's queues and exchanges.
     pub async fn finish(self) {
-        use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
         let channel = self.connection.create_channel().await.unwrap();
-        for (worker, _) in swarm_runtime::topology::WORKERS {
-            for q in [
-                self.topology.queue(worker),
-                self.topology.dead_queue(worker),
-            ] {
-                let _ = channel
-                    .queue_delete(q.into(), QueueDeleteOptions::default())
-                    .await;
-            }
-        }
-        for e in [self.topology.exchange(), self.topology.dead_exchange()] {
-            let _ = channel
-                .exchange_delete(e.into(), ExchangeDeleteOptions::default())
-                .await;
-        }
+        self.topology.delete(&channel).await;
         let _ = self.connection.close(200, "done".into()).await;
     }
 }

@@ -7,10 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
 use swarm_runtime::amqp::Publisher;
 use swarm_runtime::db::Pool;
-use swarm_runtime::topology::WORKERS;
 use swarm_runtime::{Settings, Topology};
 use uuid::Uuid;
 
@@ -135,21 +133,7 @@ impl TestBroker {
     /// Deletes the namespace's queues and exchanges.
     pub async fn finish(self) {
         let channel = self.connection.create_channel().await.unwrap();
-        for (worker, _) in WORKERS {
-            for q in [
-                self.topology.queue(worker),
-                self.topology.dead_queue(worker),
-            ] {
-                let _ = channel
-                    .queue_delete(q.into(), QueueDeleteOptions::default())
-                    .await;
-            }
-        }
-        for e in [self.topology.exchange(), self.topology.dead_exchange()] {
-            let _ = channel
-                .exchange_delete(e.into(), ExchangeDeleteOptions::default())
-                .await;
-        }
+        self.topology.delete(&channel).await;
         let _ = self.connection.close(200, "done".into()).await;
     }
 }

@@ -6,7 +6,10 @@
 //! it: a message published before its worker ever ran is kept, never dropped.
 
 use broker_schemas::{FeaturesV1, IngestV1, Message, ReportV1, StatsV1, TrainV1};
-use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{
+    ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, ExchangeKind};
 
@@ -87,6 +90,23 @@ impl Topology {
             self.declare_worker(channel, worker, types).await?;
         }
         Ok(())
+    }
+
+    /// Deletes every queue and exchange of the namespace (for tests and benches that made one of
+    /// their own); what is already gone is skipped.
+    pub async fn delete(&self, channel: &Channel) {
+        for (worker, _) in WORKERS {
+            for queue in [self.queue(worker), self.dead_queue(worker)] {
+                let _ = channel
+                    .queue_delete(queue.into(), QueueDeleteOptions::default())
+                    .await;
+            }
+        }
+        for exchange in [self.exchange(), self.dead_exchange()] {
+            let _ = channel
+                .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
+                .await;
+        }
     }
 
     async fn declare_worker(
