@@ -1,5 +1,7 @@
 //! Cross-validation time per model on breast cancer, wine and digits, next to scikit-learn's on
-//! the same machine in the same run, with the accuracy difference and a determinism check.
+//! the same machine in the same run, with the accuracy difference and a determinism check. Tree
+//! models also show the 5-fold mean averaged over seeds 0..9 beside scikit-learn's over
+//! random_state 0..9 (a single tree's score depends on how its random stream breaks ties).
 //!
 //! `cargo bench --bench models` (a plain main, no criterion: each cell is one 5-fold run on the
 //! reference folds, the best of three). scikit-learn's times come from
@@ -119,8 +121,17 @@ fn main() {
         ("gaussian_nb", "gaussian_nb", &[]),
     ];
     println!(
-        "{:<14} {:<14} {:>10} {:>10} {:>7} {:>9} {:>9} {:>6}",
-        "data set", "model", "swarm s", "sklearn s", "ratio", "acc", "sk acc", "same"
+        "{:<14} {:<14} {:>10} {:>10} {:>7} {:>9} {:>9} {:>10} {:>10} {:>6}",
+        "data set",
+        "model",
+        "swarm s",
+        "sklearn s",
+        "ratio",
+        "acc",
+        "sk acc",
+        "acc seeds",
+        "sk seeds",
+        "same"
     );
     for set in ["breast_cancer", "wine", "digits"] {
         let data = dataset(set);
@@ -155,8 +166,31 @@ fn main() {
             let sk_time = sklearn
                 .as_ref()
                 .and_then(|t| t.get(&format!("{set}/{key}")).copied());
+            let sk_seeds = reference["datasets"][set]["models"][key]["seed_mean_accuracy"].as_f64();
+            let seeds = reference["datasets"][set]["models"][key]["seeds"]
+                .as_u64()
+                .unwrap_or(0);
+            let ours_seeds = sk_seeds.map(|_| {
+                (0..seeds)
+                    .map(|seed| {
+                        let e = evaluate(
+                            &spec,
+                            &PipelineConfig::default(),
+                            &data,
+                            &folds,
+                            false,
+                            seed,
+                        )
+                        .expect("runs");
+                        e.folds.iter().map(|f| f.metrics["accuracy"]).sum::<f64>()
+                            / e.folds.len() as f64
+                    })
+                    .sum::<f64>()
+                    / seeds as f64
+            });
+            let cell = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.4}"));
             println!(
-                "{:<14} {:<14} {:>10.4} {:>10} {:>7} {:>9.4} {:>9.4} {:>6}",
+                "{:<14} {:<14} {:>10.4} {:>10} {:>7} {:>9.4} {:>9.4} {:>10} {:>10} {:>6}",
                 set,
                 key,
                 best,
@@ -164,6 +198,8 @@ fn main() {
                 sk_time.map_or("-".into(), |t| format!("{:.2}", best / t)),
                 mean,
                 sk_mean,
+                cell(ours_seeds),
+                cell(sk_seeds),
                 if deterministic { "yes" } else { "NO" }
             );
         }

@@ -220,6 +220,11 @@ pub struct TrainOptions {
     /// search.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub grid: BTreeMap<String, Vec<String>>,
+    /// With a grid: choose the candidate inside each outer training set by an inner stratified
+    /// k-fold (nested cross-validation, k = `cv.folds`), so the reported scores are not biased
+    /// by the choice (default false: candidates are compared on the run's own folds).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub nested: bool,
     /// Label permutations of a permutation test of the validated score (default 0: none; at
     /// most 10000).
     #[serde(default, skip_serializing_if = "is_default")]

@@ -86,8 +86,17 @@ pub struct GridSearch {
     pub metric: String,
     /// Every candidate, in the order evaluated.
     pub candidates: Vec<GridCandidate>,
-    /// Index of the best candidate in `candidates`.
+    /// Index of the best candidate in `candidates` (the one refitted on all rows).
     pub best: usize,
+    /// Nested validation: the inner k-fold that chose a candidate inside each outer training
+    /// set, so the run's scores never saw the choice. Absent: the candidates were compared on
+    /// the run's own folds, and the best one's score is optimistic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nested_folds: Option<u32>,
+    /// With nested validation: the candidate chosen in each outer fold (indices into
+    /// `candidates`, in fold order).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chosen: Vec<usize>,
 }
 
 /// One candidate of a grid.

@@ -49,6 +49,10 @@ pub struct TrainArgs {
     /// A grid parameter with its candidates (repeatable), e.g. `--grid C=0.1,1,10`.
     #[arg(long = "grid", value_parser = parse_param)]
     pub grid: Vec<(String, String)>,
+    /// With --grid: choose the candidate inside each fold's training rows by an inner k-fold
+    /// (nested cross-validation), so the reported score is not biased by the choice.
+    #[arg(long)]
+    pub nested: bool,
     /// Label permutations for a permutation test of the score (0: none).
     #[arg(long, default_value_t = 0)]
     pub permutations: u32,
@@ -122,6 +126,7 @@ impl TrainArgs {
             );
         }
         options.permutations = self.permutations;
+        options.nested = self.nested;
         let request = TrainRequest {
             train: self.message(run_id),
             options,

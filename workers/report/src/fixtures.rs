@@ -172,6 +172,8 @@ pub fn complete_run(n_folds: usize, n_metrics: usize, n_subjects: usize) -> RunD
             })
             .collect(),
         best: 6,
+        nested_folds: Some(5),
+        chosen: vec![6, 6, 4, 6, 8],
     };
     let permutation = PermutationTest {
         metric: "balanced_accuracy".to_owned(),

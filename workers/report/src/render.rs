@@ -337,6 +337,8 @@ struct SiteRow {
 #[derive(Debug, Serialize)]
 struct GridView {
     metric: String,
+    /// How the reported scores relate to the choice (nested or not).
+    note: String,
     params: Vec<String>,
     rows: Vec<GridRow>,
     best: String,
@@ -717,7 +719,23 @@ fn grid_view(run: &RunData, with_charts: bool) -> Option<GridView> {
         })
         .flatten()
         .map(chart_html);
+    let note = match grid.nested_folds {
+        Some(k) => format!(
+            "Nested validation: in each outer fold the candidate was chosen by an inner {k}-fold \
+             over that fold's training rows only, so the run's scores never saw the choice \
+             (chosen per fold: {}). The best candidate over all folds below is the refitted model.",
+            grid.chosen
+                .iter()
+                .map(|&i| format!("#{i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        None => "The candidates were compared on the run's own folds, so the best one's score is \
+                 optimistic; swarm train --nested measures it on folds that never saw the choice."
+            .to_owned(),
+    };
     Some(GridView {
+        note,
         metric: metric_label(&grid.metric),
         rows: grid
             .candidates
@@ -1247,6 +1265,8 @@ fn markdown_of(run: &RunData, view: &RunView) -> String {
                     md_escape(&grid.best)
                 ),
             );
+            push_line(&mut out, "");
+            push_line(&mut out, &md_escape(&grid.note));
             push_line(&mut out, "");
             let mut header = vec!["#".to_owned()];
             header.extend(grid.params.iter().map(|p| md_escape(p)));

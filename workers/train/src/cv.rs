@@ -3,7 +3,14 @@
 //!
 //! For every split, [`FittedModel::fit`] learns the pipeline (scaler, selector, PCA) and the
 //! model from the split's **training rows only**, then predicts its test rows: out-of-fold
-//! predictions with scores, per-fold metrics, and their mean and sd. Everything here is
+//! predictions with scores, per-fold metrics, and their mean and sd.
+//!
+//! A grid's best candidate, scored on the folds that chose it, is optimistic; `nested` chooses
+//! inside each outer training set instead (an inner stratified k-fold), so the reported score
+//! never saw the choice. A permutation test repeats on permuted labels whatever produced the
+//! observed score — the folds (re-stratified on the permuted labels), the grid's choice of the
+//! best candidate, the nested search — so its null distribution is the observed score's.
+//! Everything here is
 //! CPU-bound, synchronous and deterministic for a given seed; async callers run it on a blocking
 //! thread.
 
@@ -102,6 +109,17 @@ impl TargetData {
         }
     }
 
+    /// The targets of `rows`, in that order.
+    fn subset(&self, rows: &[usize]) -> Self {
+        match self {
+            TargetData::Classes { y, classes } => TargetData::Classes {
+                y: rows.iter().map(|&i| y[i]).collect(),
+                classes: classes.clone(),
+            },
+            TargetData::Values(v) => TargetData::Values(rows.iter().map(|&i| v[i]).collect()),
+        }
+    }
+
     fn permuted(&self, rng: &mut ChaCha8Rng) -> Self {
         match self {
             TargetData::Classes { y, classes } => {
@@ -117,6 +135,17 @@ impl TargetData {
                 v.shuffle(rng);
                 TargetData::Values(v)
             }
+        }
+    }
+}
+
+impl Data {
+    /// The rows `rows`, in that order.
+    fn subset(&self, rows: &[usize]) -> Data {
+        Data {
+            x: self.x.select_rows(rows),
+            sites: rows.iter().map(|&i| self.sites[i].clone()).collect(),
+            target: self.target.subset(rows),
         }
     }
 }
@@ -146,6 +175,8 @@ pub struct RunConfig {
     pub grid: BTreeMap<String, Vec<String>>,
     /// Label permutations (0: no test).
     pub permutations: usize,
+    /// Choose the grid's candidate inside each outer training set (nested validation).
+    pub nested: bool,
 }
 
 /// One fold's outcome.
@@ -340,8 +371,23 @@ pub fn evaluate(
             confusion,
         });
     }
-    let summary = if pooled {
-        pooled_metrics(data, &predictions, 0)?
+    let summary = summarise(data, &folds, &predictions, pooled)?;
+    Ok(Evaluation {
+        folds,
+        predictions,
+        summary,
+    })
+}
+
+/// Metric → mean and sd over the folds, or of the pooled predictions (leave-one-out).
+fn summarise(
+    data: &Data,
+    folds: &[FoldResult],
+    predictions: &[Prediction],
+    pooled: bool,
+) -> Result<BTreeMap<String, MeanSd>, CvError> {
+    Ok(if pooled {
+        pooled_metrics(data, predictions, 0)?
             .into_iter()
             .map(|(k, v)| (k, MeanSd { mean: v, sd: 0.0 }))
             .collect()
@@ -367,12 +413,115 @@ pub fn evaluate(
                 })
             })
             .collect()
-    };
-    Ok(Evaluation {
-        folds,
-        predictions,
-        summary,
     })
+}
+
+/// One candidate of a grid: the model with the candidate's values, and the numeric ones.
+struct Candidate {
+    spec: ModelSpec,
+    params: BTreeMap<String, f64>,
+}
+
+/// The grid's candidates (none without a grid).
+fn candidates(config: &RunConfig) -> Result<Vec<Candidate>, CvError> {
+    if config.grid.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for values in grid_candidates(&config.grid) {
+        let mut spec = config.spec.clone();
+        let mut params = BTreeMap::new();
+        for (param, value) in &values {
+            spec.set(param, value)
+                .map_err(|e| CvError::Grid(e.to_string()))?;
+            let key = if param == "k" {
+                "n_neighbors"
+            } else {
+                param.as_str()
+            };
+            if let Some(v) = spec.number(key) {
+                params.insert(param.clone(), v);
+            }
+        }
+        out.push(Candidate { spec, params });
+    }
+    Ok(out)
+}
+
+/// The first highest score (a NaN is never preferred to a number).
+fn best_of(scores: &[f64]) -> Option<usize> {
+    let mut best: Option<usize> = None;
+    for (i, &s) in scores.iter().enumerate() {
+        if best.is_none_or(|b| s > scores[b] || scores[b].is_nan()) {
+            best = Some(i);
+        }
+    }
+    best
+}
+
+/// Nested validation of a grid: in each outer split, every candidate is scored by an inner
+/// stratified k-fold ([`inner_folds`]) over the split's training rows only; the best is fitted
+/// on those rows and tested on the split's test rows. Returns the evaluation and the candidate
+/// chosen per split.
+fn evaluate_nested(
+    config: &RunConfig,
+    candidates: &[Candidate],
+    data: &Data,
+    splits: &[Split],
+    metric: &str,
+) -> Result<(Evaluation, Vec<usize>), CvError> {
+    let pipeline = &config.pipeline;
+    let pooled = config.scheme.kind == CvScheme::LeaveOneOut;
+    let seed = config.scheme.seed;
+    let mut folds = Vec::with_capacity(splits.len());
+    let mut predictions = Vec::with_capacity(data.sites.len());
+    let mut chosen = Vec::with_capacity(splits.len());
+    let inner_scheme = Scheme {
+        kind: CvScheme::StratifiedKFold,
+        folds: inner_folds(&config.scheme),
+        seed,
+        repeats: 0,
+        test_sites: Vec::new(),
+    };
+    for split in splits {
+        let inner_data = data.subset(&split.train);
+        let inner = make_splits(&inner_scheme, strata(&inner_data.target), &inner_data.sites)
+            .map_err(|e| CvError::Scheme(format!("nested, outer fold {}: {e}", split.fold)))?;
+        let scores = candidates
+            .iter()
+            .map(|c| {
+                evaluate(&c.spec, pipeline, &inner_data, &inner, false, seed)
+                    .map(|e| e.score(metric))
+            })
+            .collect::<Result<Vec<f64>, CvError>>()?;
+        let best =
+            best_of(&scores).ok_or_else(|| CvError::Grid("the grid has no candidates".into()))?;
+        let e = evaluate(
+            &candidates[best].spec,
+            pipeline,
+            data,
+            std::slice::from_ref(split),
+            false,
+            seed,
+        )?;
+        folds.extend(e.folds);
+        predictions.extend(e.predictions);
+        chosen.push(best);
+    }
+    let summary = summarise(data, &folds, &predictions, pooled)?;
+    Ok((
+        Evaluation {
+            folds,
+            predictions,
+            summary,
+        },
+        chosen,
+    ))
+}
+
+/// Inner folds of a nested search: the run's k, at least 2.
+fn inner_folds(scheme: &Scheme) -> usize {
+    scheme.folds.max(2)
 }
 
 /// Metrics of the out-of-fold predictions of one repeat, optionally restricted to some rows.
@@ -413,6 +562,36 @@ fn pooled_metrics_where(
     })
 }
 
+/// The score of one label permutation, produced as the observed one was: folds made from the
+/// permuted labels, then the model, the grid's best candidate, or the nested search.
+fn null_score(
+    config: &RunConfig,
+    candidates: &[Candidate],
+    spec: &ModelSpec,
+    permuted: &Data,
+    metric: &str,
+) -> Result<f64, CvError> {
+    let splits = make_splits(&config.scheme, strata(&permuted.target), &permuted.sites)
+        .map_err(CvError::Scheme)?;
+    let pooled = config.scheme.kind == CvScheme::LeaveOneOut;
+    let seed = config.scheme.seed;
+    let pipeline = &config.pipeline;
+    if candidates.is_empty() {
+        return Ok(evaluate(spec, pipeline, permuted, &splits, pooled, seed)?.score(metric));
+    }
+    if config.nested {
+        let (e, _) = evaluate_nested(config, candidates, permuted, &splits, metric)?;
+        return Ok(e.score(metric));
+    }
+    let mut best = f64::NAN;
+    for c in candidates {
+        // f64::max ignores a NaN, as the grid's choice does.
+        best =
+            best.max(evaluate(&c.spec, pipeline, permuted, &splits, pooled, seed)?.score(metric));
+    }
+    Ok(best)
+}
+
 /// Every combination of the grid's values, in key order then value order.
 pub fn grid_candidates(grid: &BTreeMap<String, Vec<String>>) -> Vec<BTreeMap<String, String>> {
     let mut out = vec![BTreeMap::new()];
@@ -439,34 +618,23 @@ pub fn run(config: &RunConfig, data: &Data) -> Result<RunOutcome, CvError> {
     let pooled = config.scheme.kind == CvScheme::LeaveOneOut;
     let seed = config.scheme.seed;
 
-    let (spec, evaluation, grid) = if config.grid.is_empty() {
+    let candidates = candidates(config)?;
+    let (spec, evaluation, grid) = if candidates.is_empty() {
         let e = evaluate(&config.spec, &config.pipeline, data, &splits, pooled, seed)?;
         (config.spec.clone(), e, None)
     } else {
-        let mut candidates = Vec::new();
-        let mut best: Option<(usize, f64, ModelSpec, Evaluation)> = None;
-        for (i, values) in grid_candidates(&config.grid).into_iter().enumerate() {
-            let mut spec = config.spec.clone();
-            let mut numeric = BTreeMap::new();
-            for (param, value) in &values {
-                spec.set(param, value)
-                    .map_err(|e| CvError::Grid(e.to_string()))?;
-                let key = if param == "k" {
-                    "n_neighbors"
-                } else {
-                    param.as_str()
-                };
-                if let Some(v) = spec.number(key) {
-                    numeric.insert(param.clone(), v);
-                }
-            }
-            let e = evaluate(&spec, &config.pipeline, data, &splits, pooled, seed)?;
+        // Every candidate under the run's folds: the optimisation curve, and the choice of the
+        // final model (refitted on all rows, as scikit-learn's GridSearchCV does).
+        let mut rows = Vec::with_capacity(candidates.len());
+        let mut best: Option<(usize, f64, Evaluation)> = None;
+        for (i, c) in candidates.iter().enumerate() {
+            let e = evaluate(&c.spec, &config.pipeline, data, &splits, pooled, seed)?;
             let score = e.summary.get(metric).copied().unwrap_or(MeanSd {
                 mean: f64::NAN,
                 sd: f64::NAN,
             });
-            candidates.push(GridCandidate {
-                params: numeric,
+            rows.push(GridCandidate {
+                params: c.params.clone(),
                 score,
                 fold_scores: e
                     .folds
@@ -476,20 +644,28 @@ pub fn run(config: &RunConfig, data: &Data) -> Result<RunOutcome, CvError> {
             });
             if best
                 .as_ref()
-                .is_none_or(|(_, s, _, _)| score.mean > *s || s.is_nan())
+                .is_none_or(|(_, s, _)| score.mean > *s || s.is_nan())
             {
-                best = Some((i, score.mean, spec, e));
+                best = Some((i, score.mean, e));
             }
         }
-        let Some((index, _, spec, e)) = best else {
+        let Some((index, _, e)) = best else {
             return Err(CvError::Grid("the grid has no candidates".into()));
+        };
+        let (evaluation, nested_folds, chosen) = if config.nested {
+            let (e, chosen) = evaluate_nested(config, &candidates, data, &splits, metric)?;
+            (e, Some(inner_folds(&config.scheme) as u32), chosen)
+        } else {
+            (e, None, Vec::new())
         };
         let grid = GridSearch {
             metric: metric.to_owned(),
-            candidates,
+            candidates: rows,
             best: index,
+            nested_folds,
+            chosen,
         };
-        (spec, e, Some(grid))
+        (candidates[index].spec.clone(), evaluation, Some(grid))
     };
 
     let permutation = if config.permutations > 0 {
@@ -502,8 +678,7 @@ pub fn run(config: &RunConfig, data: &Data) -> Result<RunOutcome, CvError> {
                 sites: data.sites.clone(),
                 target: data.target.permuted(&mut rng),
             };
-            let e = evaluate(&spec, &config.pipeline, &permuted, &splits, pooled, seed)?;
-            scores.push(e.score(metric));
+            scores.push(null_score(config, &candidates, &spec, &permuted, metric)?);
         }
         let at_least = scores.iter().filter(|s| **s >= observed).count();
         Some(PermutationTest {

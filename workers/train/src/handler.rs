@@ -168,6 +168,20 @@ pub fn validate_request(request: &TrainRequest) -> Result<RunConfig, String> {
             candidates.len()
         ));
     }
+    if options.nested && options.grid.is_empty() {
+        return Err("train.v1: nested validation needs a grid to choose from".into());
+    }
+    // A permutation test repeats the grid search per permutation.
+    let evaluations = u64::from(options.permutations) * candidates.len().max(1) as u64;
+    if evaluations > u64::from(MAX_PERMUTATIONS) * 10 {
+        return Err(format!(
+            "train.v1: {} permutations × {} grid candidates is {evaluations} cross-validations; \
+             the limit is {}: use fewer permutations or a smaller grid",
+            options.permutations,
+            candidates.len(),
+            u64::from(MAX_PERMUTATIONS) * 10
+        ));
+    }
     for (param, values) in &options.grid {
         if values.is_empty() {
             return Err(format!(
@@ -193,6 +207,7 @@ pub fn validate_request(request: &TrainRequest) -> Result<RunConfig, String> {
         },
         grid: options.grid.clone(),
         permutations: options.permutations as usize,
+        nested: options.nested,
     })
 }
 
@@ -863,6 +878,19 @@ mod tests {
         let mut m = request();
         m.train.project = " ".into();
         assert!(validate_request(&m).is_err());
+        let mut m = request();
+        m.options.nested = true;
+        assert!(validate_request(&m).unwrap_err().contains("needs a grid"));
+        m.options
+            .grid
+            .insert("C".into(), vec!["1".into(), "10".into()]);
+        assert!(validate_request(&m).is_ok());
+        m.options.permutations = MAX_PERMUTATIONS;
+        assert!(validate_request(&m).is_ok());
+        m.options
+            .grid
+            .insert("C".into(), (1..=11).map(|c| c.to_string()).collect());
+        assert!(validate_request(&m).unwrap_err().contains("smaller grid"));
     }
 
     #[test]
