@@ -339,11 +339,65 @@ struct Measured {
     elapsed: Duration,
     /// Publishing the pre-fill, with confirms.
     prefill: Duration,
+    /// CPU spent while the clock ran.
+    cpu: Option<Cpu>,
 }
 
 impl Measured {
     fn rate(&self) -> f64 {
         self.items as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// CPU seconds: the whole machine's busy time (`/proc/stat`) and this process's own
+/// (`/proc/self/stat`), so a row shows where its work went — this process (the consumers) or the
+/// rest (PostgreSQL, RabbitMQ, anything else running).
+#[derive(Debug, Clone, Copy, Default)]
+struct Cpu {
+    machine: f64,
+    process: f64,
+}
+
+/// Linux reports both in ticks of `USER_HZ`, 100 on every mainstream architecture.
+const TICKS_PER_SECOND: f64 = 100.0;
+
+impl Cpu {
+    fn now() -> Option<Cpu> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        // cpu user nice system idle iowait irq softirq steal ...: busy is all but idle/iowait.
+        let ticks: Vec<f64> = stat
+            .lines()
+            .next()?
+            .split_whitespace()
+            .skip(1)
+            .take(8)
+            .map(|v| v.parse().unwrap_or(0.0))
+            .collect();
+        let busy: f64 = ticks
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != 3 && *i != 4)
+            .map(|(_, v)| v)
+            .sum();
+        let own = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // After "pid (comm)": state ppid pgrp session tty tpgid flags minflt cminflt majflt
+        // cmajflt utime stime.
+        let fields: Vec<&str> = own.rsplit_once(')')?.1.split_whitespace().collect();
+        let utime: f64 = fields.get(11)?.parse().ok()?;
+        let stime: f64 = fields.get(12)?.parse().ok()?;
+        Some(Cpu {
+            machine: busy / TICKS_PER_SECOND,
+            process: (utime + stime) / TICKS_PER_SECOND,
+        })
+    }
+
+    /// The CPU used since `start`.
+    fn since(start: Option<Cpu>) -> Option<Cpu> {
+        let (start, end) = (start?, Cpu::now()?);
+        Some(Cpu {
+            machine: end.machine - start.machine,
+            process: end.process - start.process,
+        })
     }
 }
 
@@ -361,6 +415,7 @@ async fn swarm(
     };
     let job = Uuid::new_v4().to_string();
     let prefill = world.prefill(workload, &job).await?;
+    let cpu = Cpu::now();
     let started = Instant::now();
     let mut workers: Vec<WorkerHandle> = Vec::new();
     for _ in 0..replicas {
@@ -375,6 +430,7 @@ async fn swarm(
     }
     let waited = world.wait_for_features(&job, workload.items()).await;
     let elapsed = started.elapsed();
+    let cpu = Cpu::since(cpu);
     for w in workers {
         w.stop().await?;
     }
@@ -389,6 +445,7 @@ async fn swarm(
         items: workload.items(),
         elapsed,
         prefill,
+        cpu,
     }))
 }
 
@@ -408,6 +465,7 @@ async fn floor(services: &Services, workload: &Workload, which: Floor) -> anyhow
         size: BATCH,
         wait: BATCH_WAIT,
     };
+    let cpu = Cpu::now();
     let started = Instant::now();
     let result = async {
         let connection =
@@ -427,6 +485,7 @@ async fn floor(services: &Services, workload: &Workload, which: Floor) -> anyhow
     }
     .await;
     let elapsed = started.elapsed();
+    let cpu = Cpu::since(cpu);
     if result.is_ok() {
         if let Floor::OneHop = which {
             // The floor wrote what Swarm writes.
@@ -439,6 +498,7 @@ async fn floor(services: &Services, workload: &Workload, which: Floor) -> anyhow
         items: workload.items(),
         elapsed,
         prefill,
+        cpu,
     })
 }
 
@@ -501,11 +561,12 @@ impl Table {
     fn push(&mut self, row: Row) {
         match &row.measured {
             Some(m) => eprintln!(
-                "   {}: {:.0} {}/s ({:.2} s)",
+                "   {}: {:.0} {}/s ({:.2} s; CPU {})",
                 row.what,
                 m.rate(),
                 row.unit,
-                m.elapsed.as_secs_f64()
+                m.elapsed.as_secs_f64(),
+                cpu_cell(m)
             ),
             None => eprintln!("   {}: {}", row.what, row.note),
         }
@@ -513,8 +574,10 @@ impl Table {
     }
 
     fn print(&self) {
-        println!("| workload | run | items | seconds | items/s | vs floor | note |");
-        println!("|---|---|---:|---:|---:|---:|---|");
+        println!(
+            "| workload | run | items | seconds | items/s | vs floor | CPU ms/item: all / bench / rest | note |"
+        );
+        println!("|---|---|---:|---:|---:|---:|---:|---|");
         for (title, rows) in &self.rows {
             for (i, row) in rows.iter().enumerate() {
                 let title = if i == 0 { title.as_str() } else { "" };
@@ -530,12 +593,29 @@ impl Table {
                     (Some(m), Some(f)) => format!("{:.0} %", 100.0 * m.rate() / f),
                     _ => String::new(),
                 };
+                let cpu = row.measured.as_ref().map(cpu_cell).unwrap_or_default();
                 println!(
-                    "| {title} | {} | {items} | {secs} | {rate} | {ratio} | {} |",
+                    "| {title} | {} | {items} | {secs} | {rate} | {ratio} | {cpu} | {} |",
                     row.what, row.note
                 );
             }
         }
+    }
+}
+
+/// CPU milliseconds per item: the machine's, this process's (the consumers), the rest's.
+fn cpu_cell(m: &Measured) -> String {
+    match m.cpu {
+        Some(c) if m.items > 0 => {
+            let per = |s: f64| 1000.0 * s / m.items as f64;
+            format!(
+                "{:.2} / {:.2} / {:.2}",
+                per(c.machine),
+                per(c.process),
+                per(c.machine - c.process)
+            )
+        }
+        _ => String::new(),
     }
 }
 
@@ -632,6 +712,7 @@ async fn run_workload(
         items: broker.items,
         elapsed: broker.prefill,
         prefill: broker.prefill,
+        cpu: None,
     };
     table.push(Row {
         what: "(a) broker alone: publish with confirms".into(),
@@ -771,6 +852,7 @@ async fn run_child(endpoint: Option<&str>) -> anyhow::Result<Measured> {
         items: items as usize,
         elapsed: Duration::from_secs_f64(secs),
         prefill: Duration::from_secs_f64(prefill),
+        cpu: None,
     })
 }
 
@@ -825,6 +907,7 @@ async fn tracing_overhead(scale: f64, table: &mut Table) -> anyhow::Result<()> {
         items: runs.iter().map(|m| m.items).sum(),
         elapsed: runs.iter().map(|m| m.elapsed).sum(),
         prefill: runs.iter().map(|m| m.prefill).sum(),
+        cpu: None,
     };
     let each = |runs: &[Measured]| {
         runs.iter()
