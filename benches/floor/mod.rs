@@ -290,7 +290,7 @@ async fn commit(pool: &Pool, queue: &str, batch: &[Delivery]) -> anyhow::Result<
                         &s.label,
                         &kind,
                         &timepoints,
-                        &s.values,
+                        &swarm_runtime::floats::Floats(&s.values),
                         &d.job_id,
                         &d.message_id,
                         trace_id,

@@ -618,7 +618,13 @@ async fn seed_samples(pool: &swarm_runtime::db::Pool, data: &Data) {
             .query_one(
                 r#"INSERT INTO samples (project, site, subject, label, kind, "values", message_id, covariates)
                    VALUES ('p', $1, $2, $3, 'vector', $4, 'm', $5) RETURNING id"#,
-                &[&data.sites[i], &format!("sub-{i:03}"), &label, &values, &covariates],
+                &[
+                    &data.sites[i],
+                    &format!("sub-{i:03}"),
+                    &label,
+                    &swarm_runtime::floats::Floats(&values),
+                    &covariates,
+                ],
             )
             .await
             .unwrap();

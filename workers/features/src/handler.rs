@@ -2,6 +2,7 @@
 
 use broker_schemas::{limits, FeaturesV1};
 use futures_util::future::try_join_all;
+use swarm_runtime::floats::FloatVec;
 use swarm_runtime::{HandleError, Handler, Work};
 
 use crate::{connectivity, text};
@@ -116,7 +117,7 @@ impl Handler for FeaturesHandler {
                 id: r.get(0),
                 kind: r.get(1),
                 timepoints: r.get(2),
-                values: r.get(3),
+                values: r.get::<_, FloatVec>(3).0,
                 text: r.get(4),
             })
             .collect();

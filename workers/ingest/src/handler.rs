@@ -2,6 +2,7 @@
 
 use broker_schemas::{FeaturesV1, IngestV1};
 use futures_util::future::try_join_all;
+use swarm_runtime::floats::Floats;
 use swarm_runtime::{HandleError, Handler, Work};
 
 use crate::validate;
@@ -80,7 +81,7 @@ impl Handler for IngestHandler {
                         &s.label,
                         &kind,
                         &timepoints,
-                        &s.values,
+                        &Floats(&s.values),
                         &meta.job_id,
                         &meta.message_id,
                         &meta.trace_id,

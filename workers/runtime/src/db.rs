@@ -43,6 +43,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "text_samples",
         include_str!("../../../migrations/0008_text_samples.sql"),
     ),
+    (
+        9,
+        "sample_values_bytes",
+        include_str!("../../../migrations/0009_sample_values_bytes.sql"),
+    ),
 ];
 
 /// Any number the application picks; serialises concurrent migrators.

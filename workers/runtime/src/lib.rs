@@ -13,6 +13,7 @@ pub mod amqp;
 mod batch;
 pub mod db;
 pub mod dead;
+pub mod floats;
 pub mod handler;
 pub mod http;
 pub mod jaeger;
