@@ -92,11 +92,13 @@ impl Handler for FeaturesHandler {
     #[tracing::instrument(name = "features", skip_all, fields(project = %message.project, samples = message.sample_ids.len()), err)]
     async fn handle(&self, work: &mut Work<'_>, message: FeaturesV1) -> Result<(), HandleError> {
         let tx = work.tx();
-        let rows = tx
-            .query(
+        let select = tx
+            .prepare_cached(
                 r#"SELECT id, kind, timepoints, "values", text FROM samples WHERE id = ANY($1) AND project = $2"#,
-                &[&message.sample_ids, &message.project],
             )
+            .await?;
+        let rows = tx
+            .query(&select, &[&message.sample_ids, &message.project])
             .await?;
         if rows.len() != message.sample_ids.len() {
             let found: std::collections::HashSet<i64> = rows.iter().map(|r| r.get(0)).collect();

@@ -1,9 +1,10 @@
 //! The ingest handler: upsert the batch's samples, emit `features.v1`.
 
 use broker_schemas::{FeaturesV1, IngestV1};
-use futures_util::future::try_join_all;
+use futures_util::future::join_all;
 use swarm_runtime::floats::Floats;
 use swarm_runtime::{HandleError, Handler, Work};
+use tokio_postgres::types::ToSql;
 
 use crate::validate;
 
@@ -31,25 +32,6 @@ impl Handler for IngestHandler {
         let tx = work.tx();
         let kind = shape.kind.as_str();
         let dimension = shape.dimension as i32;
-        // The first batch of a project fixes its kind and dimension.
-        tx.execute(
-            "INSERT INTO projects (name, kind, dimension) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
-            &[&message.project, &kind, &dimension],
-        )
-        .await?;
-        let row = tx
-            .query_one(
-                "SELECT kind, dimension FROM projects WHERE name = $1",
-                &[&message.project],
-            )
-            .await?;
-        let (project_kind, project_dimension): (String, i32) = (row.get(0), row.get(1));
-        if project_kind != kind || project_dimension != dimension {
-            return Err(HandleError::permanent(format!(
-                "project {:?} holds {project_kind} samples of dimension {project_dimension}, but this batch has {kind} samples of dimension {dimension}",
-                message.project
-            )));
-        }
         let meta = work.meta().clone();
         let stmt = tx
             .prepare_cached(
@@ -92,7 +74,34 @@ impl Handler for IngestHandler {
                 .await
             }
         });
-        let rows = try_join_all(inserts).await?;
+        // The first batch of a project fixes its kind and dimension. The check goes down the
+        // connection's pipeline with the upserts, all prepared once per connection: one round
+        // trip for the lot. A mismatch rolls the upserts back with the transaction.
+        let (insert_project, select_project) = (
+            tx.prepare_cached(
+                "INSERT INTO projects (name, kind, dimension) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+            )
+            .await?,
+            tx.prepare_cached("SELECT kind, dimension FROM projects WHERE name = $1")
+                .await?,
+        );
+        let insert_params: [&(dyn ToSql + Sync); 3] = [&message.project, &kind, &dimension];
+        let select_params: [&(dyn ToSql + Sync); 1] = [&message.project];
+        let (inserted, project, rows) = futures_util::join!(
+            tx.execute(&insert_project, &insert_params),
+            tx.query_one(&select_project, &select_params),
+            join_all(inserts),
+        );
+        inserted?;
+        let project = project?;
+        let (project_kind, project_dimension): (String, i32) = (project.get(0), project.get(1));
+        if project_kind != kind || project_dimension != dimension {
+            return Err(HandleError::permanent(format!(
+                "project {:?} holds {project_kind} samples of dimension {project_dimension}, but this batch has {kind} samples of dimension {dimension}",
+                message.project
+            )));
+        }
+        let rows = rows.into_iter().collect::<Result<Vec<_>, _>>()?;
         let sample_ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
         work.emit(&FeaturesV1 {
             project: message.project,

@@ -44,10 +44,15 @@ pub(crate) async fn insert<M: Message>(
     let span = crate::amqp::send_span(exchange, M::TYPE, &message_id, job_id, body.len());
     let headers = telemetry::headers_of(&span);
     let trace_headers = serde_json::to_value(&headers).unwrap_or_default();
-    let row = tx
-        .query_one(
+    let stmt = tx
+        .prepare_cached(
             "INSERT INTO outbox (message_id, message_type, routing_key, correlation_id, body, trace_headers)
              VALUES ($1, $2, $2, $3, $4, $5) RETURNING id",
+        )
+        .await?;
+    let row = tx
+        .query_one(
+            &stmt,
             &[&message_id, &M::TYPE, &job_id, &body, &trace_headers],
         )
         .await?;

@@ -115,13 +115,14 @@ pub(crate) async fn catching_panics(work: impl std::future::Future<Output = Outc
 
 /// Records a message as processed in `tx`; false if it was already (a redelivery).
 pub(crate) async fn record(tx: &Transaction<'_>, meta: &MessageMeta) -> Result<bool, HandleError> {
-    let inserted = tx
-        .execute(
+    // Prepared once per connection: a plain string would be parsed and planned on every message.
+    let stmt = tx
+        .prepare_cached(
             "INSERT INTO processed_messages (queue, message_id) VALUES ($1, $2)
              ON CONFLICT DO NOTHING",
-            &[&meta.queue, &meta.message_id],
         )
         .await?;
+    let inserted = tx.execute(&stmt, &[&meta.queue, &meta.message_id]).await?;
     Ok(inserted == 1)
 }
 
