@@ -362,14 +362,26 @@ async fn random_and_mutated_bodies_are_dead_lettered_without_panic_or_hang() {
     env.finish(vec![worker]).await;
 }
 
+/// Per-message commits, then batches (several in flight, acked in order).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_a_burst_exits_cleanly_and_loses_nothing() {
     let _serial = SERIAL.lock().await;
+    sigterm_during_a_burst(&[]).await;
+    sigterm_during_a_burst(&[
+        ("BATCH_SIZE", "10".to_string()),
+        ("PREFETCH", "40".to_string()),
+    ])
+    .await;
+}
+
+async fn sigterm_during_a_burst(mode: &[(&'static str, String)]) {
     let env = TestEnv::new().await;
     let (messages, per) = (100, 100);
     let job = publish_burst(&env, messages, per).await;
     let features = WorkerProcess::start(&env, "features", &[]);
-    let ingest = WorkerProcess::start(&env, "ingest", &[("SHUTDOWN_TIMEOUT", "10".to_string())]);
+    let mut settings = vec![("SHUTDOWN_TIMEOUT", "10".to_string())];
+    settings.extend(mode.iter().cloned());
+    let ingest = WorkerProcess::start(&env, "ingest", &settings);
     eventually("work under way", || async {
         env.scalar::<i64>("SELECT count(*) FROM samples", &[]).await > 0
     })

@@ -4,7 +4,13 @@
 //! producer context. If anything in the batch fails, the transaction is rolled back and each
 //! message goes through the per-message path, which retries, holds or dead-letters it on its
 //! own, so the invariant (ack only after commit; each message's effects once) is the same.
+//!
+//! Up to `CONCURRENCY` batches are in flight at once (a batch's transaction overlaps the next
+//! one's decoding and the one before's commit). A `multiple=true` ack covers every earlier
+//! delivery on the channel, so batches are *acked in order*: each waits until the batch before it
+//! has finished — committed and acked, or handled message by message — before its own ack.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -12,7 +18,7 @@ use lapin::message::Delivery;
 use lapin::options::BasicAckOptions;
 use lapin::Consumer;
 use opentelemetry::trace::TraceContextExt;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch, Semaphore};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -23,15 +29,19 @@ use crate::process::{catching_panics, prepare, record, Outcome};
 use crate::worker::{handle, stopped, Shared};
 use crate::{dead, outbox, telemetry};
 
-/// Consumes in batches until a stop is requested (Ok) or the consumer fails (Err).
+/// Consumes in batches until a stop is requested (Ok) or the consumer fails (Err). Returns
+/// with batches still in flight: the caller waits for them with [`InFlight::drain`].
 pub(crate) async fn consume<H: Handler>(
-    shared: &Shared<H>,
+    shared: &Arc<Shared<H>>,
     publisher: &Publisher,
     consumer: &mut Consumer,
     stop: &mut watch::Receiver<bool>,
+    in_flight: &InFlight,
 ) -> anyhow::Result<()> {
     let size = shared.settings.batch_size;
     let wait = Duration::from_millis(shared.settings.batch_wait_ms);
+    // Resolved when the previous batch has finished (its sender is dropped).
+    let mut previous: Option<oneshot::Receiver<()>> = None;
     loop {
         let first = tokio::select! {
             _ = stopped(stop) => return Ok(()),
@@ -45,7 +55,67 @@ pub(crate) async fn consume<H: Handler>(
                 Err(_) => break,
             }
         }
-        handle_batch(shared, publisher, batch).await;
+        let permit = in_flight
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("never closed");
+        let (finished, next) = oneshot::channel::<()>();
+        let before = previous.replace(next);
+        let (shared, publisher) = (shared.clone(), publisher.clone());
+        tokio::spawn(async move {
+            let mut order = Order { before };
+            handle_batch(&shared, &publisher, batch, &mut order).await;
+            // This batch is done only once the one before it is.
+            order.wait().await;
+            drop(finished);
+            drop(permit);
+        });
+    }
+}
+
+/// The batches in flight.
+pub(crate) struct InFlight {
+    permits: Arc<Semaphore>,
+    size: usize,
+}
+
+impl InFlight {
+    /// Room for `size` batches at once.
+    pub(crate) fn new(size: usize) -> Self {
+        let size = size.max(1);
+        InFlight {
+            permits: Arc::new(Semaphore::new(size)),
+            size,
+        }
+    }
+
+    /// Batches being handled now.
+    pub(crate) fn count(&self) -> usize {
+        self.size - self.permits.available_permits()
+    }
+
+    /// Waits until no batch is in flight, at most `timeout`; false if some still were.
+    pub(crate) async fn drain(&self, timeout: Duration) -> bool {
+        tokio::time::timeout(timeout, self.permits.acquire_many(self.size as u32))
+            .await
+            .is_ok()
+    }
+}
+
+/// A batch's place in the ack order.
+struct Order {
+    before: Option<oneshot::Receiver<()>>,
+}
+
+impl Order {
+    /// Waits until the batch before has finished (at once if it has, or if there is none).
+    async fn wait(&mut self) {
+        if let Some(before) = self.before.take() {
+            // Err means finished: the sender is dropped, never sent on.
+            let _ = before.await;
+        }
     }
 }
 
@@ -57,7 +127,12 @@ fn delivery(next: Option<lapin::Result<Delivery>>) -> anyhow::Result<Delivery> {
     }
 }
 
-async fn handle_batch<H: Handler>(shared: &Shared<H>, publisher: &Publisher, batch: Vec<Delivery>) {
+async fn handle_batch<H: Handler>(
+    shared: &Shared<H>,
+    publisher: &Publisher,
+    batch: Vec<Delivery>,
+    order: &mut Order,
+) {
     let queue = shared.topology.queue(H::NAME);
     let exchange = shared.topology.exchange();
     let span = tracing::info_span!(
@@ -107,6 +182,9 @@ async fn handle_batch<H: Handler>(shared: &Shared<H>, publisher: &Publisher, bat
         let n = deliveries.len();
         match catching_panics(commit(shared, prepared)).await {
             Outcome::Processed(emitted) => {
+                // The multiple ack covers every earlier delivery: those of earlier batches must
+                // be settled first.
+                order.wait().await;
                 let last = deliveries.last().expect("not empty");
                 let multiple = BasicAckOptions { multiple: true };
                 if let Err(error) = last.acker.ack(multiple).await {

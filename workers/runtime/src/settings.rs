@@ -32,12 +32,12 @@ pub struct Settings {
     #[arg(long, env = "PREFETCH", default_value_t = 32)]
     pub prefetch: u16,
 
-    /// Messages handled at once, per worker.
+    /// Messages handled at once, per worker (with BATCH_SIZE > 1: batches, acked in order).
     #[arg(long, env = "CONCURRENCY", default_value_t = 4)]
     pub concurrency: usize,
 
     /// Deliveries committed together in one transaction and acked with one `multiple` ack;
-    /// 1 commits each message on its own (and handles `CONCURRENCY` at once).
+    /// 1 commits each message on its own. Either way `CONCURRENCY` are handled at once.
     #[arg(long, env = "BATCH_SIZE", default_value_t = 1)]
     pub batch_size: usize,
 

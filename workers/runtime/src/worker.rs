@@ -138,11 +138,21 @@ async fn session<H: Handler>(
     let sweeper = spawn_sweeper(shared.clone(), publisher.clone());
 
     if settings.batch_size > 1 {
-        let result = crate::batch::consume(&shared, &publisher, &mut consumer, &mut stop).await;
+        let in_flight = crate::batch::InFlight::new(settings.concurrency);
+        let result =
+            crate::batch::consume(&shared, &publisher, &mut consumer, &mut stop, &in_flight).await;
         sweeper.abort();
         if result.is_ok() {
-            // Batches are handled one after another: when the loop returns, nothing is in flight.
             shared.health.draining.store(true, Ordering::SeqCst);
+            let _ = channel
+                .basic_cancel(consumer.tag(), BasicCancelOptions::default())
+                .await;
+            tracing::info!(batches = in_flight.count(), "Draining.");
+            if !in_flight.drain(settings.shutdown_timeout()).await {
+                tracing::warn!(
+                    "Shutdown timeout reached with batches in flight; they will be redelivered."
+                );
+            }
             let _ = channel.close(200, "shutdown".into()).await;
             let _ = connection.close(200, "shutdown".into()).await;
             tracing::info!("Stopped.");
