@@ -4,7 +4,7 @@
 -- 0.04 ms to read the same bytes as bytea. The features worker reads every series back once, so
 -- the array format cost more than anything else the database did in the pipeline bench.
 -- Samples are the workers' (analysts read features, runs and reports), so the format is theirs.
-CREATE FUNCTION pg_temp.float4_bytes(v real[]) RETURNS bytea LANGUAGE sql IMMUTABLE AS $$
+CREATE OR REPLACE FUNCTION pg_temp.float4_bytes(v real[]) RETURNS bytea LANGUAGE sql IMMUTABLE AS $$
     SELECT coalesce(string_agg(float4send(x), ''::bytea ORDER BY i), ''::bytea)
     FROM unnest(v) WITH ORDINALITY AS u(x, i)
 $$;

@@ -317,7 +317,7 @@ async fn commit(pool: &Pool, queue: &str, batch: &[Delivery]) -> anyhow::Result<
                         &sample_id,
                         extractor,
                         version,
-                        values,
+                        &swarm_runtime::floats::Floats(values),
                         &d.job_id,
                         &d.message_id,
                         trace_id,

@@ -632,7 +632,7 @@ async fn seed_samples(pool: &swarm_runtime::db::Pool, data: &Data) {
         client
             .execute(
                 r#"INSERT INTO features (sample_id, extractor, version, "values", message_id) VALUES ($1, 'vector', 1, $2, 'm')"#,
-                &[&id, &values],
+                &[&id, &swarm_runtime::floats::Floats(&values)],
             )
             .await
             .unwrap();

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use broker_schemas::{CrossValidation, IngestV1, Message, Sample, SampleKind, TrainV1};
 use helpers::{eventually, TestEnv};
+use swarm_runtime::floats::FloatVec;
 use uuid::Uuid;
 
 fn vector(subject: &str, label: &str, values: Vec<f32>) -> Sample {
@@ -218,7 +219,7 @@ async fn time_series_become_fisher_z_connectivity() {
     for row in rows {
         let key: String = row.get(0);
         let extractor: String = row.get(1);
-        let values: Vec<f32> = row.get(2);
+        let values: Vec<f32> = row.get::<_, FloatVec>(2).0;
         assert_eq!(extractor, "connectivity");
         assert_eq!(values.len(), 15, "6 regions give 15 pairs");
         assert_eq!(&values, &expected[&key], "{key}");
@@ -635,7 +636,7 @@ async fn the_cli_publishes_files_trains_and_shows_the_report() {
         })
         .collect();
     let job = publish_labelled(&env, &dir, "ts", "a", "1D", &subjects).await;
-    env.wait_count("connectivity", "SELECT count(*) FROM features WHERE job_id = $1 AND extractor = 'connectivity' AND cardinality(\"values\") = 10", &[&job], 4)
+    env.wait_count("connectivity", "SELECT count(*) FROM features WHERE job_id = $1 AND extractor = 'connectivity' AND length(\"values\") = 40", &[&job], 4)
         .await;
 
     std::fs::remove_dir_all(&dir).unwrap();
@@ -932,7 +933,8 @@ async fn neurolearn_tables_covariates_and_text_documents_are_published_as_is() {
         .query_one(r#"SELECT f."values" FROM features f JOIN samples s ON s.id = f.sample_id WHERE s.subject = 'note0'"#, &[])
         .await
         .unwrap()
-        .get(0);
+        .get::<_, FloatVec>(0)
+        .0;
     assert_eq!(
         stored,
         swarm_features::text::extract("the patient reports poor sleep")

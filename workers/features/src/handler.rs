@@ -2,7 +2,7 @@
 
 use broker_schemas::{limits, FeaturesV1};
 use futures_util::future::try_join_all;
-use swarm_runtime::floats::FloatVec;
+use swarm_runtime::floats::{FloatVec, Floats};
 use swarm_runtime::{HandleError, Handler, Work};
 
 use crate::{connectivity, text};
@@ -155,7 +155,7 @@ impl Handler for FeaturesHandler {
                         &e.sample_id,
                         &e.extractor,
                         &e.version,
-                        &e.values,
+                        &Floats(&e.values),
                         &meta.job_id,
                         &meta.message_id,
                         &meta.trace_id,

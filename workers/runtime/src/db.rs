@@ -48,6 +48,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "sample_values_bytes",
         include_str!("../../../migrations/0009_sample_values_bytes.sql"),
     ),
+    (
+        10,
+        "feature_values_bytes",
+        include_str!("../../../migrations/0010_feature_values_bytes.sql"),
+    ),
 ];
 
 /// Any number the application picks; serialises concurrent migrators.

@@ -1,7 +1,7 @@
 //! Float arrays stored as `bytea`: big-endian IEEE 754 binary32, four bytes per value, the
-//! layout PostgreSQL's `float4send` writes. `samples.values` is stored so (migration 0009): a
-//! `real[]` goes through PostgreSQL's per-element I/O functions on every read and write, which
-//! cost more than anything else the database did for a time series.
+//! layout PostgreSQL's `float4send` writes. `samples.values` and `features.values` are stored so
+//! (migrations 0009, 0010): a `real[]` goes through PostgreSQL's per-element I/O functions on
+//! every read and write, which cost more than anything else the database did for a time series.
 
 use std::error::Error;
 

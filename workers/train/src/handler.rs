@@ -15,6 +15,7 @@ use std::time::Instant;
 use broker_schemas::results::{FeatureStat, RunResults, StatsResults};
 use broker_schemas::{CvScheme, Message, ReportV1, StatsTest, StatsV1, TrainRequest, TrainV1};
 use serde_json::json;
+use swarm_runtime::floats::FloatVec;
 use swarm_runtime::{HandleError, Handler, Incoming, MessageMeta, Work};
 use tokio_postgres::Transaction;
 use tracing::Instrument;
@@ -370,7 +371,7 @@ async fn load(
         let site: String = row.try_get(1)?;
         let subject: String = row.try_get(2)?;
         let label: String = row.try_get(3)?;
-        let Some(values) = row.try_get::<_, Option<Vec<Option<f32>>>>(4)? else {
+        let Some(FloatVec(values)) = row.try_get::<_, Option<FloatVec>>(4)? else {
             data.without_features += 1;
             continue;
         };
@@ -382,9 +383,9 @@ async fn load(
         };
         let row_values: Vec<f64> = values
             .into_iter()
-            .map(|v| v.map(f64::from).filter(|v| v.is_finite()))
+            .map(|v| Some(f64::from(v)).filter(|v| v.is_finite()))
             .collect::<Option<_>>()
-            .ok_or_else(|| bad("has a NULL or non-finite feature value"))?;
+            .ok_or_else(|| bad("has a non-finite feature value"))?;
         match &first {
             None => first = Some((site.clone(), subject.clone(), row_values.len())),
             Some((first_site, first_subject, n)) if *n != row_values.len() => {
