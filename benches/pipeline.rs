@@ -12,8 +12,11 @@
 //! consumer runs — and the clock runs from the moment the consumers are started (connecting
 //! included) until the last row is committed: for Swarm, until `SELECT count(*) FROM features
 //! WHERE job_id = $1` (polled every 20 ms) reaches the number of samples; for the floors, until
-//! their loop commits and acks the last batch. The floors are in `benches/floor/`; the one-hop
-//! floor runs before and after Swarm's rows, and ratios are to the mean of the two.
+//! their loop commits and acks the last batch. The floors are in `benches/floor/`. Measurements
+//! run in rounds (`BENCH_ROUNDS`, default 3): the one-hop floor, then every Swarm configuration,
+//! round after round, and the floor once more at the end; each row shows its median run, and
+//! ratios are to the median of the floor's runs. Each row also shows the CPU it used per item:
+//! the whole machine's, this process's (the consumers) and the rest's (PostgreSQL, RabbitMQ).
 //!
 //! The tracing rows run Swarm in child processes of this binary (the tracer provider is
 //! process-global): the same workload once with `OTEL_EXPORTER_OTLP_ENDPOINT` pointing at a
@@ -21,7 +24,7 @@
 //! 200) and once without, in the order off, on, on, off.
 //!
 //! Environment: `AMQP_URL` (default the local broker), `BENCH_DATABASE_SERVER` (default
-//! `postgres://root@127.0.0.1:5432`), `BENCH_SCALE` (default 1). Swarm runs with the runtime's
+//! `postgres://root@127.0.0.1:5432`), `BENCH_SCALE` (default 1), `BENCH_ROUNDS` (default 3). Swarm runs with the runtime's
 //! defaults; `PREFETCH`, `CONCURRENCY`, `DB_POOL_SIZE` and `BATCH_WAIT_MS` apply if set.
 
 mod floor;
@@ -728,64 +731,133 @@ async fn run_workload(
         floor: None,
         note: format!("multiple=true every {BATCH}{}", retried(failed)),
     });
-    // The floor runs before and after Swarm's rows and the reference is the mean of the two, so
-    // a burst of other work on the machine during one of them moves the ratios less.
-    let (before, failed_before) =
-        again("floor", || floor(services, workload, Floor::OneHop)).await?;
-    eprintln!("   floor before Swarm: {:.0} {unit}/s", before.rate());
-    let mut rows = Vec::new();
-    for batch in [1, BATCH] {
-        for replicas in [1, 2] {
-            let what = format!(
-                "Swarm, {replicas} replica{} each, {}",
-                if replicas == 1 { "" } else { "s" },
-                if batch == 1 {
-                    "per-message commits".to_string()
-                } else {
-                    format!("BATCH_SIZE={batch}")
+    // Rounds: the floor, then every Swarm configuration, again and again, and the floor once
+    // more at the end. Each row reports its median run and the floor reference is the median of
+    // the floor's runs, so a burst of other work on this shared machine during one run moves
+    // nothing much.
+    let rounds = rounds()?;
+    let configs: Vec<(usize, usize)> = [1, BATCH]
+        .into_iter()
+        .flat_map(|batch| [1, 2].map(|replicas| (batch, replicas)))
+        .collect();
+    let mut floors: Vec<Measured> = Vec::new();
+    let mut floor_failed = 0;
+    let mut swarm_runs: Vec<(Vec<Measured>, u32, bool)> =
+        configs.iter().map(|_| (Vec::new(), 0, true)).collect();
+    for round in 0..=rounds {
+        let (m, failed) = again("floor", || floor(services, workload, Floor::OneHop)).await?;
+        eprintln!("   floor (round {}): {:.0} {unit}/s", round + 1, m.rate());
+        floors.push(m);
+        floor_failed += failed;
+        if round == rounds {
+            break;
+        }
+        for (&(batch, replicas), runs) in configs.iter().zip(swarm_runs.iter_mut()) {
+            let (measured, failed) = again(&what(batch, replicas), || {
+                swarm(services, workload, replicas, batch)
+            })
+            .await?;
+            runs.1 += failed;
+            match measured {
+                Some(m) => {
+                    eprintln!(
+                        "   {} (round {}): {:.0} {unit}/s",
+                        what(batch, replicas),
+                        round + 1,
+                        m.rate()
+                    );
+                    runs.0.push(m);
                 }
-            );
-            let (measured, failed) =
-                again(&what, || swarm(services, workload, replicas, batch)).await?;
-            if let Some(m) = &measured {
-                eprintln!("   {what}: {:.0} {unit}/s", m.rate());
+                None => runs.2 = false,
             }
-            let note = if measured.is_some() {
-                format!("ingest → features.v1 → features{}", retried(failed))
-            } else {
-                "skipped: this runtime has no BATCH_SIZE".into()
-            };
-            rows.push(Row {
-                what,
-                measured,
-                unit,
-                floor: None,
-                note,
-            });
         }
     }
-    let (after, failed_after) = again("floor", || floor(services, workload, Floor::OneHop)).await?;
-    let floor_rate = (before.rate() + after.rate()) / 2.0;
-    for (when, measured, failed) in [
-        ("before", before, failed_before),
-        ("after", after, failed_after),
-    ] {
+    let floor_rates: Vec<f64> = floors.iter().map(Measured::rate).collect();
+    let floor_rate = median(&floor_rates);
+    let floor_row = median_run(floors);
+    table.push(Row {
+        what: format!("(a) floor: one hop, {BATCH} messages per transaction"),
+        measured: floor_row,
+        unit,
+        floor: Some(floor_rate),
+        note: format!(
+            "bare lapin + tokio-postgres; median of {} runs ({}){}",
+            floor_rates.len(),
+            rates(&floor_rates),
+            retried(floor_failed)
+        ),
+    });
+    for (&(batch, replicas), (runs, failed, supported)) in configs.iter().zip(swarm_runs) {
+        let run_rates: Vec<f64> = runs.iter().map(Measured::rate).collect();
+        let note = if supported {
+            format!(
+                "ingest → features.v1 → features; median of {} runs ({}){}",
+                run_rates.len(),
+                rates(&run_rates),
+                retried(failed)
+            )
+        } else {
+            "skipped: this runtime has no BATCH_SIZE".into()
+        };
         table.push(Row {
-            what: format!("(a) floor: one hop, {BATCH} messages per transaction, {when} Swarm"),
-            measured: Some(measured),
+            what: what(batch, replicas),
+            measured: median_run(runs),
             unit,
             floor: Some(floor_rate),
-            note: format!(
-                "bare lapin + tokio-postgres; reference = mean of both, {floor_rate:.0} {unit}/s{}",
-                retried(failed)
-            ),
+            note,
         });
     }
-    for mut row in rows {
-        row.floor = Some(floor_rate);
-        table.push(row);
-    }
     Ok(())
+}
+
+/// A Swarm row's name.
+fn what(batch: usize, replicas: usize) -> String {
+    format!(
+        "Swarm, {replicas} replica{} each, {}",
+        if replicas == 1 { "" } else { "s" },
+        if batch == 1 {
+            "per-message commits".to_string()
+        } else {
+            format!("BATCH_SIZE={batch}")
+        }
+    )
+}
+
+/// Rounds of every measurement (`BENCH_ROUNDS`, default 3).
+fn rounds() -> anyhow::Result<usize> {
+    match std::env::var("BENCH_ROUNDS") {
+        Ok(s) => match s.parse::<usize>() {
+            Ok(n) if (1..=20).contains(&n) => Ok(n),
+            _ => bail!("BENCH_ROUNDS={s} is not a whole number from 1 to 20"),
+        },
+        Err(_) => Ok(3),
+    }
+}
+
+/// The median (the mean of the middle two for an even count).
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// The run with the median rate (the lower middle one for an even count).
+fn median_run(mut runs: Vec<Measured>) -> Option<Measured> {
+    runs.sort_by(|a, b| a.rate().total_cmp(&b.rate()));
+    let middle = runs.len().saturating_sub(1) / 2;
+    runs.into_iter().nth(middle)
+}
+
+fn rates(values: &[f64]) -> String {
+    values
+        .iter()
+        .map(|r| format!("{r:.0}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Counts what the OTLP receiver got.
