@@ -27,6 +27,9 @@ enum Command {
     Migrate,
     /// Publish a site's samples for ingestion; prints the job id.
     Publish(PublishArgs),
+    /// Name a time-series project's regions, so that reports name connectivity features by
+    /// region pair.
+    Regions(commands::regions::RegionsArgs),
     /// Start a training run (cross-validation, then a final model); prints the run id.
     Train(TrainArgs),
     /// Start a univariate statistics job (per feature, FDR-corrected); prints the job id.
@@ -66,6 +69,7 @@ async fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Migrate => commands::migrate(&settings).await,
         Command::Publish(args) => commands::publish::run(&settings, args).await,
+        Command::Regions(args) => commands::regions::run(&settings, args).await,
         Command::Train(args) => commands::train::run(&settings, args).await,
         Command::Stats(args) => commands::stats::run(&settings, args).await,
         Command::Report(cmd) => commands::report::run(&settings, cmd).await,

@@ -3,6 +3,7 @@
 pub mod dead;
 pub mod demo;
 pub mod publish;
+pub mod regions;
 pub mod report;
 pub mod stats;
 pub mod train;

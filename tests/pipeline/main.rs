@@ -638,6 +638,44 @@ async fn the_cli_publishes_files_trains_and_shows_the_report() {
     let job = publish_labelled(&env, &dir, "ts", "a", "1D", &subjects).await;
     env.wait_count("connectivity", "SELECT count(*) FROM features WHERE job_id = $1 AND extractor = 'connectivity' AND length(\"values\") = 40", &[&job], 4)
         .await;
+    // Named regions: the report calls connectivity features by region pair.
+    let named = swarm_cli(&env, &["regions", "--project", "ts", "Hip,Amy,Ins,Cau,Put"]).await;
+    assert!(named.contains("Named the 5 regions"), "{named}");
+    let out = swarm_cli(
+        &env,
+        &[
+            "train",
+            "--project",
+            "ts",
+            "--cv",
+            "2",
+            "--wait",
+            "--timeout",
+            "120",
+        ],
+    )
+    .await;
+    let run = out
+        .split_whitespace()
+        .find_map(|w| w.parse::<Uuid>().ok())
+        .expect("train prints the run id");
+    let json = swarm_cli(
+        &env,
+        &["report", "show", &run.to_string(), "--format", "json"],
+    )
+    .await;
+    let json: serde_json::Value = serde_json::from_str(&json).expect("the JSON report parses");
+    let names: Vec<&str> = json["top_features"]
+        .as_array()
+        .expect("top features")
+        .iter()
+        .filter_map(|f| f["name"].as_str())
+        .collect();
+    assert!(!names.is_empty(), "{json}");
+    assert!(
+        names.iter().all(|n| n.contains(" × ")),
+        "features named by region pair: {names:?}"
+    );
 
     std::fs::remove_dir_all(&dir).unwrap();
     env.finish(workers).await;
