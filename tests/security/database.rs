@@ -62,9 +62,17 @@ async fn step<H: Handler>(broker: &TestBroker, handler: &H, pool: &Pool, role: &
     let outcome = process(handler, pool, &queue, &delivery, None).await;
     match &outcome {
         Outcome::Processed(ids) => {
-            outbox::publish(pool, &broker.publisher, ids)
+            let (janitor, task) = outbox::Janitor::spawn(pool.clone());
+            outbox::publish(&janitor, &broker.publisher, ids)
                 .await
                 .unwrap_or_else(|e| panic!("{role} publishes its outbox rows: {e:#}"));
+            drop(janitor);
+            task.await.unwrap();
+            // The janitor only logs a failed delete: the role's privilege is checked here.
+            let rows: Vec<i64> = ids.iter().map(|e| e.id).collect();
+            outbox::delete(pool, &rows)
+                .await
+                .unwrap_or_else(|e| panic!("{role} deletes its published outbox rows: {e:#}"));
         }
         Outcome::DeadLettered(reason) => {
             dead::dead_letter(

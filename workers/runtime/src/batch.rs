@@ -193,7 +193,7 @@ async fn handle_batch<H: Handler>(
                 for _ in 0..n {
                     crate::metrics::handled(&queue, Handled::Processed, started.elapsed());
                 }
-                if let Err(error) = outbox::publish(&shared.pool, publisher, &emitted).await {
+                if let Err(error) = outbox::publish(&shared.janitor, publisher, &emitted).await {
                     tracing::warn!(error = format!("{error:#}"), "Outbox publish failed; the sweeper will retry.");
                 }
             }

@@ -2,6 +2,10 @@
 //! published after the commit, and deleted once the broker confirms them. A sweeper publishes
 //! rows a crash left behind; a message published twice keeps its message id, so the consumer's
 //! idempotency record makes the second copy a no-op.
+//!
+//! Published rows are deleted by a [`Janitor`], many per statement a few times a second, not in
+//! a transaction of their own per message: a delete need not be in step with anything (a lost one
+//! only means the sweeper publishes the row again, and its consumers skip it).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -88,9 +92,10 @@ fn outgoing(row: &tokio_postgres::Row, topology: &Topology) -> (i64, Outgoing) {
 const COLUMNS: &str =
     "id, message_id, message_type, routing_key, correlation_id, body, trace_headers";
 
-/// Publishes outbox rows this process just committed, then deletes them.
+/// Publishes outbox rows this process just committed; the janitor deletes them once the broker
+/// has confirmed them.
 pub async fn publish(
-    pool: &Pool,
+    janitor: &Janitor,
     publisher: &Publisher,
     emitted: &[Emitted],
 ) -> anyhow::Result<()> {
@@ -99,19 +104,67 @@ pub async fn publish(
     }
     let messages: Vec<Outgoing> = emitted.iter().map(|e| e.message.clone()).collect();
     publisher.publish_all(&messages).await?;
+    janitor.delete(emitted.iter().map(|e| e.id));
+    Ok(())
+}
+
+/// How long the janitor gathers published rows before deleting them.
+const JANITOR_WAIT: Duration = Duration::from_millis(50);
+
+/// Deletes published outbox rows in the background, all those gathered in [`JANITOR_WAIT`] in one
+/// statement. Well within [`SWEEP_AGE`], so the sweeper does not publish them again.
+#[derive(Debug, Clone)]
+pub struct Janitor {
+    ids: tokio::sync::mpsc::UnboundedSender<i64>,
+}
+
+impl Janitor {
+    /// Starts the janitor; its task ends, after a last delete, when every clone is dropped.
+    pub fn spawn(pool: Pool) -> (Janitor, tokio::task::JoinHandle<()>) {
+        let (ids, mut rx) = tokio::sync::mpsc::unbounded_channel::<i64>();
+        let task = tokio::spawn(async move {
+            let mut batch = Vec::new();
+            while let Some(first) = rx.recv().await {
+                batch.push(first);
+                let deadline = tokio::time::Instant::now() + JANITOR_WAIT;
+                while let Ok(Some(id)) = tokio::time::timeout_at(deadline, rx.recv()).await {
+                    batch.push(id);
+                }
+                if let Err(error) = delete(&pool, &batch).await {
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        rows = batch.len(),
+                        "Deleting published outbox rows failed; the sweeper will publish them again."
+                    );
+                }
+                batch.clear();
+            }
+        });
+        (Janitor { ids }, task)
+    }
+
+    /// Hands over rows the broker has confirmed.
+    pub fn delete(&self, ids: impl IntoIterator<Item = i64>) {
+        for id in ids {
+            // Closed only once the worker is stopping: the sweeper deals with what is left.
+            let _ = self.ids.send(id);
+        }
+    }
+}
+
+/// Deletes published rows: what the janitor runs.
+pub async fn delete(pool: &Pool, ids: &[i64]) -> anyhow::Result<()> {
     let mut client = pool
         .get()
         .await
         .context("Failed to get a database connection")?;
     // The delete need not wait for its WAL flush: if a crash loses it, the sweeper publishes the
     // rows again and their consumers skip them as duplicates.
-    let ids: Vec<String> = emitted.iter().map(|e| e.id.to_string()).collect();
     let tx = client.transaction().await?;
-    tx.batch_execute(&format!(
-        "SET LOCAL synchronous_commit = off; DELETE FROM outbox WHERE id IN ({})",
-        ids.join(",")
-    ))
-    .await?;
+    tx.batch_execute("SET LOCAL synchronous_commit = off")
+        .await?;
+    tx.execute("DELETE FROM outbox WHERE id = ANY($1)", &[&ids])
+        .await?;
     tx.commit().await?;
     Ok(())
 }

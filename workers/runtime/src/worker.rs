@@ -35,6 +35,7 @@ pub(crate) struct Shared<H> {
     pub(crate) topology: Topology,
     pub(crate) settings: Settings,
     pub(crate) health: Arc<Health>,
+    pub(crate) janitor: outbox::Janitor,
 }
 
 /// Runs `handler` until `shutdown` resolves, then finishes in-flight messages (up to the
@@ -55,7 +56,7 @@ pub async fn run<H: Handler>(
 async fn run_until<H: Handler>(
     handler: H,
     settings: Settings,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     crate::metrics::handle();
     // A least-privilege role cannot migrate: the one-shot `swarm migrate` does it as the owner.
@@ -76,13 +77,31 @@ async fn run_until<H: Handler>(
             }
         });
     }
+    let (janitor, janitor_task) = outbox::Janitor::spawn(pool.clone());
     let shared = Arc::new(Shared {
         topology: Topology::new(settings.namespace.clone()),
         handler,
         pool,
         settings,
         health,
+        janitor,
     });
+    let result = reconnecting(shared, stop).await;
+    // The janitor's last delete: its task ends once the workers' handles are gone.
+    if tokio::time::timeout(Duration::from_secs(5), janitor_task)
+        .await
+        .is_err()
+    {
+        tracing::warn!("Published outbox rows were left for the sweeper.");
+    }
+    result
+}
+
+/// Sessions until a stop is requested, reconnecting with backoff when the broker is lost.
+async fn reconnecting<H: Handler>(
+    shared: Arc<Shared<H>>,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     let mut backoff = Duration::from_millis(200);
     loop {
         match session(shared.clone(), stop.clone()).await {
@@ -313,7 +332,7 @@ pub(crate) async fn handle<H: Handler>(
             Outcome::Processed(emitted) => {
                 ack(&delivery).await;
                 crate::metrics::handled(&queue, Handled::Processed, started.elapsed());
-                if let Err(error) = outbox::publish(&shared.pool, publisher, &emitted).await {
+                if let Err(error) = outbox::publish(&shared.janitor, publisher, &emitted).await {
                     tracing::warn!(
                         error = format!("{error:#}"),
                         "Outbox publish failed; the sweeper will retry."
