@@ -18,7 +18,7 @@ use lapin::message::Delivery;
 use lapin::options::BasicAckOptions;
 use lapin::Consumer;
 use opentelemetry::trace::TraceContextExt;
-use tokio::sync::{oneshot, watch, Semaphore};
+use tokio::sync::{oneshot, watch};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -26,7 +26,7 @@ use crate::amqp::Publisher;
 use crate::handler::{HandleError, Handler, Work};
 use crate::metrics::Handled;
 use crate::process::{catching_panics, prepare, record, Outcome};
-use crate::worker::{handle, stopped, Shared};
+use crate::worker::{handle, stopped, InFlight, Shared};
 use crate::{dead, outbox, telemetry};
 
 /// Consumes in batches until a stop is requested (Ok) or the consumer fails (Err). Returns
@@ -55,12 +55,7 @@ pub(crate) async fn consume<H: Handler>(
                 Err(_) => break,
             }
         }
-        let permit = in_flight
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("never closed");
+        let permit = in_flight.acquire().await;
         let (finished, next) = oneshot::channel::<()>();
         let before = previous.replace(next);
         let (shared, publisher) = (shared.clone(), publisher.clone());
@@ -72,35 +67,6 @@ pub(crate) async fn consume<H: Handler>(
             drop(finished);
             drop(permit);
         });
-    }
-}
-
-/// The batches in flight.
-pub(crate) struct InFlight {
-    permits: Arc<Semaphore>,
-    size: usize,
-}
-
-impl InFlight {
-    /// Room for `size` batches at once.
-    pub(crate) fn new(size: usize) -> Self {
-        let size = size.max(1);
-        InFlight {
-            permits: Arc::new(Semaphore::new(size)),
-            size,
-        }
-    }
-
-    /// Batches being handled now.
-    pub(crate) fn count(&self) -> usize {
-        self.size - self.permits.available_permits()
-    }
-
-    /// Waits until no batch is in flight, at most `timeout`; false if some still were.
-    pub(crate) async fn drain(&self, timeout: Duration) -> bool {
-        tokio::time::timeout(timeout, self.permits.acquire_many(self.size as u32))
-            .await
-            .is_ok()
     }
 }
 

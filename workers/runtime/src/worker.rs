@@ -14,8 +14,9 @@ use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
+use lapin::Consumer;
 use rand::Rng;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -156,47 +157,12 @@ async fn session<H: Handler>(
     tracing::info!(queue, "Consuming.");
     let sweeper = spawn_sweeper(shared.clone(), publisher.clone());
 
-    if settings.batch_size > 1 {
-        let in_flight = crate::batch::InFlight::new(settings.concurrency);
-        let result =
-            crate::batch::consume(&shared, &publisher, &mut consumer, &mut stop, &in_flight).await;
-        sweeper.abort();
-        if result.is_ok() {
-            shared.health.draining.store(true, Ordering::SeqCst);
-            let _ = channel
-                .basic_cancel(consumer.tag(), BasicCancelOptions::default())
-                .await;
-            tracing::info!(batches = in_flight.count(), "Draining.");
-            if !in_flight.drain(settings.shutdown_timeout()).await {
-                tracing::warn!(
-                    "Shutdown timeout reached with batches in flight; they will be redelivered."
-                );
-            }
-            let _ = channel.close(200, "shutdown".into()).await;
-            let _ = connection.close(200, "shutdown".into()).await;
-            tracing::info!("Stopped.");
-        }
-        return result;
-    }
-    let concurrency = settings.concurrency.max(1);
-    let permits = Arc::new(Semaphore::new(concurrency));
-    let result = loop {
-        tokio::select! {
-            _ = stopped(&mut stop) => break Ok(()),
-            next = consumer.next() => match next {
-                Some(Ok(delivery)) => {
-                    let permit = permits.clone().acquire_owned().await.expect("never closed");
-                    let shared = shared.clone();
-                    let publisher = publisher.clone();
-                    tokio::spawn(async move {
-                        handle(&shared, &publisher, delivery).await;
-                        drop(permit);
-                    });
-                }
-                Some(Err(e)) => break Err(anyhow::Error::new(e).context("the consumer failed")),
-                None => break Err(anyhow::anyhow!("the broker cancelled the consumer")),
-            },
-        }
+    // Messages (or, with BATCH_SIZE > 1, batches) being handled.
+    let in_flight = InFlight::new(settings.concurrency);
+    let result = if settings.batch_size > 1 {
+        crate::batch::consume(&shared, &publisher, &mut consumer, &mut stop, &in_flight).await
+    } else {
+        consume(&shared, &publisher, &mut consumer, &mut stop, &in_flight).await
     };
     sweeper.abort();
     if result.is_ok() {
@@ -204,14 +170,8 @@ async fn session<H: Handler>(
         let _ = channel
             .basic_cancel(consumer.tag(), BasicCancelOptions::default())
             .await;
-        let in_flight = concurrency - permits.available_permits();
-        tracing::info!(in_flight, "Draining.");
-        let drained = tokio::time::timeout(
-            settings.shutdown_timeout(),
-            permits.acquire_many(concurrency as u32),
-        )
-        .await;
-        if drained.is_err() {
+        tracing::info!(in_flight = in_flight.count(), "Draining.");
+        if !in_flight.drain(settings.shutdown_timeout()).await {
             tracing::warn!(
                 "Shutdown timeout reached with messages in flight; they will be redelivered."
             );
@@ -221,6 +181,73 @@ async fn session<H: Handler>(
         tracing::info!("Stopped.");
     }
     result
+}
+
+/// What is being handled now, at most `CONCURRENCY` at once: messages, or batches.
+pub(crate) struct InFlight {
+    permits: Arc<Semaphore>,
+    size: usize,
+}
+
+impl InFlight {
+    /// Room for `size` at once (at least one).
+    pub(crate) fn new(size: usize) -> Self {
+        let size = size.max(1);
+        InFlight {
+            permits: Arc::new(Semaphore::new(size)),
+            size,
+        }
+    }
+
+    /// Waits for room for one more; it is freed when the permit is dropped.
+    pub(crate) async fn acquire(&self) -> OwnedSemaphorePermit {
+        self.permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("never closed")
+    }
+
+    /// How many are being handled now.
+    pub(crate) fn count(&self) -> usize {
+        self.size - self.permits.available_permits()
+    }
+
+    /// Waits until none is in flight, at most `timeout`; false if some still were.
+    pub(crate) async fn drain(&self, timeout: Duration) -> bool {
+        tokio::time::timeout(timeout, self.permits.acquire_many(self.size as u32))
+            .await
+            .is_ok()
+    }
+}
+
+/// Consumes message by message, each on a task of its own, until a stop is requested (Ok) or the
+/// consumer fails (Err). Returns with messages still in flight.
+async fn consume<H: Handler>(
+    shared: &Arc<Shared<H>>,
+    publisher: &Publisher,
+    consumer: &mut Consumer,
+    stop: &mut watch::Receiver<bool>,
+    in_flight: &InFlight,
+) -> anyhow::Result<()> {
+    loop {
+        tokio::select! {
+            _ = stopped(stop) => return Ok(()),
+            next = consumer.next() => match next {
+                Some(Ok(delivery)) => {
+                    let permit = in_flight.acquire().await;
+                    let shared = shared.clone();
+                    let publisher = publisher.clone();
+                    tokio::spawn(async move {
+                        handle(&shared, &publisher, delivery).await;
+                        drop(permit);
+                    });
+                }
+                Some(Err(e)) => return Err(anyhow::Error::new(e).context("the consumer failed")),
+                None => return Err(anyhow::anyhow!("the broker cancelled the consumer")),
+            },
+        }
+    }
 }
 
 fn spawn_sweeper<H: Handler>(shared: Arc<Shared<H>>, publisher: Publisher) -> JoinHandle<()> {
