@@ -5,10 +5,8 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use anyhow::{bail, Context as _};
+use broker_schemas::limits::MAX_NAME_LEN;
 use swarm_runtime::Settings;
-
-/// The longest region name.
-const MAX_NAME_LEN: usize = 64;
 
 /// Arguments of `swarm regions`.
 #[derive(Debug, clap::Args)]

@@ -448,11 +448,17 @@ fn candidates(config: &RunConfig) -> Result<Vec<Candidate>, CvError> {
     Ok(out)
 }
 
+/// Whether a candidate scoring `new` replaces the best so far, scoring `best`: strictly higher
+/// (the first of equals stays), and any number beats a NaN.
+fn better(new: f64, best: f64) -> bool {
+    new > best || best.is_nan()
+}
+
 /// The first highest score (a NaN is never preferred to a number).
 fn best_of(scores: &[f64]) -> Option<usize> {
     let mut best: Option<usize> = None;
     for (i, &s) in scores.iter().enumerate() {
-        if best.is_none_or(|b| s > scores[b] || scores[b].is_nan()) {
+        if best.is_none_or(|b| better(s, scores[b])) {
             best = Some(i);
         }
     }
@@ -642,10 +648,7 @@ pub fn run(config: &RunConfig, data: &Data) -> Result<RunOutcome, CvError> {
                     .filter_map(|f| f.metrics.get(metric).copied())
                     .collect(),
             });
-            if best
-                .as_ref()
-                .is_none_or(|(_, s, _)| score.mean > *s || s.is_nan())
-            {
+            if best.as_ref().is_none_or(|(_, s, _)| better(score.mean, *s)) {
                 best = Some((i, score.mean, e));
             }
         }
