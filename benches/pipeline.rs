@@ -9,7 +9,8 @@
 //!
 //! Every measurement gets a fresh database and a fresh namespace (dropped afterwards). Its queue is
 //! **pre-filled** first — every `ingest.v1` message published with publisher confirms before any
-//! consumer runs — and the clock runs from the moment the consumers are started (connecting
+//! consumer runs — then PostgreSQL is settled with a `CHECKPOINT` (so no run pays for the pages
+//! an earlier run left dirty, or has a checkpoint land in it), and the clock runs from the moment the consumers are started (connecting
 //! included) until the last row is committed: for Swarm, until `SELECT count(*) FROM features
 //! WHERE job_id = $1` (polled every 20 ms) reaches the number of samples; for the floors, until
 //! their loop commits and acks the last batch. The floors are in `benches/floor/`. Measurements
@@ -242,6 +243,21 @@ impl World {
         Ok(started.elapsed())
     }
 
+    /// Brings the database server to the same state before every measured run: `CHECKPOINT`
+    /// writes out what earlier runs left dirty (and fsyncs it), so no run pays for its
+    /// predecessor's writes or has a checkpoint land in the middle of it. Needs a superuser (or
+    /// `pg_checkpoint`); without one the runs go on unsettled, with a warning.
+    async fn settle(&self) -> anyhow::Result<()> {
+        let client = self.pool.get().await?;
+        if let Err(error) = client.batch_execute("CHECKPOINT").await {
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                eprintln!("   CHECKPOINT before each run failed ({error}); runs are not settled")
+            });
+        }
+        Ok(())
+    }
+
     /// Waits until the job has `expected` feature rows.
     async fn wait_for_features(&self, job: &str, expected: usize) -> anyhow::Result<()> {
         let client = self.pool.get().await?;
@@ -418,6 +434,7 @@ async fn swarm(
     };
     let job = Uuid::new_v4().to_string();
     let prefill = world.prefill(workload, &job).await?;
+    world.settle().await?;
     let cpu = Cpu::now();
     let started = Instant::now();
     let mut workers: Vec<WorkerHandle> = Vec::new();
@@ -463,6 +480,7 @@ async fn floor(services: &Services, workload: &Workload, which: Floor) -> anyhow
     let world = World::new(services).await?;
     let job = Uuid::new_v4().to_string();
     let prefill = world.prefill(workload, &job).await?;
+    world.settle().await?;
     let queue = world.topology.queue("ingest");
     let batching = Batching {
         size: BATCH,
