@@ -307,6 +307,55 @@ async fn a_redelivered_message_changes_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_id_twice_in_one_batch_is_handled_once() {
+    let mut env = TestEnv::new().await;
+    env.settings.batch_size = 10;
+    env.settings.batch_wait_ms = 500;
+    // All three wait in the queue before the workers start, so they arrive as one batch.
+    let message = |project: &str, label: &str| IngestV1 {
+        project: project.into(),
+        site: "s".into(),
+        samples: (0..3)
+            .map(|i| vector(&format!("s{i}"), label, vec![i as f32, 1.0]))
+            .collect(),
+    };
+    let id = Uuid::now_v7().to_string();
+    for (id, body) in [
+        (id.clone(), message("p", "a")),
+        (id.clone(), message("p", "changed")),
+        (Uuid::now_v7().to_string(), message("q", "a")),
+    ] {
+        env.publish_raw(
+            IngestV1::TYPE,
+            IngestV1::TYPE,
+            &id,
+            broker_schemas::encode(&body),
+        )
+        .await;
+    }
+    let workers = env.spawn_all();
+    env.wait_count("features", "SELECT count(*) FROM features", &[], 6)
+        .await;
+    let labels: String = env
+        .scalar("SELECT string_agg(DISTINCT label, ',') FROM samples", &[])
+        .await;
+    assert_eq!(labels, "a", "the second copy of the message was handled");
+    let ingest_queue = env.topology.queue("ingest");
+    let processed: i64 = env
+        .scalar(
+            "SELECT count(*) FROM processed_messages WHERE queue = $1",
+            &[&ingest_queue],
+        )
+        .await;
+    assert_eq!(processed, 2);
+    let features_messages: i64 = env
+        .scalar("SELECT count(DISTINCT message_id) FROM features", &[])
+        .await;
+    assert_eq!(features_messages, 2, "the copy emitted a features.v1");
+    env.finish(workers).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_messages_are_dead_lettered_with_a_reason_and_the_worker_keeps_serving() {
     let env = TestEnv::new().await;
     let workers = env.spawn_all();
