@@ -320,24 +320,11 @@ pub(crate) async fn handle<H: Handler>(
         let queue = shared.topology.queue(H::NAME);
         let started = std::time::Instant::now();
         crate::metrics::in_flight(&queue, 1.0);
-        let mut outcome = process(
-            &shared.handler,
-            &shared.pool,
-            &queue,
-            &delivery,
-            trace_id.clone(),
-        )
-        .await;
         // While the database is down, hold the message (unacked, so nothing is lost) and retry it
         // in place: an outage is not the message's fault and must not use up its attempts.
         let mut wait = Duration::from_millis(250);
-        while matches!(&outcome, Outcome::Retry(e) if is_unavailable(e))
-            && !shared.health.draining.load(Ordering::SeqCst)
-        {
-            tracing::warn!(retry_in = ?wait, "The database is unavailable; holding the message.");
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(Duration::from_secs(5));
-            outcome = process(
+        let outcome = loop {
+            let outcome = process(
                 &shared.handler,
                 &shared.pool,
                 &queue,
@@ -345,7 +332,14 @@ pub(crate) async fn handle<H: Handler>(
                 trace_id.clone(),
             )
             .await;
-        }
+            let unavailable = matches!(&outcome, Outcome::Retry(e) if is_unavailable(e));
+            if !unavailable || shared.health.draining.load(Ordering::SeqCst) {
+                break outcome;
+            }
+            tracing::warn!(retry_in = ?wait, "The database is unavailable; holding the message.");
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(5));
+        };
         let outcome = match outcome {
             Outcome::Retry(error) if attempt(&delivery) >= shared.settings.max_attempts => {
                 Outcome::DeadLettered(format!(
