@@ -114,12 +114,14 @@ async fn ack_through(last: &Delivery) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Consumes `messages` deliveries from `queue` and acks them, a batch at a time; no database.
-pub async fn broker_alone(
+/// Consumes `messages` deliveries from `queue` a batch at a time: `work` on each batch, then one
+/// `multiple=true` ack for it.
+async fn each_batch(
     connection: &Connection,
     queue: &str,
     messages: usize,
     batching: Batching,
+    mut work: impl AsyncFnMut(&[Delivery]) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let (channel, mut consumer) = consume(connection, queue, batching).await?;
     let mut done = 0;
@@ -130,11 +132,22 @@ pub async fn broker_alone(
             batching.wait,
         )
         .await?;
+        work(&batch).await?;
         ack_through(batch.last().expect("a batch is never empty")).await?;
         done += batch.len();
     }
     let _ = channel.close(200, "done".into()).await;
     Ok(())
+}
+
+/// Consumes `messages` deliveries from `queue` and acks them, a batch at a time; no database.
+pub async fn broker_alone(
+    connection: &Connection,
+    queue: &str,
+    messages: usize,
+    batching: Batching,
+) -> anyhow::Result<()> {
+    each_batch(connection, queue, messages, batching, async |_| Ok(())).await
 }
 
 /// Consumes `messages` `ingest.v1` deliveries from `queue` and commits each batch's samples and
@@ -146,21 +159,10 @@ pub async fn one_hop(
     messages: usize,
     batching: Batching,
 ) -> anyhow::Result<()> {
-    let (channel, mut consumer) = consume(connection, queue, batching).await?;
-    let mut done = 0;
-    while done < messages {
-        let batch = next_batch(
-            &mut consumer,
-            batching.size.min(messages - done),
-            batching.wait,
-        )
-        .await?;
-        commit(pool, queue, &batch).await?;
-        ack_through(batch.last().expect("a batch is never empty")).await?;
-        done += batch.len();
-    }
-    let _ = channel.close(200, "done".into()).await;
-    Ok(())
+    each_batch(connection, queue, messages, batching, async |batch| {
+        commit(pool, queue, batch).await
+    })
+    .await
 }
 
 /// One decoded delivery.
