@@ -3,7 +3,7 @@
 //!
 //! `cargo bench --bench connectivity`
 
-use broker_schemas::{IngestV1, Sample, SampleKind};
+use broker_schemas::{IngestV1, Sample};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 fn series(timepoints: usize, regions: usize) -> Vec<f32> {
@@ -31,15 +31,7 @@ fn encode(c: &mut Criterion) {
         project: "bench".into(),
         site: "site".into(),
         samples: (0..100)
-            .map(|i| Sample {
-                subject: format!("sub-{i:04}"),
-                label: "patient".into(),
-                kind: SampleKind::Vector,
-                values: series(64, 1),
-                timepoints: None,
-                covariates: Default::default(),
-                text: None,
-            })
+            .map(|i| Sample::vector(format!("sub-{i:04}"), "patient", series(64, 1)))
             .collect(),
     };
     let body = broker_schemas::encode(&batch);

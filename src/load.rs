@@ -214,15 +214,7 @@ pub fn read_feature_table<R: Read>(path: &Path, mut reader: R) -> anyhow::Result
                 })
             })
             .collect::<anyhow::Result<Vec<f32>>>()?;
-        samples.push(Sample {
-            subject: subject.to_owned(),
-            label: label.to_owned(),
-            kind: SampleKind::Vector,
-            values,
-            timepoints: None,
-            covariates: Default::default(),
-            text: None,
-        });
+        samples.push(Sample::vector(subject.to_owned(), label.to_owned(), values));
     }
     if samples.is_empty() {
         bail!("{file}: no rows after the header");
@@ -430,15 +422,7 @@ pub fn read_neurolearn_table<R: Read>(
                 .map(|&c| (c, record[c].to_owned()))
                 .collect(),
         );
-        samples.push(Sample {
-            subject: subject.to_owned(),
-            label: label.to_owned(),
-            kind: SampleKind::Vector,
-            values,
-            timepoints: None,
-            covariates: Default::default(),
-            text: None,
-        });
+        samples.push(Sample::vector(subject.to_owned(), label.to_owned(), values));
     }
     if samples.is_empty() {
         bail!("{file}: no rows after the header");
@@ -959,24 +943,8 @@ mod tests {
         assert_eq!(
             samples,
             vec![
-                Sample {
-                    subject: "s1".into(),
-                    label: "patient".into(),
-                    kind: SampleKind::Vector,
-                    values: vec![1.0, 2.5, -0.03],
-                    timepoints: None,
-                    covariates: Default::default(),
-                    text: None,
-                },
-                Sample {
-                    subject: "s2".into(),
-                    label: "control".into(),
-                    kind: SampleKind::Vector,
-                    values: vec![0.0, 0.0, 1.0],
-                    timepoints: None,
-                    covariates: Default::default(),
-                    text: None,
-                },
+                Sample::vector("s1", "patient", vec![1.0, 2.5, -0.03]),
+                Sample::vector("s2", "control", vec![0.0, 0.0, 1.0]),
             ]
         );
     }
@@ -1306,15 +1274,7 @@ mod tests {
     }
 
     fn sample(values: usize) -> Sample {
-        Sample {
-            subject: "subject-0001".into(),
-            label: "patient".into(),
-            kind: SampleKind::Vector,
-            values: vec![0.1; values],
-            timepoints: None,
-            covariates: Default::default(),
-            text: None,
-        }
+        Sample::vector("subject-0001", "patient", vec![0.1; values])
     }
 
     fn sizes(batches: &[Vec<Sample>]) -> Vec<usize> {

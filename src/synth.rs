@@ -108,15 +108,7 @@ pub fn vector_dataset(
                     (offset + normal(&mut rng) + class) as f32
                 })
                 .collect();
-            let sample = Sample {
-                subject: subject_of(site, index),
-                label: label.to_owned(),
-                kind: SampleKind::Vector,
-                values,
-                timepoints: None,
-                covariates: Default::default(),
-                text: None,
-            };
+            let sample = Sample::vector(subject_of(site, index), label.to_owned(), values);
             data.push((site.to_string(), sample));
         }
     }

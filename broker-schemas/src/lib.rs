@@ -116,6 +116,21 @@ pub struct Sample {
     pub text: Option<String>,
 }
 
+impl Sample {
+    /// A feature vector with no covariates.
+    pub fn vector(subject: impl Into<String>, label: impl Into<String>, values: Vec<f32>) -> Self {
+        Self {
+            subject: subject.into(),
+            label: label.into(),
+            kind: SampleKind::Vector,
+            values,
+            timepoints: None,
+            covariates: BTreeMap::new(),
+            text: None,
+        }
+    }
+}
+
 /// What a sample holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]

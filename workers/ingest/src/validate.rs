@@ -192,15 +192,7 @@ mod tests {
     use super::*;
 
     fn vector(subject: &str, values: Vec<f32>) -> Sample {
-        Sample {
-            subject: subject.into(),
-            label: "a".into(),
-            kind: SampleKind::Vector,
-            values,
-            timepoints: None,
-            covariates: Default::default(),
-            text: None,
-        }
+        Sample::vector(subject, "a", values)
     }
 
     fn batch_of(samples: Vec<Sample>) -> IngestV1 {
