@@ -4,6 +4,7 @@
 //! for the train queue.
 
 use std::collections::BTreeSet;
+use std::future::Future;
 use std::time::Duration;
 
 use lapin::options::{
@@ -11,7 +12,7 @@ use lapin::options::{
     QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use serde_json::{json, Value};
 use swarm_runtime::topology::{Topology, DELIVERY_LIMIT, WORKERS};
 
@@ -120,18 +121,32 @@ impl Applied {
 
 const STEP: Duration = Duration::from_secs(30);
 
-/// Publishes with publisher confirms on a fresh channel; Err with the broker's answer if refused.
-async fn publish(connection: &Connection, exchange: &str, routing_key: &str) -> Result<(), String> {
+/// Runs `operation` on a fresh channel and waits (up to [`STEP`]) for the broker's answer; Err
+/// with that answer if the broker refused.
+async fn probe<T, F, Fut>(connection: &Connection, operation: F) -> Result<T, String>
+where
+    F: FnOnce(Channel) -> Fut,
+    Fut: Future<Output = Result<T, lapin::Error>>,
+{
     let attempt = async {
         let channel = connection
             .create_channel()
             .await
             .map_err(|e| e.to_string())?;
+        operation(channel).await.map_err(|e| e.to_string())
+    };
+    tokio::time::timeout(STEP, attempt)
+        .await
+        .unwrap_or_else(|_| Err("no answer from the broker".into()))
+}
+
+/// Publishes with publisher confirms on a fresh channel; Err with the broker's answer if refused.
+async fn publish(connection: &Connection, exchange: &str, routing_key: &str) -> Result<(), String> {
+    let confirm = probe(connection, |channel| async move {
         channel
             .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .map_err(|e| e.to_string())?;
-        let confirm = channel
+            .await?;
+        channel
             .basic_publish(
                 exchange.into(),
                 routing_key.into(),
@@ -141,27 +156,19 @@ async fn publish(connection: &Connection, exchange: &str, routing_key: &str) -> 
                     .with_message_id("security-test".into())
                     .with_type(routing_key.into()),
             )
+            .await?
             .await
-            .map_err(|e| e.to_string())?
-            .await
-            .map_err(|e| e.to_string())?;
-        if confirm.is_nack() {
-            return Err("nacked".to_string());
-        }
-        Ok(())
-    };
-    tokio::time::timeout(STEP, attempt)
-        .await
-        .unwrap_or_else(|_| Err("no answer from the broker".into()))
+    })
+    .await?;
+    if confirm.is_nack() {
+        return Err("nacked".to_string());
+    }
+    Ok(())
 }
 
 /// Starts a consumer on a fresh channel.
 async fn consume(connection: &Connection, queue: &str) -> Result<(), String> {
-    let attempt = async {
-        let channel = connection
-            .create_channel()
-            .await
-            .map_err(|e| e.to_string())?;
+    probe(connection, |channel| async move {
         channel
             .basic_consume(
                 queue.into(),
@@ -169,41 +176,27 @@ async fn consume(connection: &Connection, queue: &str) -> Result<(), String> {
                 BasicConsumeOptions::default(),
                 FieldTable::default(),
             )
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         let _ = channel.close(200, "done".into()).await;
         Ok(())
-    };
-    tokio::time::timeout(STEP, attempt)
-        .await
-        .unwrap_or_else(|_| Err("no answer from the broker".into()))
+    })
+    .await
 }
 
 /// Takes one message with basic.get (and acks it); Ok(false) when the queue is empty.
 async fn get(connection: &Connection, queue: &str) -> Result<bool, String> {
-    let attempt = async {
-        let channel = connection
-            .create_channel()
-            .await
-            .map_err(|e| e.to_string())?;
+    probe(connection, |channel| async move {
         let message = channel
             .basic_get(queue.into(), BasicGetOptions { no_ack: true })
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         Ok(message.is_some())
-    };
-    tokio::time::timeout(STEP, attempt)
-        .await
-        .unwrap_or_else(|_| Err("no answer from the broker".into()))
+    })
+    .await
 }
 
 /// Declares a queue (passively: only looks) and returns its ready messages.
 async fn depth(connection: &Connection, queue: &str, passive: bool) -> Result<u32, String> {
-    let attempt = async {
-        let channel = connection
-            .create_channel()
-            .await
-            .map_err(|e| e.to_string())?;
+    probe(connection, |channel| async move {
         let options = QueueDeclareOptions {
             passive,
             durable: true,
@@ -211,31 +204,21 @@ async fn depth(connection: &Connection, queue: &str, passive: bool) -> Result<u3
         };
         let q = channel
             .queue_declare(queue.into(), options, FieldTable::default())
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         Ok(q.message_count())
-    };
-    tokio::time::timeout(STEP, attempt)
-        .await
-        .unwrap_or_else(|_| Err("no answer from the broker".into()))
+    })
+    .await
 }
 
 /// Deletes a queue.
 async fn delete(connection: &Connection, queue: &str) -> Result<(), String> {
-    let attempt = async {
-        let channel = connection
-            .create_channel()
-            .await
-            .map_err(|e| e.to_string())?;
+    probe(connection, |channel| async move {
         channel
             .queue_delete(queue.into(), QueueDeleteOptions::default())
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         Ok(())
-    };
-    tokio::time::timeout(STEP, attempt)
-        .await
-        .unwrap_or_else(|_| Err("no answer from the broker".into()))
+    })
+    .await
 }
 
 #[track_caller]
@@ -252,6 +235,12 @@ fn refused<T: std::fmt::Debug>(what: &str, result: Result<T, String>) {
             "{what} should be refused for lack of permission, but failed otherwise: {e}"
         ),
     }
+}
+
+/// Fails unless `queue` holds `expected` ready messages, as the operator sees it.
+async fn assert_depth(operator: &Connection, queue: &str, expected: u32) {
+    let n = allowed("operator: depth", depth(operator, queue, true).await);
+    assert_eq!(n, expected, "messages in {queue}");
 }
 
 fn queue(worker: &str) -> String {
@@ -352,26 +341,18 @@ async fn the_site_user_publishes_ingest_and_train_only_and_reads_nothing() {
         .expect("the runtime's declarations match definitions.json");
 
     let site = applied.connect("swarm-site").await;
-    allowed(
-        "site: ingest.v1",
-        publish(&site, NAMESPACE, "ingest.v1").await,
-    );
-    allowed(
-        "site: train.v1",
-        publish(&site, NAMESPACE, "train.v1").await,
-    );
-    allowed(
-        "site: stats.v1",
-        publish(&site, NAMESPACE, "stats.v1").await,
-    );
-    refused(
-        "site: features.v1",
-        publish(&site, NAMESPACE, "features.v1").await,
-    );
-    refused(
-        "site: report.v1",
-        publish(&site, NAMESPACE, "report.v1").await,
-    );
+    for key in ["ingest.v1", "train.v1", "stats.v1"] {
+        allowed(
+            &format!("site: {key}"),
+            publish(&site, NAMESPACE, key).await,
+        );
+    }
+    for key in ["features.v1", "report.v1"] {
+        refused(
+            &format!("site: {key}"),
+            publish(&site, NAMESPACE, key).await,
+        );
+    }
     refused(
         "site: a made-up key",
         publish(&site, NAMESPACE, "ingest.v1.x").await,
@@ -413,18 +394,10 @@ async fn the_site_user_publishes_ingest_and_train_only_and_reads_nothing() {
 
     // Exactly the two allowed messages arrived, each in its own queue.
     for (worker, expected) in [("ingest", 1), ("features", 0), ("train", 2), ("report", 0)] {
-        let n = allowed(
-            "operator: depth",
-            depth(&operator, &queue(worker), true).await,
-        );
-        assert_eq!(n, expected, "messages in {}", queue(worker));
+        assert_depth(&operator, &queue(worker), expected).await;
     }
     for (worker, _) in WORKERS {
-        let n = allowed(
-            "operator: depth",
-            depth(&operator, &dead_queue(worker), true).await,
-        );
-        assert_eq!(n, 0, "messages in {}", dead_queue(worker));
+        assert_depth(&operator, &dead_queue(worker), 0).await;
     }
     let _ = site.close(200, "done".into()).await;
     let _ = operator.close(200, "done".into()).await;
@@ -535,16 +508,8 @@ async fn worker_users_read_only_their_own_queue_and_publish_only_their_output() 
     // Only the allowed publishes arrived: one features.v1 and one report.v1, and one dead
     // letter per worker.
     for (worker, expected) in [("ingest", 0), ("features", 1), ("train", 0), ("report", 1)] {
-        let n = allowed(
-            "operator: depth",
-            depth(&operator, &queue(worker), true).await,
-        );
-        assert_eq!(n, expected, "messages in {}", queue(worker));
-        let n = allowed(
-            "operator: depth",
-            depth(&operator, &dead_queue(worker), true).await,
-        );
-        assert_eq!(n, 1, "messages in {}", dead_queue(worker));
+        assert_depth(&operator, &queue(worker), expected).await;
+        assert_depth(&operator, &dead_queue(worker), 1).await;
     }
     let _ = operator.close(200, "done".into()).await;
 }
