@@ -5,15 +5,14 @@
 
 use std::collections::BTreeMap;
 
-use broker_schemas::{IngestV1, TrainV1};
+use broker_schemas::IngestV1;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::BasicProperties;
-use serde_json::json;
 use swarm_runtime::Settings;
 use uuid::Uuid;
 
 use crate::broker::Applied;
-use crate::helpers::{TestDb, PATIENCE};
+use crate::helpers::{train_request, TestDb, PATIENCE};
 
 async fn publish_as_site<M: broker_schemas::Message>(
     site: &lapin::Connection,
@@ -105,12 +104,7 @@ async fn the_workers_run_a_job_with_least_privilege() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     let run_id = Uuid::now_v7();
-    let request: TrainV1 = serde_json::from_value(json!({
-        "run_id": run_id,
-        "project": "p",
-        "model": "logistic",
-    }))
-    .unwrap();
+    let request = train_request(run_id, "p");
     publish_as_site(&site, &request, &run_id.to_string()).await;
     swarm::commands::train::wait_for_report(&db.owner, run_id, PATIENCE)
         .await

@@ -4,9 +4,11 @@
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use broker_schemas::TrainV1;
+use serde_json::json;
 use swarm_runtime::amqp::Publisher;
 use swarm_runtime::db::Pool;
 use swarm_runtime::{Settings, Topology};
@@ -23,6 +25,27 @@ pub fn root() -> PathBuf {
 /// A short random id for names.
 pub fn short_id() -> String {
     Uuid::new_v4().simple().to_string()[..12].to_string()
+}
+
+/// Where a child process of a test writes its stdout and stderr: the test's own with `TEST_LOG`
+/// set, else nowhere.
+pub fn child_output() -> Stdio {
+    if std::env::var_os("TEST_LOG").is_none() {
+        Stdio::null()
+    } else {
+        Stdio::inherit()
+    }
+}
+
+/// A `train.v1` of logistic regression with the defaults for `project`. Built from JSON so that
+/// new optional fields of the contract need no change here.
+pub fn train_request(run_id: Uuid, project: &str) -> TrainV1 {
+    serde_json::from_value(json!({
+        "run_id": run_id,
+        "project": project,
+        "model": "logistic",
+    }))
+    .unwrap()
 }
 
 /// `postgres://root@127.0.0.1:5432`, or `TEST_DATABASE_SERVER`.

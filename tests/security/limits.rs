@@ -5,7 +5,7 @@
 //! reason, and the process's peak resident memory (VmHWM) grows by far less than the bytes it
 //! was sent: nothing is kept, nothing is decoded first.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
 use broker_schemas::{IngestV1, Message, Sample, SampleKind};
 use lapin::options::{BasicAckOptions, BasicGetOptions};
@@ -14,7 +14,7 @@ use swarm_runtime::dead::{string_headers, REASON_HEADER};
 use swarm_runtime::Settings;
 use uuid::Uuid;
 
-use crate::helpers::{amqp_url, eventually, TestBroker, TestDb};
+use crate::helpers::{amqp_url, child_output, eventually, TestBroker, TestDb};
 
 const CHILD_TEST: &str = "limits::child_ingest_worker";
 const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
@@ -91,7 +91,6 @@ fn batch(samples: Vec<Sample>) -> IngestV1 {
 async fn every_oversized_input_is_dead_lettered_in_bounded_memory() {
     let db = TestDb::new().await;
     let broker = TestBroker::new().await;
-    let quiet = std::env::var_os("TEST_LOG").is_none();
     let child = Command::new(std::env::current_exe().unwrap())
         .args([
             CHILD_TEST,
@@ -108,16 +107,8 @@ async fn every_oversized_input_is_dead_lettered_in_bounded_memory() {
         .env("MAX_SUBJECT_LEN", "16")
         // glibc keeps an arena per thread; two is what we recommend for workers too.
         .env("MALLOC_ARENA_MAX", "2")
-        .stdout(if quiet {
-            Stdio::null()
-        } else {
-            Stdio::inherit()
-        })
-        .stderr(if quiet {
-            Stdio::null()
-        } else {
-            Stdio::inherit()
-        })
+        .stdout(child_output())
+        .stderr(child_output())
         .spawn()
         .expect("the test binary runs itself");
     let child = KillOnDrop(child);

@@ -6,7 +6,7 @@
 //! refuse the server.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -19,7 +19,7 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::{self, ServerConfig};
 use tokio_rustls::TlsAcceptor;
 
-use crate::helpers::{amqp_authority, amqp_url, short_id};
+use crate::helpers::{amqp_authority, amqp_url, child_output, short_id};
 
 const CHILD_TEST: &str = "tls::child_amqps_client";
 
@@ -173,22 +173,13 @@ async fn tls_terminator(dir: &Path) -> (u16, Arc<AtomicUsize>) {
 
 /// Runs the client process against `url`, trusting `ca`; true if it round-tripped a message.
 async fn client(url: &str, ca: &Path) -> bool {
-    let quiet = std::env::var_os("TEST_LOG").is_none();
     let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
         .args([CHILD_TEST, "--exact", "--ignored", "--test-threads=1"])
         .env("SWARM_CHILD_AMQPS_URL", url)
         .env("SSL_CERT_FILE", ca)
         .env_remove("SSL_CERT_DIR")
-        .stdout(if quiet {
-            Stdio::null()
-        } else {
-            Stdio::inherit()
-        })
-        .stderr(if quiet {
-            Stdio::null()
-        } else {
-            Stdio::inherit()
-        })
+        .stdout(child_output())
+        .stderr(child_output())
         .spawn()
         .unwrap();
     let status = tokio::time::timeout(std::time::Duration::from_secs(120), child.wait())
