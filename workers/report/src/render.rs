@@ -27,10 +27,13 @@ use serde::Serialize;
 use crate::charts;
 use crate::model::{feature_name, Prediction, RunData, Subject};
 
-/// The templates: the run page, the statistics page and their shared stylesheet.
+/// The templates: the run page and the statistics page, the page around both (`page.html`:
+/// head, header, lineage, footer), the macros they share and the stylesheet.
 const TEMPLATES: &[(&str, &str)] = &[
     ("report.html", include_str!("../templates/report.html")),
     ("stats.html", include_str!("../templates/stats.html")),
+    ("page.html", include_str!("../templates/page.html")),
+    ("macros.html", include_str!("../templates/macros.html")),
     ("style.css", include_str!("../templates/style.css")),
 ];
 /// The `format` field of a run's JSON document.
