@@ -186,6 +186,42 @@ impl TestEnv {
         }
     }
 
+    /// Waits until job `job_id` has `expected` features rows, failing after [`PATIENCE`].
+    pub async fn wait_features(&self, what: &str, job_id: &str, expected: i64) {
+        self.wait_count(
+            what,
+            "SELECT count(*) FROM features WHERE job_id = $1",
+            &[&job_id],
+            expected,
+        )
+        .await
+    }
+
+    /// Runs the `swarm` binary against the test's namespace and database; returns its stdout,
+    /// failing if it fails.
+    pub async fn cli(&self, args: &[&str]) -> String {
+        self.cli_with_env(&[], args).await
+    }
+
+    /// Like [`TestEnv::cli`], with more environment variables.
+    pub async fn cli_with_env(&self, extra_env: &[(&str, String)], args: &[&str]) -> String {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_swarm"))
+            .args(args)
+            .env("AMQP_URL", &self.settings.amqp_url)
+            .env("DATABASE_URL", &self.settings.database_url)
+            .env("SWARM_NAMESPACE", &self.settings.namespace)
+            .envs(extra_env.iter().map(|(k, v)| (*k, v.as_str())))
+            .output()
+            .await
+            .expect("the swarm binary runs");
+        assert!(
+            output.status.success(),
+            "swarm {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).expect("utf-8 output")
+    }
+
     /// Takes every message from a worker's dead queue, waiting until there are `expected`:
     /// returns each one's reason header and message id.
     pub async fn take_dead(&self, worker: &str, expected: usize) -> Vec<(String, String)> {

@@ -46,13 +46,7 @@ async fn three_sites_flow_through_all_workers_to_a_report() {
         };
         message_ids.insert(site, env.send(&message, &job).await);
     }
-    env.wait_count(
-        "features",
-        "SELECT count(*) FROM features WHERE job_id = $1",
-        &[&job],
-        120,
-    )
-    .await;
+    env.wait_features("features", &job, 120).await;
 
     // Lineage: every sample names the message of its site, every row the job.
     for (site, id) in &message_ids {
@@ -200,13 +194,7 @@ async fn time_series_become_fisher_z_connectivity() {
         )
         .await;
     }
-    env.wait_count(
-        "features",
-        "SELECT count(*) FROM features WHERE job_id = $1",
-        &[&job],
-        12,
-    )
-    .await;
+    env.wait_features("features", &job, 12).await;
     let client = env.pool.get().await.unwrap();
     let rows = client
         .query(
@@ -496,13 +484,8 @@ async fn a_python_producer_following_broker_schemas_is_accepted() {
         String::from_utf8_lossy(&output.stderr)
     );
     let message_id = String::from_utf8_lossy(&output.stdout).trim().to_string();
-    env.wait_count(
-        "features of the Python batch",
-        "SELECT count(*) FROM features WHERE job_id = $1",
-        &[&job],
-        20,
-    )
-    .await;
+    env.wait_features("features of the Python batch", &job, 20)
+        .await;
     let n: i64 = env
         .scalar(
             "SELECT count(*) FROM samples WHERE message_id = $1",
@@ -526,24 +509,6 @@ fn _assert_message_types() -> [&'static str; 1] {
 
 #[allow(dead_code)]
 const _POLL: Duration = Duration::from_millis(50);
-
-/// Runs the `swarm` binary against the test's namespace and database; returns stdout.
-async fn swarm_cli(env: &TestEnv, args: &[&str]) -> String {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_swarm"))
-        .args(args)
-        .env("AMQP_URL", &env.settings.amqp_url)
-        .env("DATABASE_URL", &env.settings.database_url)
-        .env("SWARM_NAMESPACE", &env.settings.namespace)
-        .output()
-        .await
-        .expect("the swarm binary runs");
-    assert!(
-        output.status.success(),
-        "swarm {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("utf-8 output")
-}
 
 /// Writes one file per subject (`<subject>.<extension>`) and a labels CSV into `dir`, publishes
 /// them with `swarm publish --labels`, and returns the job id.
@@ -575,7 +540,7 @@ async fn publish_labelled(
         labels_path.to_str().unwrap(),
     ];
     args.extend(files.iter().map(String::as_str));
-    swarm_cli(env, &args).await.trim().to_string()
+    env.cli(&args).await.trim().to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -597,18 +562,16 @@ async fn the_cli_publishes_files_trains_and_shows_the_report() {
             s.values.iter().for_each(|v| csv.push_str(&format!(",{v}")));
         }
         std::fs::write(&path, csv).unwrap();
-        let out = swarm_cli(
-            &env,
-            &[
+        let out = env
+            .cli(&[
                 "publish",
                 "--project",
                 "csv",
                 "--site",
                 &site,
                 path.to_str().unwrap(),
-            ],
-        )
-        .await;
+            ])
+            .await;
         jobs.push(
             out.trim()
                 .parse::<Uuid>()
@@ -616,17 +579,10 @@ async fn the_cli_publishes_files_trains_and_shows_the_report() {
         );
     }
     for job in &jobs {
-        env.wait_count(
-            "features",
-            "SELECT count(*) FROM features WHERE job_id = $1",
-            &[&job.to_string()],
-            30,
-        )
-        .await;
+        env.wait_features("features", &job.to_string(), 30).await;
     }
-    let out = swarm_cli(
-        &env,
-        &[
+    let out = env
+        .cli(&[
             "train",
             "--project",
             "csv",
@@ -639,9 +595,8 @@ async fn the_cli_publishes_files_trains_and_shows_the_report() {
             "--wait",
             "--timeout",
             "120",
-        ],
-    )
-    .await;
+        ])
+        .await;
     let mut lines = out.lines();
     let run: Uuid = lines
         .next()
@@ -655,14 +610,12 @@ async fn the_cli_publishes_files_trains_and_shows_the_report() {
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| panic!("train --wait prints the accuracy: {out}"));
     assert!(accuracy > 0.7, "accuracy {accuracy}");
-    let json = swarm_cli(
-        &env,
-        &["report", "show", &run.to_string(), "--format", "json"],
-    )
-    .await;
+    let json = env
+        .cli(&["report", "show", &run.to_string(), "--format", "json"])
+        .await;
     let json: serde_json::Value = serde_json::from_str(&json).expect("the JSON report parses");
     assert_eq!(json["project"], "csv");
-    let listed = swarm_cli(&env, &["report", "list", "--project", "csv"]).await;
+    let listed = env.cli(&["report", "list", "--project", "csv"]).await;
     assert!(listed.contains(&run.to_string()), "{listed}");
 
     // Time series, one .1D file per subject, labels from a CSV.
@@ -688,11 +641,12 @@ async fn the_cli_publishes_files_trains_and_shows_the_report() {
     env.wait_count("connectivity", "SELECT count(*) FROM features WHERE job_id = $1 AND extractor = 'connectivity' AND length(\"values\") = 40", &[&job], 4)
         .await;
     // Named regions: the report calls connectivity features by region pair.
-    let named = swarm_cli(&env, &["regions", "--project", "ts", "Hip,Amy,Ins,Cau,Put"]).await;
+    let named = env
+        .cli(&["regions", "--project", "ts", "Hip,Amy,Ins,Cau,Put"])
+        .await;
     assert!(named.contains("Named the 5 regions"), "{named}");
-    let out = swarm_cli(
-        &env,
-        &[
+    let out = env
+        .cli(&[
             "train",
             "--project",
             "ts",
@@ -701,18 +655,15 @@ async fn the_cli_publishes_files_trains_and_shows_the_report() {
             "--wait",
             "--timeout",
             "120",
-        ],
-    )
-    .await;
+        ])
+        .await;
     let run = out
         .split_whitespace()
         .find_map(|w| w.parse::<Uuid>().ok())
         .expect("train prints the run id");
-    let json = swarm_cli(
-        &env,
-        &["report", "show", &run.to_string(), "--format", "json"],
-    )
-    .await;
+    let json = env
+        .cli(&["report", "show", &run.to_string(), "--format", "json"])
+        .await;
     let json: serde_json::Value = serde_json::from_str(&json).expect("the JSON report parses");
     let names: Vec<&str> = json["top_features"]
         .as_array()
@@ -859,16 +810,14 @@ async fn dead_letters_are_listed_and_replayed_once_the_cause_is_fixed() {
         1,
     )
     .await;
-    let listed = swarm_cli(&env, &["dead", "list"]).await;
+    let listed = env.cli(&["dead", "list"]).await;
     assert!(
         listed.contains(&env.topology.queue("train")) && listed.contains("train.v1"),
         "{listed}"
     );
-    let listed_ingest = swarm_cli(
-        &env,
-        &["dead", "list", "--queue", &env.topology.queue("ingest")],
-    )
-    .await;
+    let listed_ingest = env
+        .cli(&["dead", "list", "--queue", &env.topology.queue("ingest")])
+        .await;
     assert!(!listed_ingest.contains("train.v1"), "{listed_ingest}");
 
     // ...until it does: then the replayed job produces its run.
@@ -883,19 +832,13 @@ async fn dead_letters_are_listed_and_replayed_once_the_cause_is_fixed() {
         "job",
     )
     .await;
-    env.wait_count(
-        "features",
-        "SELECT count(*) FROM features WHERE job_id = 'job'",
-        &[],
-        30,
-    )
-    .await;
-    let out = swarm_cli(&env, &["dead", "replay", "--all"]).await;
+    env.wait_features("features", "job", 30).await;
+    let out = env.cli(&["dead", "replay", "--all"]).await;
     assert!(out.contains("Replayed 1"), "{out}");
     swarm::commands::train::wait_for_report(&env.pool, run_id, helpers::PATIENCE)
         .await
         .expect("the replayed job runs");
-    let left = swarm_cli(&env, &["dead", "list"]).await;
+    let left = env.cli(&["dead", "list"]).await;
     assert!(!left.contains("train.v1"), "nothing left to replay: {left}");
     env.finish(workers).await;
 }
@@ -919,9 +862,8 @@ async fn neurolearn_tables_covariates_and_text_documents_are_published_as_is() {
     }
     let table = dir.join("neurolearn.csv");
     std::fs::write(&table, csv).unwrap();
-    let job = swarm_cli(
-        &env,
-        &[
+    let job = env
+        .cli(&[
             "publish",
             "--project",
             "nl",
@@ -932,18 +874,11 @@ async fn neurolearn_tables_covariates_and_text_documents_are_published_as_is() {
             "--covariates",
             "age",
             table.to_str().unwrap(),
-        ],
-    )
-    .await
-    .trim()
-    .to_string();
-    env.wait_count(
-        "features",
-        "SELECT count(*) FROM features WHERE job_id = $1",
-        &[&job],
-        6,
-    )
-    .await;
+        ])
+        .await
+        .trim()
+        .to_string();
+    env.wait_features("features", &job, 6).await;
     let client = env.pool.get().await.unwrap();
     let row = client
         .query_one(
@@ -963,9 +898,8 @@ async fn neurolearn_tables_covariates_and_text_documents_are_published_as_is() {
     // Covariate columns of a plain table; text documents.
     let plain = dir.join("plain.csv");
     std::fs::write(&plain, "subject,label,age,f1,f2\na,x,40,1,2\nb,y,50,3,4").unwrap();
-    let job = swarm_cli(
-        &env,
-        &[
+    let job = env
+        .cli(&[
             "publish",
             "--project",
             "plain",
@@ -974,18 +908,11 @@ async fn neurolearn_tables_covariates_and_text_documents_are_published_as_is() {
             "--covariates",
             "age",
             plain.to_str().unwrap(),
-        ],
-    )
-    .await
-    .trim()
-    .to_string();
-    env.wait_count(
-        "plain features",
-        "SELECT count(*) FROM features WHERE job_id = $1",
-        &[&job],
-        2,
-    )
-    .await;
+        ])
+        .await
+        .trim()
+        .to_string();
+    env.wait_features("plain features", &job, 2).await;
     let (age, width): (f64, i32) = {
         let r = client
             .query_one(r#"SELECT (covariates->>'age')::float8, length("values") / 4 FROM samples WHERE project = 'plain' AND subject = 'b'"#, &[])

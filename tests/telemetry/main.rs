@@ -101,24 +101,6 @@ async fn receiver() -> (String, Spans) {
     (endpoint, spans)
 }
 
-async fn cli(env: &TestEnv, otel: &[(&str, String)], args: &[&str]) -> String {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_swarm"))
-        .args(args)
-        .env("AMQP_URL", &env.settings.amqp_url)
-        .env("DATABASE_URL", &env.settings.database_url)
-        .env("SWARM_NAMESPACE", &env.settings.namespace)
-        .envs(otel.iter().map(|(k, v)| (*k, v.as_str())))
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "swarm {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
-
 /// Waits until the spans of `trace` satisfy `done`.
 async fn wait_spans(spans: &Spans, what: &str, done: impl Fn(&[Span]) -> bool) -> Vec<Span> {
     let deadline = Instant::now() + PATIENCE;
@@ -225,30 +207,24 @@ async fn one_job_is_one_trace_across_worker_processes() {
     }
     let file = dir.join("x.csv");
     std::fs::write(&file, csv).unwrap();
-    let job = cli(
-        &env,
-        &otel,
-        &[
-            "publish",
-            "--project",
-            "p",
-            "--site",
-            "x",
-            "--batch-size",
-            "10",
-            file.to_str().unwrap(),
-        ],
-    )
-    .await
-    .trim()
-    .to_string();
-    env.wait_count(
-        "features",
-        "SELECT count(*) FROM features WHERE job_id = $1",
-        &[&job],
-        30,
-    )
-    .await;
+    let job = env
+        .cli_with_env(
+            &otel,
+            &[
+                "publish",
+                "--project",
+                "p",
+                "--site",
+                "x",
+                "--batch-size",
+                "10",
+                file.to_str().unwrap(),
+            ],
+        )
+        .await
+        .trim()
+        .to_string();
+    env.wait_features("features", &job, 30).await;
     let ingest_trace: String = env.scalar("SELECT min(trace_id) FROM samples", &[]).await;
     let all = wait_spans(&spans, "the ingest job", |all| {
         all.iter()
@@ -294,21 +270,21 @@ async fn one_job_is_one_trace_across_worker_processes() {
     }
 
     // A training job: one trace across the CLI, train and report.
-    let out = cli(
-        &env,
-        &otel,
-        &[
-            "train",
-            "--project",
-            "p",
-            "--cv",
-            "3",
-            "--wait",
-            "--timeout",
-            "120",
-        ],
-    )
-    .await;
+    let out = env
+        .cli_with_env(
+            &otel,
+            &[
+                "train",
+                "--project",
+                "p",
+                "--cv",
+                "3",
+                "--wait",
+                "--timeout",
+                "120",
+            ],
+        )
+        .await;
     let run = out.lines().next().unwrap().to_string();
     let train_trace: String = env
         .scalar(
