@@ -65,14 +65,15 @@ fn svg(
         "<svg class=\"chart\" data-chart=\"{chart}\" width=\"{width}\" height=\"{height}\" \
          viewBox=\"0 0 {width} {height}\" role=\"img\" preserveAspectRatio=\"xMidYMid meet\"><title>"
     ));
-    out.push_str(&escape(title));
+    out.push_str(&html_escape(title));
     out.push_str("</title>");
     out.push_str(&buf[end + 1..]);
     Ok(out)
 }
 
-/// HTML-escapes text for the `<title>`.
-fn escape(text: &str) -> String {
+/// HTML-escapes text outside the templates: a chart's `<title>`, and the note that replaces a
+/// chart that could not be drawn ([`crate::render`]).
+pub(crate) fn html_escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

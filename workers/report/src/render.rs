@@ -546,7 +546,7 @@ pub(crate) fn chart_html(chart: charts::Svg) -> String {
             tracing::warn!(%error, "A report chart could not be drawn.");
             format!(
                 "<p class=\"muted\">{}</p>",
-                html_escape(&format!("This chart could not be drawn: {error}"))
+                charts::html_escape(&format!("This chart could not be drawn: {error}"))
             )
         }
     }
@@ -1562,22 +1562,6 @@ pub(crate) fn pvalue(p: f64) -> String {
     } else {
         format!("{p:.4}")
     }
-}
-
-/// HTML-escapes text outside the templates (chart error notes).
-pub(crate) fn html_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
