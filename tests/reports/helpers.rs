@@ -63,18 +63,27 @@ impl TestDb {
     }
 }
 
-/// Writes a run as the train worker does: the project (with region labels), `runs`, `folds`
-/// and `predictions` rows.
-pub async fn insert_run(db: &TestDb, run: &RunData) {
-    let client = db.client().await;
+/// The project of a run or statistics job, with its region labels (kept if it is there).
+async fn insert_project(
+    client: &deadpool_postgres::Object,
+    project: &str,
+    region_labels: &[String],
+) {
     client
         .execute(
             "INSERT INTO projects (name, kind, dimension, region_labels) VALUES ($1, 'timeseries', $2, $3)
              ON CONFLICT (name) DO NOTHING",
-            &[&run.project, &(run.region_labels.len().max(1) as i32), &run.region_labels],
+            &[&project, &(region_labels.len().max(1) as i32), &region_labels],
         )
         .await
         .unwrap();
+}
+
+/// Writes a run as the train worker does: the project (with region labels), `runs`, `folds`
+/// and `predictions` rows.
+pub async fn insert_run(db: &TestDb, run: &RunData) {
+    let client = db.client().await;
+    insert_project(&client, &run.project, &run.region_labels).await;
     let metrics = serde_json::to_value(&run.metrics).unwrap();
     let results = serde_json::to_value(&run.results).unwrap();
     client
@@ -146,14 +155,7 @@ pub async fn insert_run(db: &TestDb, run: &RunData) {
 /// Writes a statistics job as the stats worker does.
 pub async fn insert_stats(db: &TestDb, stats: &StatsData) {
     let client = db.client().await;
-    client
-        .execute(
-            "INSERT INTO projects (name, kind, dimension, region_labels) VALUES ($1, 'timeseries', $2, $3)
-             ON CONFLICT (name) DO NOTHING",
-            &[&stats.project, &(stats.region_labels.len().max(1) as i32), &stats.region_labels],
-        )
-        .await
-        .unwrap();
+    insert_project(&client, &stats.project, &stats.region_labels).await;
     client
         .execute(
             "INSERT INTO stats_jobs (id, project, test, covariate, sites, n_samples, n_features, results,
@@ -324,6 +326,13 @@ fn tokenize(page: &str) -> (Vec<String>, Vec<(String, String, String)>, String) 
     (seen.problems, seen.attributes, seen.css)
 }
 
+/// Fails with the problems if `page` is not valid HTML (see [`html_problems`]).
+#[track_caller]
+pub fn assert_valid_html(page: &str) {
+    let problems = html_problems(page);
+    assert!(problems.is_empty(), "HTML problems: {problems:#?}");
+}
+
 /// Every URL the page would load or link to outside itself, except `allowed` (exact values):
 /// attribute values with a scheme other than `data:` on a download link, protocol-relative
 /// paths, and `url(`/`@import` in the CSS.
@@ -367,6 +376,14 @@ pub fn external_urls(page: &str, allowed: &[&str]) -> Vec<String> {
         }
     }
     found
+}
+
+/// Fails with the URLs if `page` loads or links to anything outside itself but `allowed` (see
+/// [`external_urls`]).
+#[track_caller]
+pub fn assert_self_contained(page: &str, allowed: &[&str]) {
+    let urls = external_urls(page, allowed);
+    assert!(urls.is_empty(), "external URLs: {urls:?}");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -22,6 +22,29 @@ const RUN_CHARTS: &[&str] = &[
     "features",
 ];
 
+/// The JSON of a run report holds `predictions` out-of-fold predictions, `candidates` grid
+/// candidates and `permutations` permutation scores.
+#[track_caller]
+fn assert_result_sizes(
+    json: &serde_json::Value,
+    predictions: usize,
+    candidates: usize,
+    permutations: usize,
+) {
+    let len = |array: &serde_json::Value| array.as_array().unwrap().len();
+    assert_eq!(len(&json["predictions"]), predictions, "predictions");
+    assert_eq!(
+        len(&json["results"]["grid"]["candidates"]),
+        candidates,
+        "grid candidates"
+    );
+    assert_eq!(
+        len(&json["results"]["permutation"]["scores"]),
+        permutations,
+        "permutation scores"
+    );
+}
+
 #[tokio::test]
 async fn a_complete_run_renders_every_section_as_valid_self_contained_html() {
     let db = TestDb::new().await;
@@ -90,11 +113,9 @@ async fn a_complete_run_renders_every_section_as_valid_self_contained_html() {
     assert!(csv.starts_with("repeat,site,subject,fold,y_true,y_pred,score,correct\n"));
 
     // Valid HTML: no parse error, no unclosed or misnested element.
-    let problems = html_problems(&html);
-    assert!(problems.is_empty(), "HTML problems: {problems:#?}");
+    assert_valid_html(&html);
     // Nothing external: no URL at all without a Jaeger UI configured.
-    let urls = external_urls(&html, &[]);
-    assert!(urls.is_empty(), "external URLs: {urls:?}");
+    assert_self_contained(&html, &[]);
     assert!(html.contains("Content-Security-Policy\" content=\"default-src 'none'"));
 
     // Markdown and JSON carry the same content.
@@ -112,21 +133,7 @@ async fn a_complete_run_renders_every_section_as_valid_self_contained_html() {
     ] {
         assert!(markdown.contains(heading), "the Markdown lacks {heading}");
     }
-    assert_eq!(json["predictions"].as_array().unwrap().len(), 120);
-    assert_eq!(
-        json["results"]["grid"]["candidates"]
-            .as_array()
-            .unwrap()
-            .len(),
-        12
-    );
-    assert_eq!(
-        json["results"]["permutation"]["scores"]
-            .as_array()
-            .unwrap()
-            .len(),
-        1000
-    );
+    assert_result_sizes(&json, 120, 12, 1000);
 
     // The view reads it.
     let client = db.client().await;
@@ -168,7 +175,7 @@ async fn the_trace_id_links_to_jaeger_and_to_nothing_else() {
     assert!(matches!(outcome, Outcome::Processed(_)), "{outcome:?}");
     let (_, _, markdown, html, json) = stored(&db, run.run_id).await;
     let trace = "http://localhost:16686/trace/4bf92f3577b34da6a3ce929d0e0e4736";
-    assert_eq!(external_urls(&html, &[trace]), Vec::<String>::new());
+    assert_self_contained(&html, &[trace]);
     assert_eq!(external_urls(&html, &[]).len(), 1, "the trace link");
     assert!(markdown.contains(trace));
     assert_eq!(json["trace_url"], trace);
@@ -198,12 +205,8 @@ async fn a_statistics_job_gets_its_own_report() {
         "one row per significant feature"
     );
     assert!(html.contains("L-Hippocampus × R-Hippocampus"));
-    assert!(
-        html_problems(&html).is_empty(),
-        "{:#?}",
-        html_problems(&html)
-    );
-    assert!(external_urls(&html, &[]).is_empty());
+    assert_valid_html(&html);
+    assert_self_contained(&html, &[]);
     assert!(markdown.contains("## Significant features"));
     assert_eq!(json["kind"], "stats");
     // A stats report is not a run: the run view does not list it.
@@ -699,41 +702,19 @@ async fn a_report_of_the_real_pipeline_has_every_chart() {
             "the {chart} chart of the real run"
         );
     }
-    assert!(
-        html_problems(&html).is_empty(),
-        "{:#?}",
-        html_problems(&html)
-    );
+    assert_valid_html(&html);
     let trace_link: Vec<String> = json["trace_url"]
         .as_str()
         .map(str::to_owned)
         .into_iter()
         .collect();
     let allowed: Vec<&str> = trace_link.iter().map(String::as_str).collect();
-    assert!(
-        external_urls(&html, &allowed).is_empty(),
-        "{:?}",
-        external_urls(&html, &allowed)
-    );
+    assert_self_contained(&html, &allowed);
     assert!(
         html.contains("ROI-0 × ROI-1") || html.contains(" × ROI-"),
         "region pairs"
     );
-    assert_eq!(json["predictions"].as_array().unwrap().len(), 48);
-    assert_eq!(
-        json["results"]["grid"]["candidates"]
-            .as_array()
-            .unwrap()
-            .len(),
-        3
-    );
-    assert_eq!(
-        json["results"]["permutation"]["scores"]
-            .as_array()
-            .unwrap()
-            .len(),
-        30
-    );
+    assert_result_sizes(&json, 48, 3, 30);
     assert!(markdown.contains("## Permutation test"));
 
     // The statistics job: its own report, with the volcano plot and region-pair names.
@@ -741,11 +722,7 @@ async fn a_report_of_the_real_pipeline_has_every_chart() {
     assert_eq!(kind, "stats");
     assert!(summary.contains("features significant"), "{summary}");
     assert!(html.contains("data-chart=\"volcano\""));
-    assert!(
-        html_problems(&html).is_empty(),
-        "{:#?}",
-        html_problems(&html)
-    );
+    assert_valid_html(&html);
     assert_eq!(json["results"]["features"].as_array().unwrap().len(), 28);
     assert!(json["results"]["features"][0]["name"].is_string());
     assert!(
