@@ -807,13 +807,6 @@ fn predictions_view(run: &RunData, with_charts: bool) -> PredictionsView {
         .filter(|p| p.y_true == p.y_pred)
         .count();
     let csv = predictions_csv(&run.predictions);
-    let csv_href = if with_charts {
-        let mut href = String::from("data:text/csv;charset=utf-8;base64,");
-        base64::engine::general_purpose::STANDARD.encode_string(csv.as_bytes(), &mut href);
-        href
-    } else {
-        String::new()
-    };
     PredictionsView {
         n: run.predictions.len(),
         correct,
@@ -833,9 +826,9 @@ fn predictions_view(run: &RunData, with_charts: bool) -> PredictionsView {
                 correct: p.y_true == p.y_pred,
             })
             .collect(),
-        csv_kib: format!("{:.1}", csv.len() as f64 / 1024.0),
+        csv_kib: csv_kib(&csv),
+        csv_href: csv_href(&csv, with_charts),
         csv,
-        csv_href,
         csv_name: format!("run-{}-predictions.csv", run.run_id),
     }
 }
@@ -880,6 +873,22 @@ pub(crate) fn csv_field(text: &str) -> String {
     } else {
         value
     }
+}
+
+/// The `data:` link that downloads `csv` from the page; empty in the Markdown view (no charts),
+/// which carries the CSV itself.
+pub(crate) fn csv_href(csv: &str, with_charts: bool) -> String {
+    if !with_charts {
+        return String::new();
+    }
+    let mut href = String::from("data:text/csv;charset=utf-8;base64,");
+    base64::engine::general_purpose::STANDARD.encode_string(csv.as_bytes(), &mut href);
+    href
+}
+
+/// The size of a CSV download in KiB, one decimal.
+pub(crate) fn csv_kib(csv: &str) -> String {
+    format!("{:.1}", csv.len() as f64 / 1024.0)
 }
 
 /// The [`TOP_FEATURES`] largest weights by magnitude, named (region pairs when the project
@@ -1388,19 +1397,7 @@ fn markdown_of(run: &RunData, view: &RunView) -> String {
         None => push_line(&mut out, "No feature weights were stored."),
     }
 
-    section(&mut out, "Lineage");
-    let rows: Vec<Vec<String>> = view
-        .lineage
-        .iter()
-        .map(|r| {
-            let value = match &r.href {
-                Some(href) => format!("[{}](<{}>)", md_escape(&r.value), href),
-                None => md_escape(&r.value),
-            };
-            vec![r.label.to_owned(), value]
-        })
-        .collect();
-    md_table(&mut out, &["Field", "Value"], &rows, Columns::Text);
+    md_lineage(&mut out, &view.lineage);
     out
 }
 
@@ -1551,6 +1548,22 @@ pub(crate) fn md_table<H: AsRef<str>>(
     for row in rows {
         push_line(out, &format!("| {} |", row.join(" | ")));
     }
+}
+
+/// The Lineage section: a table whose trace id links to Jaeger when configured.
+pub(crate) fn md_lineage(out: &mut String, lineage: &[LineageRow]) {
+    section(out, "Lineage");
+    let rows: Vec<Vec<String>> = lineage
+        .iter()
+        .map(|r| {
+            let value = match &r.href {
+                Some(href) => format!("[{}](<{}>)", md_escape(&r.value), href),
+                None => md_escape(&r.value),
+            };
+            vec![r.label.to_owned(), value]
+        })
+        .collect();
+    md_table(out, &["Field", "Value"], &rows, Columns::Text);
 }
 
 /// A p-value: 4 decimals, or scientific below 0.0001.

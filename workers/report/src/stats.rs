@@ -3,14 +3,14 @@
 //!
 //! The same escaping and self-containment rules as [`crate::render`] hold.
 
-use base64::Engine as _;
 use serde::Serialize;
 
 use crate::charts;
 use crate::model::{feature_name, StatsData};
 use crate::render::{
-    chart_html, csv_field, lineage_rows, md_escape, md_table, push_line, pvalue, render_template,
-    section, to_json, Columns, LineageRow, RenderError, RenderOptions, Rendered,
+    chart_html, csv_field, csv_href, csv_kib, lineage_rows, md_escape, md_lineage, md_table,
+    push_line, pvalue, render_template, section, to_json, Columns, LineageRow, RenderError,
+    RenderOptions, Rendered,
 };
 
 /// The `format` field of a statistics job's JSON document.
@@ -118,13 +118,6 @@ impl StatsView {
         let r = &stats.results;
         let n_significant = r.features.iter().filter(|f| f.significant).count();
         let csv = features_csv(stats);
-        let csv_href = if with_charts {
-            let mut href = String::from("data:text/csv;charset=utf-8;base64,");
-            base64::engine::general_purpose::STANDARD.encode_string(csv.as_bytes(), &mut href);
-            href
-        } else {
-            String::new()
-        };
         let volcano = with_charts
             .then(|| {
                 let points: Vec<(f64, f64, bool)> = r
@@ -179,9 +172,9 @@ impl StatsView {
             n_significant,
             significant: significant_rows(stats, SIGNIFICANT_ROWS_SHOWN),
             volcano,
-            csv_kib: format!("{:.1}", csv.len() as f64 / 1024.0),
+            csv_kib: csv_kib(&csv),
+            csv_href: csv_href(&csv, with_charts),
             csv,
-            csv_href,
             csv_name: format!("stats-{}-features.csv", stats.id),
             lineage: lineage_rows(
                 ("Statistics job id", stats.id),
@@ -369,19 +362,7 @@ fn markdown_of(stats: &StatsData, view: &StatsView) -> String {
         "Drawn in the HTML report: effect size against −log10(p), significant features in red.",
     );
 
-    section(&mut out, "Lineage");
-    let rows: Vec<Vec<String>> = view
-        .lineage
-        .iter()
-        .map(|r| {
-            let value = match &r.href {
-                Some(href) => format!("[{}](<{}>)", md_escape(&r.value), href),
-                None => md_escape(&r.value),
-            };
-            vec![r.label.to_owned(), value]
-        })
-        .collect();
-    md_table(&mut out, &["Field", "Value"], &rows, Columns::Text);
+    md_lineage(&mut out, &view.lineage);
     out
 }
 
