@@ -46,6 +46,16 @@ impl TestDb {
         self.pool.get().await.unwrap()
     }
 
+    /// The value of a count query without parameters.
+    pub async fn count(&self, sql: &str) -> i64 {
+        self.client()
+            .await
+            .query_one(sql, &[])
+            .await
+            .unwrap()
+            .get(0)
+    }
+
     pub async fn finish(self) {
         self.pool.close();
         let (client, conn) =
@@ -512,7 +522,7 @@ impl Broker {
 pub async fn wait_for(db: &TestDb, sql: &str, expected: i64) {
     let deadline = std::time::Instant::now() + PATIENCE;
     loop {
-        let n: i64 = db.client().await.query_one(sql, &[]).await.unwrap().get(0);
+        let n = db.count(sql).await;
         if n == expected {
             return;
         }

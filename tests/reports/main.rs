@@ -210,14 +210,7 @@ async fn a_statistics_job_gets_its_own_report() {
     assert!(markdown.contains("## Significant features"));
     assert_eq!(json["kind"], "stats");
     // A stats report is not a run: the run view does not list it.
-    let n: i64 = db
-        .client()
-        .await
-        .query_one("SELECT count(*) FROM report_summary", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(n, 0);
+    assert_eq!(db.count("SELECT count(*) FROM report_summary").await, 0);
     db.finish().await;
 }
 
@@ -238,14 +231,7 @@ async fn an_unknown_id_is_a_permanent_error_and_a_rerender_replaces_the_report()
         let outcome = handle(&db, &ReportHandler::default(), run.run_id).await;
         assert!(matches!(outcome, Outcome::Processed(_)), "{outcome:?}");
     }
-    let n: i64 = db
-        .client()
-        .await
-        .query_one("SELECT count(*) FROM reports", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(n, 1);
+    assert_eq!(db.count("SELECT count(*) FROM reports").await, 1);
     db.finish().await;
 }
 
