@@ -9,6 +9,7 @@
 //!
 //! Non-finite values are skipped, never drawn.
 
+use plotters::chart::MeshStyle;
 use plotters::coord::ranged1d::{IntoSegmentedCoord, SegmentValue};
 use plotters::coord::Shift;
 use plotters::element::DashedPathElement;
@@ -113,6 +114,34 @@ fn span(values: impl Iterator<Item = f64>, floor: f64, ceil: f64) -> (f64, f64) 
     (lo - if lo < floor { pad } else { 0.0 }, hi + pad)
 }
 
+/// Every chart's mesh: labels (`label_size` px) and axis descriptions (16 px) in [`FONT`], no
+/// light grid lines.
+trait HouseStyle {
+    fn house_style(&mut self, label_size: u32) -> &mut Self;
+}
+
+impl<X: Ranged, Y: Ranged, DB: DrawingBackend> HouseStyle for MeshStyle<'_, '_, X, Y, DB> {
+    fn house_style(&mut self, label_size: u32) -> &mut Self {
+        self.label_style((FONT, label_size))
+            .axis_desc_style((FONT, 16))
+            .light_line_style(WHITE.mix(0.0))
+    }
+}
+
+/// The bar of category `i` on a segmented x axis whose y axis starts at `lo`: from 0 (or `lo`
+/// when the axis starts above 0) to `value`, `gap` px short of its neighbours on each side.
+fn column(i: usize, value: f64, lo: f64, gap: u32) -> Rectangle<(SegmentValue<usize>, f64)> {
+    let mut bar = Rectangle::new(
+        [
+            (SegmentValue::Exact(i), lo.max(0.0).min(value)),
+            (SegmentValue::Exact(i + 1), value),
+        ],
+        ACCENT.filled(),
+    );
+    bar.set_margin(0, 0, gap, gap);
+    bar
+}
+
 /// One bar per fold: a metric of each fold, with its mean as a dashed line.
 pub fn fold_scores(metric: &str, folds: &[(u32, f64)]) -> Option<Svg> {
     if folds.iter().all(|(_, v)| !v.is_finite()) {
@@ -146,26 +175,14 @@ pub fn fold_scores(metric: &str, folds: &[(u32, f64)]) -> Option<Svg> {
             })
             .x_desc("fold")
             .y_desc(metric)
-            .label_style((FONT, 16))
-            .axis_desc_style((FONT, 16))
-            .light_line_style(WHITE.mix(0.0))
+            .house_style(16)
             .draw()?;
         chart.draw_series(
             folds
                 .iter()
                 .enumerate()
                 .filter(|(_, (_, v))| v.is_finite())
-                .map(|(i, (_, v))| {
-                    let mut bar = Rectangle::new(
-                        [
-                            (SegmentValue::Exact(i), lo.max(0.0).min(*v)),
-                            (SegmentValue::Exact(i + 1), *v),
-                        ],
-                        ACCENT.filled(),
-                    );
-                    bar.set_margin(0, 0, 2, 2);
-                    bar
-                }),
+                .map(|(i, (_, v))| column(i, *v, lo, 2)),
         )?;
         chart.draw_series(std::iter::once(DashedPathElement::new(
             vec![(SegmentValue::Exact(0), mean), (SegmentValue::Last, mean)],
@@ -220,9 +237,7 @@ pub fn confusion(classes: &[String], matrix: &[Vec<u64>]) -> Option<Svg> {
             .y_label_formatter(&row_label)
             .x_desc("predicted")
             .y_desc("true")
-            .label_style((FONT, 16))
-            .axis_desc_style((FONT, 16))
-            .light_line_style(WHITE.mix(0.0))
+            .house_style(16)
             .draw()?;
         for (i, row) in matrix.iter().enumerate() {
             let total: u64 = row.iter().sum();
@@ -282,9 +297,7 @@ pub fn roc(fpr: &[f64], tpr: &[f64], auc: f64) -> Option<Svg> {
             .configure_mesh()
             .x_desc("false-positive rate")
             .y_desc("true-positive rate")
-            .label_style((FONT, 16))
-            .axis_desc_style((FONT, 16))
-            .light_line_style(WHITE.mix(0.0))
+            .house_style(16)
             .draw()?;
         chart.draw_series(std::iter::once(PathElement::new(
             vec![(0.0, 0.0), (1.0, 1.0)],
@@ -345,9 +358,7 @@ pub fn bars(
                 _ => String::new(),
             })
             .y_desc(metric)
-            .label_style((FONT, 16))
-            .axis_desc_style((FONT, 16))
-            .light_line_style(WHITE.mix(0.0))
+            .house_style(16)
             .draw()?;
         chart.draw_series(
             values
@@ -355,17 +366,7 @@ pub fn bars(
                 .take(n)
                 .enumerate()
                 .filter(|(_, v)| v.is_finite())
-                .map(|(i, v)| {
-                    let mut bar = Rectangle::new(
-                        [
-                            (SegmentValue::Exact(i), lo.max(0.0).min(*v)),
-                            (SegmentValue::Exact(i + 1), *v),
-                        ],
-                        ACCENT.filled(),
-                    );
-                    bar.set_margin(0, 0, 6, 6);
-                    bar
-                }),
+                .map(|(i, v)| column(i, *v, lo, 6)),
         )?;
         Ok(())
     }))
@@ -418,9 +419,7 @@ pub fn grid_curve(
             })
             .x_desc("candidate (# in the table)")
             .y_desc(metric)
-            .label_style((FONT, 15))
-            .axis_desc_style((FONT, 16))
-            .light_line_style(WHITE.mix(0.0))
+            .house_style(15)
             .draw()?;
         let points: Vec<(f64, f64)> = means
             .iter()
@@ -487,9 +486,7 @@ pub fn permutation(metric: &str, scores: &[f64], observed: f64, p_value: f64) ->
             .x_desc(metric)
             .y_desc("permutations")
             .y_label_formatter(&|y| format!("{y:.0}"))
-            .label_style((FONT, 16))
-            .axis_desc_style((FONT, 16))
-            .light_line_style(WHITE.mix(0.0))
+            .house_style(16)
             .draw()?;
         chart.draw_series(counts.iter().enumerate().map(|(b, &c)| {
             let x0 = lo + width * b as f64;
@@ -547,9 +544,7 @@ pub fn features(kind: &str, names: &[String], values: &[f64]) -> Option<Svg> {
                 _ => String::new(),
             })
             .x_desc(kind)
-            .label_style((FONT, 15))
-            .axis_desc_style((FONT, 16))
-            .light_line_style(WHITE.mix(0.0))
+            .house_style(15)
             .draw()?;
         chart.draw_series(
             values
@@ -604,9 +599,7 @@ pub fn volcano(effect_label: &str, points: &[(f64, f64, bool)]) -> Option<Svg> {
             .configure_mesh()
             .x_desc(effect_label)
             .y_desc("-log10(p)")
-            .label_style((FONT, 16))
-            .axis_desc_style((FONT, 16))
-            .light_line_style(WHITE.mix(0.0))
+            .house_style(16)
             .draw()?;
         chart.draw_series(
             pts.iter()
