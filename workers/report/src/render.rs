@@ -1160,25 +1160,10 @@ fn markdown_of(run: &RunData, view: &RunView) -> String {
         md_table(&mut out, &["Parameter", "Value"], &rows, Columns::Text);
     }
     push_line(&mut out, "");
-    let rows: Vec<Vec<String>> = view
-        .pipeline
-        .iter()
-        .map(|(k, v)| vec![(*k).to_owned(), md_escape(v)])
-        .collect();
-    md_table(
-        &mut out,
-        &["Pipeline step", "Setting"],
-        &rows,
-        Columns::Text,
-    );
+    md_kv_table(&mut out, ["Pipeline step", "Setting"], &view.pipeline);
 
     section(&mut out, "Validation");
-    let rows = view
-        .validation
-        .iter()
-        .map(|(k, v)| vec![(*k).to_owned(), md_escape(v)])
-        .collect::<Vec<_>>();
-    md_table(&mut out, &["Setting", "Value"], &rows, Columns::Text);
+    md_kv_table(&mut out, ["Setting", "Value"], &view.validation);
 
     section(&mut out, "Metrics");
     let rows: Vec<Vec<String>> = view
@@ -1548,6 +1533,15 @@ pub(crate) fn md_table<H: AsRef<str>>(
     for row in rows {
         push_line(out, &format!("| {} |", row.join(" | ")));
     }
+}
+
+/// (label, value) pairs as a two-column table; the values are escaped here.
+pub(crate) fn md_kv_table(out: &mut String, header: [&str; 2], pairs: &[(&str, String)]) {
+    let rows: Vec<Vec<String>> = pairs
+        .iter()
+        .map(|(k, v)| vec![(*k).to_owned(), md_escape(v)])
+        .collect();
+    md_table(out, &header, &rows, Columns::Text);
 }
 
 /// The Lineage section: a table whose trace id links to Jaeger when configured.

@@ -8,9 +8,9 @@ use serde::Serialize;
 use crate::charts;
 use crate::model::{feature_name, StatsData};
 use crate::render::{
-    chart_html, csv_field, csv_href, csv_kib, lineage_rows, md_escape, md_lineage, md_table,
-    push_line, pvalue, render_template, section, to_json, Columns, LineageRow, RenderError,
-    RenderOptions, Rendered,
+    chart_html, csv_field, csv_href, csv_kib, lineage_rows, md_escape, md_kv_table, md_lineage,
+    md_table, push_line, pvalue, render_template, section, to_json, Columns, LineageRow,
+    RenderError, RenderOptions, Rendered,
 };
 
 /// The `format` field of a statistics job's JSON document.
@@ -302,12 +302,7 @@ fn markdown_of(stats: &StatsData, view: &StatsView) -> String {
     push_line(&mut out, &summary(stats));
 
     section(&mut out, "Data and test");
-    let rows: Vec<Vec<String>> = view
-        .setup
-        .iter()
-        .map(|(k, v)| vec![(*k).to_owned(), md_escape(v)])
-        .collect();
-    md_table(&mut out, &["Setting", "Value"], &rows, Columns::Text);
+    md_kv_table(&mut out, ["Setting", "Value"], &view.setup);
     if !view.groups.is_empty() {
         push_line(&mut out, "");
         let rows: Vec<Vec<String>> = view
