@@ -3,7 +3,6 @@
 //! each of which uses part of it.
 #![allow(dead_code)]
 
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use broker_schemas::Message;
@@ -13,8 +12,12 @@ use swarm_runtime::db::Pool;
 use swarm_runtime::{Settings, Topology, WorkerHandle};
 use uuid::Uuid;
 
-/// How long a test waits for the pipeline before it fails.
-pub const PATIENCE: Duration = Duration::from_secs(120);
+#[path = "../common/mod.rs"]
+mod common;
+
+// Not every binary that includes these helpers polls.
+#[allow(unused_imports)]
+pub use common::{eventually, PATIENCE};
 
 /// One test's world: its own namespace on the shared broker and its own database.
 pub struct TestEnv {
@@ -32,9 +35,7 @@ impl TestEnv {
         let id = Uuid::new_v4().simple().to_string()[..12].to_string();
         let db_name = format!("swarm_test_{id}");
         let mut settings = Settings::local();
-        let server = std::env::var("TEST_DATABASE_SERVER")
-            .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432".into());
-        settings.database_url = format!("{server}/{db_name}");
+        settings.database_url = format!("{}/{db_name}", common::database_server());
         if let Ok(url) = std::env::var("AMQP_URL") {
             settings.amqp_url = url;
         }
@@ -282,33 +283,7 @@ impl TestEnv {
         let _ = connection.close(200, "done".into()).await;
         let _ = self.connection.close(200, "done".into()).await;
         self.pool.close();
-        let server = std::env::var("TEST_DATABASE_SERVER")
-            .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432".into());
-        let (client, conn) =
-            tokio_postgres::connect(&format!("{server}/postgres"), tokio_postgres::NoTls)
-                .await
-                .unwrap();
-        tokio::spawn(conn);
-        client
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                self.db_name
-            ))
-            .await
-            .unwrap();
-    }
-}
-
-/// Polls `check` until it returns true, failing with `what` after [`PATIENCE`].
-pub async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + PATIENCE;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        common::drop_database(&self.db_name).await;
     }
 }
 

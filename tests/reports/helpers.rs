@@ -18,10 +18,11 @@ use swarm_runtime::process::Outcome;
 use swarm_runtime::MessageMeta;
 use uuid::Uuid;
 
-fn server() -> String {
-    std::env::var("TEST_DATABASE_SERVER")
-        .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432".into())
-}
+#[path = "../common/mod.rs"]
+mod common;
+
+use common::database_server;
+pub use common::PATIENCE;
 
 /// One test's database, dropped by [`TestDb::finish`].
 pub struct TestDb {
@@ -34,7 +35,7 @@ impl TestDb {
     pub async fn new() -> Self {
         swarm_runtime::telemetry::init_for_tests();
         let name = format!("swarm_test_{}", &Uuid::new_v4().simple().to_string()[..12]);
-        let url = format!("{}/{name}", server());
+        let url = format!("{}/{name}", database_server());
         let pool = swarm_runtime::db::connect_and_migrate(&url, 4)
             .await
             .expect("Postgres is reachable (run .ci/run or start it)");
@@ -58,18 +59,7 @@ impl TestDb {
 
     pub async fn finish(self) {
         self.pool.close();
-        let (client, conn) =
-            tokio_postgres::connect(&format!("{}/postgres", server()), tokio_postgres::NoTls)
-                .await
-                .unwrap();
-        tokio::spawn(conn);
-        client
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                self.name
-            ))
-            .await
-            .unwrap();
+        common::drop_database(&self.name).await;
     }
 }
 
@@ -464,9 +454,6 @@ pub fn load_in_chromium(chromium: &Path, page: &Path, extra: &[String]) -> Loade
 
 // ---------------------------------------------------------------------------------------------
 // The broker, for the test of the real pipeline.
-
-/// How long a test waits for the pipeline before it fails.
-pub const PATIENCE: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// A namespace of its own on the shared broker, deleted by [`Broker::finish`].
 pub struct Broker {

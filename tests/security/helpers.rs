@@ -2,10 +2,8 @@
 //! and users of the test's own (made with `rabbitmqctl`, removed when dropped), and polling with
 //! a deadline (never sleeps as synchronisation).
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use broker_schemas::TrainV1;
 use serde_json::json;
@@ -14,8 +12,10 @@ use swarm_runtime::db::Pool;
 use swarm_runtime::{Settings, Topology};
 use uuid::Uuid;
 
-/// How long a test waits for something before it fails.
-pub const PATIENCE: Duration = Duration::from_secs(120);
+#[path = "../common/mod.rs"]
+mod common;
+
+pub use common::{database_server, eventually, PATIENCE};
 
 /// The repository root.
 pub fn root() -> PathBuf {
@@ -46,12 +46,6 @@ pub fn train_request(run_id: Uuid, project: &str) -> TrainV1 {
         "model": "logistic",
     }))
     .unwrap()
-}
-
-/// `postgres://root@127.0.0.1:5432`, or `TEST_DATABASE_SERVER`.
-pub fn database_server() -> String {
-    std::env::var("TEST_DATABASE_SERVER")
-        .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432".into())
 }
 
 /// A fresh database `swarm_test_<id>`, migrated as the owner; dropped with the value.
@@ -217,18 +211,5 @@ impl Drop for BrokerAccounts {
         for child in children.into_iter().flatten() {
             let _ = child.wait_with_output();
         }
-    }
-}
-
-/// Polls `check` until it returns true, failing with `what` after [`PATIENCE`].
-pub async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + PATIENCE;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
