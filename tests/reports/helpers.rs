@@ -198,6 +198,12 @@ pub async fn handle(db: &TestDb, handler: &swarm_report::ReportHandler, id: Uuid
     .await
 }
 
+/// [`handle`], which must store the report (not dead-letter the message).
+pub async fn renders(db: &TestDb, handler: &swarm_report::ReportHandler, id: Uuid) {
+    let outcome = handle(db, handler, id).await;
+    assert!(matches!(outcome, Outcome::Processed(_)), "{outcome:?}");
+}
+
 /// The stored report of `id`: (kind, summary, markdown, html, json).
 pub async fn stored(db: &TestDb, id: Uuid) -> (String, String, String, String, serde_json::Value) {
     let row = db

@@ -51,8 +51,7 @@ async fn a_complete_run_renders_every_section_as_valid_self_contained_html() {
     let run = fixtures::complete_run(5, 8, 120);
     insert_run(&db, &run).await;
 
-    let outcome = handle(&db, &ReportHandler::default(), run.run_id).await;
-    assert!(matches!(outcome, Outcome::Processed(_)), "{outcome:?}");
+    renders(&db, &ReportHandler::default(), run.run_id).await;
     let (kind, summary, markdown, html, json) = stored(&db, run.run_id).await;
     assert_eq!(kind, "run");
 
@@ -171,8 +170,7 @@ async fn the_trace_id_links_to_jaeger_and_to_nothing_else() {
     let handler = ReportHandler::new(RenderOptions {
         jaeger_ui_url: Some("http://localhost:16686".to_owned()),
     });
-    let outcome = handle(&db, &handler, run.run_id).await;
-    assert!(matches!(outcome, Outcome::Processed(_)), "{outcome:?}");
+    renders(&db, &handler, run.run_id).await;
     let (_, _, markdown, html, json) = stored(&db, run.run_id).await;
     let trace = "http://localhost:16686/trace/4bf92f3577b34da6a3ce929d0e0e4736";
     assert_self_contained(&html, &[trace]);
@@ -187,8 +185,7 @@ async fn a_statistics_job_gets_its_own_report() {
     let db = TestDb::new().await;
     let stats = fixtures::complete_stats();
     insert_stats(&db, &stats).await;
-    let outcome = handle(&db, &ReportHandler::default(), stats.id).await;
-    assert!(matches!(outcome, Outcome::Processed(_)), "{outcome:?}");
+    renders(&db, &ReportHandler::default(), stats.id).await;
     let (kind, summary, markdown, html, json) = stored(&db, stats.id).await;
     assert_eq!(kind, "stats");
     assert!(
@@ -228,8 +225,7 @@ async fn an_unknown_id_is_a_permanent_error_and_a_rerender_replaces_the_report()
     let run = fixtures::complete_run(3, 2, 12);
     insert_run(&db, &run).await;
     for _ in 0..2 {
-        let outcome = handle(&db, &ReportHandler::default(), run.run_id).await;
-        assert!(matches!(outcome, Outcome::Processed(_)), "{outcome:?}");
+        renders(&db, &ReportHandler::default(), run.run_id).await;
     }
     assert_eq!(db.count("SELECT count(*) FROM reports").await, 1);
     db.finish().await;
@@ -303,8 +299,7 @@ async fn the_cli_lists_shows_and_opens_reports() {
     let stats = fixtures::complete_stats();
     insert_stats(&db, &stats).await;
     for id in [run.run_id, stats.id] {
-        let outcome = handle(&db, &ReportHandler::default(), id).await;
-        assert!(matches!(outcome, Outcome::Processed(_)), "{outcome:?}");
+        renders(&db, &ReportHandler::default(), id).await;
     }
     let swarm = |args: &[&str]| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_swarm"))
@@ -382,8 +377,7 @@ async fn the_analyst_role_reads_the_report_views_and_nothing_else() {
     let db = TestDb::new().await;
     let run = fixtures::complete_run(3, 2, 12);
     insert_run(&db, &run).await;
-    let outcome = handle(&db, &ReportHandler::default(), run.run_id).await;
-    assert!(matches!(outcome, Outcome::Processed(_)), "{outcome:?}");
+    renders(&db, &ReportHandler::default(), run.run_id).await;
 
     let sql = include_str!("../../deploy/postgres/analyst.sql");
     let client = db.client().await;
@@ -463,8 +457,7 @@ async fn the_analyst_role_reads_the_report_views_and_nothing_else() {
     // The README's example queries run as the analyst and each finds rows.
     let stats = fixtures::complete_stats();
     insert_stats(&db, &stats).await;
-    let outcome = handle(&db, &ReportHandler::default(), stats.id).await;
-    assert!(matches!(outcome, Outcome::Processed(_)), "{outcome:?}");
+    renders(&db, &ReportHandler::default(), stats.id).await;
     client
         .batch_execute("SET ROLE swarm_analyst")
         .await
