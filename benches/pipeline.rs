@@ -17,7 +17,9 @@
 //! run in rounds (`BENCH_ROUNDS`, default 3): the one-hop floor, then every Swarm configuration,
 //! round after round, and the floor once more at the end; each row shows its median run, and
 //! ratios are to the median of the floor's runs. Each row also shows the CPU it used per item:
-//! the whole machine's, this process's (the consumers) and the rest's (PostgreSQL, RabbitMQ).
+//! the whole machine's, this process's (the consumers), PostgreSQL's and the rest's (RabbitMQ,
+//! anything else). A last Swarm row runs the ingest worker alone (until every sample is stored),
+//! so the cost of the second hop is the difference to the rows above it.
 //!
 //! The tracing rows run Swarm in child processes of this binary (the tracer provider is
 //! process-global): the same workload once with `OTEL_EXPORTER_OTLP_ENDPOINT` pointing at a
@@ -260,18 +262,26 @@ impl World {
 
     /// Waits until the job has `expected` feature rows.
     async fn wait_for_features(&self, job: &str, expected: usize) -> anyhow::Result<()> {
+        self.wait_for_rows("features", job, expected).await
+    }
+
+    /// Waits until `table` (`samples` or `features`) has `expected` rows of the job.
+    async fn wait_for_rows(
+        &self,
+        table: &'static str,
+        job: &str,
+        expected: usize,
+    ) -> anyhow::Result<()> {
         let client = self.pool.get().await?;
         let deadline = Instant::now() + PATIENCE;
+        let count = format!("SELECT count(*) FROM {table} WHERE job_id = $1");
         loop {
-            let n: i64 = client
-                .query_one("SELECT count(*) FROM features WHERE job_id = $1", &[&job])
-                .await?
-                .get(0);
+            let n: i64 = client.query_one(&count, &[&job]).await?.get(0);
             if n as usize >= expected {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("{n} of {expected} feature rows after {PATIENCE:?}");
+                bail!("{n} of {expected} {table} rows after {PATIENCE:?}");
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -368,13 +378,41 @@ impl Measured {
     }
 }
 
-/// CPU seconds: the whole machine's busy time (`/proc/stat`) and this process's own
-/// (`/proc/self/stat`), so a row shows where its work went — this process (the consumers) or the
-/// rest (PostgreSQL, RabbitMQ, anything else running).
+/// CPU seconds: the whole machine's busy time (`/proc/stat`), this process's own
+/// (`/proc/self/stat`) and PostgreSQL's (every `postgres` process, with the backends that have
+/// exited since, which the postmaster has reaped), so a row shows where its work went — this
+/// process (the consumers), the database, or the rest (RabbitMQ, anything else running).
 #[derive(Debug, Clone, Copy, Default)]
 struct Cpu {
     machine: f64,
     process: f64,
+    postgres: f64,
+}
+
+/// `utime stime cutime cstime` of one `/proc/<pid>/stat`, in ticks, if its command is `comm`
+/// (any command when `None`).
+fn process_ticks(stat: &str, comm: Option<&str>) -> Option<[f64; 4]> {
+    let (head, rest) = stat.rsplit_once(')')?;
+    if comm.is_some_and(|c| head.split_once('(').map(|(_, name)| name) != Some(c)) {
+        return None;
+    }
+    // After "pid (comm)": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt
+    // utime stime cutime cstime.
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| fields.get(i).and_then(|v| v.parse().ok());
+    Some([tick(11)?, tick(12)?, tick(13)?, tick(14)?])
+}
+
+/// The CPU ticks of every process named `postgres`, reaped children included.
+fn postgres_ticks() -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter_map(|stat| process_ticks(&stat, Some("postgres")))
+        .map(|t| t.iter().sum::<f64>())
+        .sum()
 }
 
 /// Linux reports both in ticks of `USER_HZ`, 100 on every mainstream architecture.
@@ -399,14 +437,11 @@ impl Cpu {
             .map(|(_, v)| v)
             .sum();
         let own = std::fs::read_to_string("/proc/self/stat").ok()?;
-        // After "pid (comm)": state ppid pgrp session tty tpgid flags minflt cminflt majflt
-        // cmajflt utime stime.
-        let fields: Vec<&str> = own.rsplit_once(')')?.1.split_whitespace().collect();
-        let utime: f64 = fields.get(11)?.parse().ok()?;
-        let stime: f64 = fields.get(12)?.parse().ok()?;
+        let [utime, stime, _, _] = process_ticks(&own, None)?;
         Some(Cpu {
             machine: busy / TICKS_PER_SECOND,
             process: (utime + stime) / TICKS_PER_SECOND,
+            postgres: postgres_ticks() / TICKS_PER_SECOND,
         })
     }
 
@@ -416,19 +451,49 @@ impl Cpu {
         Some(Cpu {
             machine: end.machine - start.machine,
             process: end.process - start.process,
+            postgres: end.postgres - start.postgres,
         })
     }
 }
 
-/// Swarm's ingest and features workers, `replicas` of each, in this process.
+/// One Swarm configuration of the bench.
+#[derive(Debug, Clone, Copy)]
+struct Config {
+    /// `BATCH_SIZE` (1: per-message commits).
+    batch: usize,
+    /// Replicas of each worker.
+    replicas: usize,
+    /// Whether the features worker runs; without it the run ends when every sample is stored,
+    /// which shows what the first hop alone costs.
+    features: bool,
+}
+
+impl Config {
+    /// The row's name.
+    fn what(&self) -> String {
+        let replicas = self.replicas;
+        let commits = if self.batch == 1 {
+            "per-message commits".to_string()
+        } else {
+            format!("BATCH_SIZE={}", self.batch)
+        };
+        if self.features {
+            let s = if replicas == 1 { "" } else { "s" };
+            format!("Swarm, {replicas} replica{s} each, {commits}")
+        } else {
+            format!("Swarm's ingest alone ({replicas} replica, {commits}; no features worker)")
+        }
+    }
+}
+
+/// Swarm's ingest and features workers (or ingest alone), `replicas` of each, in this process.
 async fn swarm(
     services: &Services,
     workload: &Workload,
-    replicas: usize,
-    batch: usize,
+    config: Config,
 ) -> anyhow::Result<Option<Measured>> {
     let world = World::new(services).await?;
-    let Some(settings) = world.settings(batch)? else {
+    let Some(settings) = world.settings(config.batch)? else {
         world.finish().await?;
         return Ok(None);
     };
@@ -438,17 +503,24 @@ async fn swarm(
     let cpu = Cpu::now();
     let started = Instant::now();
     let mut workers: Vec<WorkerHandle> = Vec::new();
-    for _ in 0..replicas {
+    for _ in 0..config.replicas {
         workers.push(swarm_runtime::spawn(
             swarm_ingest::IngestHandler,
             settings.clone(),
         ));
-        workers.push(swarm_runtime::spawn(
-            swarm_features::FeaturesHandler,
-            settings.clone(),
-        ));
+        if config.features {
+            workers.push(swarm_runtime::spawn(
+                swarm_features::FeaturesHandler,
+                settings.clone(),
+            ));
+        }
     }
-    let waited = world.wait_for_features(&job, workload.items()).await;
+    let last = if config.features {
+        "features"
+    } else {
+        "samples"
+    };
+    let waited = world.wait_for_rows(last, &job, workload.items()).await;
     let elapsed = started.elapsed();
     let cpu = Cpu::since(cpu);
     for w in workers {
@@ -596,7 +668,7 @@ impl Table {
 
     fn print(&self) {
         println!(
-            "| workload | run | items | seconds | items/s | vs floor | CPU ms/item: all / bench / rest | note |"
+            "| workload | run | items | seconds | items/s | vs floor | CPU ms/item: all / bench / postgres / rest | note |"
         );
         println!("|---|---|---:|---:|---:|---:|---:|---|");
         for (title, rows) in &self.rows {
@@ -624,16 +696,18 @@ impl Table {
     }
 }
 
-/// CPU milliseconds per item: the machine's, this process's (the consumers), the rest's.
+/// CPU milliseconds per item: the machine's, this process's (the consumers), PostgreSQL's, the
+/// rest's.
 fn cpu_cell(m: &Measured) -> String {
     match m.cpu {
         Some(c) if m.items > 0 => {
             let per = |s: f64| 1000.0 * s / m.items as f64;
             format!(
-                "{:.2} / {:.2} / {:.2}",
+                "{:.2} / {:.2} / {:.2} / {:.2}",
                 per(c.machine),
                 per(c.process),
-                per(c.machine - c.process)
+                per(c.postgres),
+                per(c.machine - c.process - c.postgres)
             )
         }
         _ => String::new(),
@@ -754,10 +828,21 @@ async fn run_workload(
     // the floor's runs, so a burst of other work on this shared machine during one run moves
     // nothing much.
     let rounds = rounds()?;
-    let configs: Vec<(usize, usize)> = [1, BATCH]
+    let mut configs: Vec<Config> = [1, BATCH]
         .into_iter()
-        .flat_map(|batch| [1, 2].map(|replicas| (batch, replicas)))
+        .flat_map(|batch| {
+            [1, 2].map(|replicas| Config {
+                batch,
+                replicas,
+                features: true,
+            })
+        })
         .collect();
+    configs.push(Config {
+        batch: BATCH,
+        replicas: 1,
+        features: false,
+    });
     let mut floors: Vec<Measured> = Vec::new();
     let mut floor_failed = 0;
     let mut swarm_runs: Vec<(Vec<Measured>, u32, bool)> =
@@ -770,17 +855,15 @@ async fn run_workload(
         if round == rounds {
             break;
         }
-        for (&(batch, replicas), runs) in configs.iter().zip(swarm_runs.iter_mut()) {
-            let (measured, failed) = again(&what(batch, replicas), || {
-                swarm(services, workload, replicas, batch)
-            })
-            .await?;
+        for (&config, runs) in configs.iter().zip(swarm_runs.iter_mut()) {
+            let (measured, failed) =
+                again(&config.what(), || swarm(services, workload, config)).await?;
             runs.1 += failed;
             match measured {
                 Some(m) => {
                     eprintln!(
                         "   {} (round {}): {:.0} {unit}/s",
-                        what(batch, replicas),
+                        config.what(),
                         round + 1,
                         m.rate()
                     );
@@ -805,11 +888,16 @@ async fn run_workload(
             retried(floor_failed)
         ),
     });
-    for (&(batch, replicas), (runs, failed, supported)) in configs.iter().zip(swarm_runs) {
+    for (config, (runs, failed, supported)) in configs.iter().zip(swarm_runs) {
         let run_rates: Vec<f64> = runs.iter().map(Measured::rate).collect();
+        let path = if config.features {
+            "ingest → features.v1 → features"
+        } else {
+            "ingest only, until every sample is stored"
+        };
         let note = if supported {
             format!(
-                "ingest → features.v1 → features; median of {} runs ({}){}",
+                "{path}; median of {} runs ({}){}",
                 run_rates.len(),
                 rates(&run_rates),
                 retried(failed)
@@ -818,7 +906,7 @@ async fn run_workload(
             "skipped: this runtime has no BATCH_SIZE".into()
         };
         table.push(Row {
-            what: what(batch, replicas),
+            what: config.what(),
             measured: median_run(runs),
             unit,
             floor: Some(floor_rate),
@@ -826,19 +914,6 @@ async fn run_workload(
         });
     }
     Ok(())
-}
-
-/// A Swarm row's name.
-fn what(batch: usize, replicas: usize) -> String {
-    format!(
-        "Swarm, {replicas} replica{} each, {}",
-        if replicas == 1 { "" } else { "s" },
-        if batch == 1 {
-            "per-message commits".to_string()
-        } else {
-            format!("BATCH_SIZE={batch}")
-        }
-    )
 }
 
 /// Rounds of every measurement (`BENCH_ROUNDS`, default 3).
@@ -951,7 +1026,12 @@ async fn run_child(endpoint: Option<&str>) -> anyhow::Result<Measured> {
 async fn child() -> anyhow::Result<()> {
     let telemetry = swarm_runtime::telemetry::init_with("swarm-bench", "warn");
     let workload = Workload::new(Kind::Vectors, scale()?);
-    let measured = swarm(&Services::from_env(), &workload, 1, 1)
+    let config = Config {
+        batch: 1,
+        replicas: 1,
+        features: true,
+    };
+    let measured = swarm(&Services::from_env(), &workload, config)
         .await?
         .context("per-message settings")?;
     // Flushing the last spans is not part of the measurement.
