@@ -707,7 +707,8 @@ fn cpu_cell(m: &Measured) -> String {
                 per(c.machine),
                 per(c.process),
                 per(c.postgres),
-                per(c.machine - c.process - c.postgres)
+                // Tick rounding can take the difference a hair below zero.
+                per((c.machine - c.process - c.postgres).max(0.0))
             )
         }
         _ => String::new(),
