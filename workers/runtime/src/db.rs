@@ -132,15 +132,15 @@ pub async fn migrate(pool: &Pool) -> anyhow::Result<()> {
              applied_at timestamptz NOT NULL DEFAULT now())",
     )
     .await?;
+    // One query for what is applied, not one per migration: this runs at every worker's start.
+    let applied: std::collections::HashSet<i32> = tx
+        .query("SELECT version FROM schema_migrations", &[])
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
     for (version, name, sql) in MIGRATIONS {
-        let applied = tx
-            .query_opt(
-                "SELECT 1 FROM schema_migrations WHERE version = $1",
-                &[version],
-            )
-            .await?
-            .is_some();
-        if !applied {
+        if !applied.contains(version) {
             tx.batch_execute(sql)
                 .await
                 .with_context(|| format!("Migration {version} ({name}) failed"))?;
@@ -156,10 +156,28 @@ pub async fn migrate(pool: &Pool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Creates the database if needed, builds the pool and migrates: what every process does first.
+/// Builds the pool and migrates, creating the database first if the server says it does not
+/// exist: what every process does first. The database nearly always exists, so the connection to
+/// `postgres` that creating it takes is only made when it is needed.
 pub async fn connect_and_migrate(url: &str, size: usize) -> anyhow::Result<Pool> {
-    ensure_database(url).await?;
     let pool = pool(url, size)?;
+    // The first connection stays in the pool for the migrations.
+    match pool.get().await {
+        Ok(_client) => {}
+        Err(deadpool_postgres::PoolError::Backend(e))
+            if e.code() == Some(&tokio_postgres::error::SqlState::INVALID_CATALOG_NAME) =>
+        {
+            ensure_database(url).await?;
+        }
+        Err(e) => {
+            return Err(e).with_context(|| {
+                format!(
+                    "Failed to connect to Postgres at {}: is it running?",
+                    crate::settings::redact(url)
+                )
+            })
+        }
+    }
     migrate(&pool).await?;
     Ok(pool)
 }
