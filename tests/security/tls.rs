@@ -1,11 +1,12 @@
-//! `amqps://` end to end: a TLS terminator in this test (tokio-rustls, a certificate signed by a
-//! CA made with `openssl` for this test) in front of the real broker, and a client process (this
-//! binary, re-run as `tls::child_amqps_client`) that connects with the runtime's
-//! `amqp::connect` and publishes and reads back a message over it. The client trusts the test's
-//! CA through `SSL_CERT_FILE`, as an operator with a private CA would; with another CA it must
-//! refuse the server.
+//! TLS end to end, to the broker and to the database: a TLS terminator in this test
+//! (tokio-rustls, a certificate signed by a CA made with `openssl` for this test) in front of the
+//! real broker or PostgreSQL, and a client process (this binary, re-run as one of the `child_*`
+//! tests) that connects with the runtime's own code — `amqp::connect` for an `amqps://` URL, and
+//! `db::connect_and_migrate` for a `postgres://…?sslmode=require` URL — and uses the connection.
+//! The client trusts the test's CA through `SSL_CERT_FILE`, as an operator with a private CA
+//! would; with another CA it must refuse the server.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -19,9 +20,29 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::{self, ServerConfig};
 use tokio_rustls::TlsAcceptor;
 
-use crate::helpers::{amqp_authority, amqp_url, child_output, short_id};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const CHILD_TEST: &str = "tls::child_amqps_client";
+use crate::helpers::{amqp_authority, amqp_url, child_output, database_server, short_id};
+
+/// Connects to `SWARM_CHILD_PG_URL` with the runtime's pool (creating and migrating the database)
+/// and runs a query; does nothing when run any other way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the child process of postgres_urls_with_sslmode_require_use_tls_and_verify_the_server"]
+async fn child_postgres_tls_client() {
+    let Ok(url) = std::env::var("SWARM_CHILD_PG_URL") else {
+        return;
+    };
+    let pool = swarm_runtime::db::connect_and_migrate(&url, 1)
+        .await
+        .unwrap_or_else(|e| panic!("postgres connect: {e:#}"));
+    let client = pool.get().await.unwrap();
+    let migrations: i64 = client
+        .query_one("SELECT count(*) FROM schema_migrations", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(migrations > 0, "the database was migrated over TLS");
+}
 
 /// Connects to `SWARM_CHILD_AMQPS_URL` and round-trips a message; does nothing when run any
 /// other way.
@@ -134,8 +155,21 @@ fn certificates(dir: &Path, name: &str) {
     );
 }
 
-/// Accepts TLS on a free port and forwards the plaintext to the broker; counts handshakes.
-async fn tls_terminator(dir: &Path) -> (u16, Arc<AtomicUsize>) {
+/// What a terminator stands in front of.
+#[derive(Clone, Copy)]
+enum Upstream {
+    /// The broker: TLS from the first byte.
+    Broker,
+    /// PostgreSQL: the client asks for TLS in the protocol first (an 8-byte `SSLRequest`, to
+    /// which the server answers `S`), and the plain server behind sees the startup message.
+    Postgres,
+}
+
+/// The `SSLRequest` code of the PostgreSQL protocol.
+const SSL_REQUEST: u32 = 80_877_103;
+
+/// Accepts TLS on a free port and forwards the plaintext upstream; counts handshakes.
+async fn tls_terminator(dir: &Path, upstream: Upstream) -> (u16, Arc<AtomicUsize>) {
     let certs: Vec<CertificateDer<'static>> =
         CertificateDer::pem_file_iter(dir.join("server-cert.pem"))
             .unwrap()
@@ -154,16 +188,29 @@ async fn tls_terminator(dir: &Path) -> (u16, Arc<AtomicUsize>) {
     let port = listener.local_addr().unwrap().port();
     let handshakes = Arc::new(AtomicUsize::new(0));
     let counter = handshakes.clone();
-    let broker = amqp_authority();
+    let target = match upstream {
+        Upstream::Broker => amqp_authority(),
+        Upstream::Postgres => authority(&database_server()),
+    };
     tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            let (acceptor, counter, broker) = (acceptor.clone(), counter.clone(), broker.clone());
+        while let Ok((mut client, _)) = listener.accept().await {
+            let (acceptor, counter, target) = (acceptor.clone(), counter.clone(), target.clone());
             tokio::spawn(async move {
+                if let Upstream::Postgres = upstream {
+                    let mut request = [0u8; 8];
+                    if client.read_exact(&mut request).await.is_err()
+                        || request[..4] != 8u32.to_be_bytes()
+                        || request[4..] != SSL_REQUEST.to_be_bytes()
+                        || client.write_all(b"S").await.is_err()
+                    {
+                        return;
+                    }
+                }
                 let Ok(mut tls) = acceptor.accept(client).await else {
                     return;
                 };
                 counter.fetch_add(1, Ordering::SeqCst);
-                let mut upstream = TcpStream::connect(&broker).await.unwrap();
+                let mut upstream = TcpStream::connect(&target).await.unwrap();
                 let _ = tokio::io::copy_bidirectional(&mut tls, &mut upstream).await;
             });
         }
@@ -171,11 +218,18 @@ async fn tls_terminator(dir: &Path) -> (u16, Arc<AtomicUsize>) {
     (port, handshakes)
 }
 
-/// Runs the client process against `url`, trusting `ca`; true if it round-tripped a message.
-async fn client(url: &str, ca: &Path) -> bool {
+/// `host:port` of a `postgres://user@host:port` URL.
+fn authority(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    rest.split('/').next().unwrap_or(rest).to_string()
+}
+
+/// Runs the child test `test` with `url` in `variable`, trusting `ca`; true if it succeeded.
+async fn client(test: &str, variable: &str, url: &str, ca: PathBuf) -> bool {
     let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
-        .args([CHILD_TEST, "--exact", "--ignored", "--test-threads=1"])
-        .env("SWARM_CHILD_AMQPS_URL", url)
+        .args([test, "--exact", "--ignored", "--test-threads=1"])
+        .env(variable, url)
         .env("SSL_CERT_FILE", ca)
         .env_remove("SSL_CERT_DIR")
         .stdout(child_output())
@@ -195,7 +249,7 @@ async fn amqps_urls_connect_over_tls_and_verify_the_server() {
     std::fs::create_dir_all(&dir).unwrap();
     certificates(&dir, "server");
     certificates(&dir, "stranger");
-    let (port, handshakes) = tls_terminator(&dir).await;
+    let (port, handshakes) = tls_terminator(&dir, Upstream::Broker).await;
 
     // The user and vhost of the test broker, over TLS to the terminator.
     let plain = amqp_url();
@@ -204,8 +258,16 @@ async fn amqps_urls_connect_over_tls_and_verify_the_server() {
     let vhost = after.split_once('/').map_or("%2f", |(_, v)| v);
     let url = format!("amqps://{userinfo}@localhost:{port}/{vhost}");
 
+    let amqps = |ca: &str| {
+        client(
+            "tls::child_amqps_client",
+            "SWARM_CHILD_AMQPS_URL",
+            &url,
+            dir.join(ca),
+        )
+    };
     assert!(
-        client(&url, &dir.join("server-ca.pem")).await,
+        amqps("server-ca.pem").await,
         "a client trusting the server's CA publishes and reads over amqps://"
     );
     assert!(
@@ -213,8 +275,55 @@ async fn amqps_urls_connect_over_tls_and_verify_the_server() {
         "it went through TLS"
     );
     assert!(
-        !client(&url, &dir.join("stranger-ca.pem")).await,
+        !amqps("stranger-ca.pem").await,
         "a client that does not trust the server's CA refuses it"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_urls_with_sslmode_require_use_tls_and_verify_the_server() {
+    let dir = std::env::temp_dir().join(format!("swarm-pg-tls-{}", short_id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    certificates(&dir, "server");
+    certificates(&dir, "stranger");
+    let (port, handshakes) = tls_terminator(&dir, Upstream::Postgres).await;
+
+    // The test server's user, over TLS to the terminator, in a database of this test's own.
+    let server = database_server();
+    let user = server
+        .split_once("://")
+        .and_then(|(_, rest)| rest.rsplit_once('@'))
+        .map_or("root", |(user, _)| user);
+    let db_name = format!("swarm_test_{}", short_id());
+    let url = format!("postgres://{user}@localhost:{port}/{db_name}?sslmode=require");
+    let postgres = |ca: &str| {
+        client(
+            "tls::child_postgres_tls_client",
+            "SWARM_CHILD_PG_URL",
+            &url,
+            dir.join(ca),
+        )
+    };
+
+    let refused = !postgres("stranger-ca.pem").await;
+    assert_eq!(
+        handshakes.load(Ordering::SeqCst),
+        0,
+        "no handshake completes with a client that does not trust the server's CA"
+    );
+    assert!(
+        refused,
+        "a client that does not trust the server's CA refuses it"
+    );
+    assert!(
+        postgres("server-ca.pem").await,
+        "a client trusting the server's CA creates, migrates and queries its database over TLS"
+    );
+    assert!(
+        handshakes.load(Ordering::SeqCst) >= 2,
+        "the database's creation and the pool both went through TLS"
+    );
+    crate::helpers::drop_database(&db_name).await;
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,9 +1,14 @@
-//! PostgreSQL: the connection pool, database creation and migrations.
+//! PostgreSQL: the connection pool, database creation and migrations, and TLS when
+//! `DATABASE_URL` asks for it.
 
 use anyhow::Context as _;
 pub use deadpool_postgres::Pool;
+use std::sync::Arc;
+
 use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod};
+use tokio_postgres::config::SslMode;
 use tokio_postgres::NoTls;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// The migrations in `migrations/`, applied in order, each once.
 const MIGRATIONS: &[(i32, &str, &str)] = &[
@@ -63,13 +68,13 @@ pub fn pool(url: &str, size: usize) -> anyhow::Result<Pool> {
     let config: tokio_postgres::Config = url
         .parse()
         .with_context(|| format!("DATABASE_URL is not a valid Postgres URL: {url}"))?;
-    let manager = Manager::from_config(
-        config,
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
+    let manager_config = ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    };
+    let manager = match tls(&config)? {
+        Some(tls) => Manager::from_config(config, tls, manager_config),
+        None => Manager::from_config(config, NoTls, manager_config),
+    };
     Pool::builder(manager)
         .max_size(size.max(1))
         .build()
@@ -87,13 +92,22 @@ pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
         .to_string();
     let mut admin = config.clone();
     admin.dbname("postgres");
-    let (client, connection) = admin.connect(NoTls).await.with_context(|| {
+    let connected = match tls(&config)? {
+        Some(tls) => admin
+            .connect(tls)
+            .await
+            .map(|(client, connection)| (client, tokio::spawn(connection))),
+        None => admin
+            .connect(NoTls)
+            .await
+            .map(|(client, connection)| (client, tokio::spawn(connection))),
+    };
+    let (client, task) = connected.with_context(|| {
         format!(
             "Failed to connect to Postgres at {}: is it running?",
             crate::settings::redact(url)
         )
     })?;
-    let task = tokio::spawn(connection);
     let exists = client
         .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
         .await?
@@ -114,6 +128,35 @@ pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
     drop(client);
     let _ = task.await;
     Ok(())
+}
+
+/// The TLS connector for `config`: `Some` when its `sslmode` is `require`, `None` (plain TCP)
+/// otherwise. `prefer`, PostgreSQL's default, stays plain on purpose: a Debian server has TLS on
+/// with a self-signed certificate, which a verifying client would refuse. With `require` the
+/// server's certificate must chain to the system's roots, or to the PEM bundle in
+/// `SSL_CERT_FILE`, and name the host (rustls on ring, like `amqps://`).
+fn tls(config: &tokio_postgres::Config) -> anyhow::Result<Option<MakeRustlsConnect>> {
+    if config.get_ssl_mode() != SslMode::Require {
+        return Ok(None);
+    }
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        anyhow::bail!(
+            "sslmode=require, but no trusted root certificates were found ({:?}): install the \
+             system's CA certificates or point SSL_CERT_FILE at a PEM bundle",
+            found.errors
+        );
+    }
+    let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .context("rustls has no usable protocol versions")?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Some(MakeRustlsConnect::new(client)))
 }
 
 /// Applies the pending migrations; safe to run from many processes at once.
