@@ -66,24 +66,12 @@ async fn assert_exactly_once(env: &TestEnv, job: &str, messages: usize, samples:
         )
         .await;
     assert_eq!(rewritten, 0, "no ingest message was applied twice");
-    let ingest = env.topology.queue("ingest");
-    let processed: i64 = env
-        .scalar(
-            "SELECT count(*) FROM processed_messages WHERE queue = $1",
-            &[&ingest],
-        )
-        .await;
+    let processed: i64 = env.processed("ingest").await;
     assert_eq!(
         processed, messages as i64,
         "each ingest message processed once"
     );
-    let features_queue = env.topology.queue("features");
-    let feature_messages: i64 = env
-        .scalar(
-            "SELECT count(*) FROM processed_messages WHERE queue = $1",
-            &[&features_queue],
-        )
-        .await;
+    let feature_messages: i64 = env.processed("features").await;
     assert_eq!(
         feature_messages, messages as i64,
         "one features.v1 per ingest message, processed once"
@@ -259,13 +247,7 @@ async fn poison_messages_are_dead_lettered_after_the_configured_attempts() {
         }],
     };
     for subject in ["before", "fail", "panic", "after"] {
-        env.publish_raw(
-            IngestV1::TYPE,
-            IngestV1::TYPE,
-            subject,
-            broker_schemas::encode(&one(subject)),
-        )
-        .await;
+        env.publish_ingest(subject, &one(subject)).await;
     }
     let dead = env.take_dead("ingest", 2).await;
     for (reason, id) in &dead {

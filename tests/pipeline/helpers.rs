@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use broker_schemas::Message;
+use broker_schemas::{IngestV1, Message};
 use lapin::options::{BasicAckOptions, BasicGetOptions};
 use swarm_runtime::amqp::{Outgoing, Publisher};
 use swarm_runtime::db::Pool;
@@ -88,6 +88,28 @@ impl TestEnv {
             message_id,
             body,
             Default::default(),
+        )
+        .await
+    }
+
+    /// Publishes `message` as `ingest.v1` under the message id `id` (chosen, so a test can send
+    /// the same id twice).
+    pub async fn publish_ingest(&self, id: &str, message: &IngestV1) {
+        self.publish_raw(
+            IngestV1::TYPE,
+            IngestV1::TYPE,
+            id,
+            broker_schemas::encode(message),
+        )
+        .await
+    }
+
+    /// How many messages of `worker`'s queue are recorded as processed.
+    pub async fn processed(&self, worker: &str) -> i64 {
+        let queue = self.topology.queue(worker);
+        self.scalar(
+            "SELECT count(*) FROM processed_messages WHERE queue = $1",
+            &[&queue],
         )
         .await
     }

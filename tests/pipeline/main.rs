@@ -232,13 +232,7 @@ async fn a_redelivered_message_changes_nothing() {
         samples,
     };
     let id = Uuid::now_v7().to_string();
-    env.publish_raw(
-        IngestV1::TYPE,
-        IngestV1::TYPE,
-        &id,
-        broker_schemas::encode(&first),
-    )
-    .await;
+    env.publish_ingest(&id, &first).await;
     env.wait_count("features", "SELECT count(*) FROM features", &[], 5)
         .await;
     let before: String = env
@@ -251,25 +245,14 @@ async fn a_redelivered_message_changes_nothing() {
         .samples
         .iter_mut()
         .for_each(|s| s.label = "changed".into());
-    env.publish_raw(
-        IngestV1::TYPE,
-        IngestV1::TYPE,
-        &id,
-        broker_schemas::encode(&again),
-    )
-    .await;
+    env.publish_ingest(&id, &again).await;
     let sentinel = IngestV1 {
         project: "q".into(),
         site: "s".into(),
         samples: vec![vector("z", "a", vec![1.0])],
     };
-    env.publish_raw(
-        IngestV1::TYPE,
-        IngestV1::TYPE,
-        &Uuid::now_v7().to_string(),
-        broker_schemas::encode(&sentinel),
-    )
-    .await;
+    env.publish_ingest(&Uuid::now_v7().to_string(), &sentinel)
+        .await;
     env.wait_count("sentinel", "SELECT count(*) FROM features f JOIN samples s ON s.id = f.sample_id WHERE s.project = 'q'", &[], 1)
         .await;
 
@@ -279,13 +262,7 @@ async fn a_redelivered_message_changes_nothing() {
     assert_eq!(before, after, "the duplicate changed samples");
     let features: i64 = env.scalar("SELECT count(*) FROM features", &[]).await;
     assert_eq!(features, 6);
-    let ingest_queue = env.topology.queue("ingest");
-    let processed: i64 = env
-        .scalar(
-            "SELECT count(*) FROM processed_messages WHERE queue = $1",
-            &[&ingest_queue],
-        )
-        .await;
+    let processed: i64 = env.processed("ingest").await;
     assert_eq!(processed, 2, "two distinct ingest messages were processed");
     let features_messages: i64 = env
         .scalar("SELECT count(DISTINCT message_id) FROM features", &[])
@@ -313,13 +290,7 @@ async fn a_message_id_twice_in_one_batch_is_handled_once() {
         (id.clone(), message("p", "changed")),
         (Uuid::now_v7().to_string(), message("q", "a")),
     ] {
-        env.publish_raw(
-            IngestV1::TYPE,
-            IngestV1::TYPE,
-            &id,
-            broker_schemas::encode(&body),
-        )
-        .await;
+        env.publish_ingest(&id, &body).await;
     }
     let workers = env.spawn_all();
     env.wait_count("features", "SELECT count(*) FROM features", &[], 6)
@@ -328,13 +299,7 @@ async fn a_message_id_twice_in_one_batch_is_handled_once() {
         .scalar("SELECT string_agg(DISTINCT label, ',') FROM samples", &[])
         .await;
     assert_eq!(labels, "a", "the second copy of the message was handled");
-    let ingest_queue = env.topology.queue("ingest");
-    let processed: i64 = env
-        .scalar(
-            "SELECT count(*) FROM processed_messages WHERE queue = $1",
-            &[&ingest_queue],
-        )
-        .await;
+    let processed: i64 = env.processed("ingest").await;
     assert_eq!(processed, 2);
     let features_messages: i64 = env
         .scalar("SELECT count(DISTINCT message_id) FROM features", &[])
