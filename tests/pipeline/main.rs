@@ -309,6 +309,40 @@ async fn a_message_id_twice_in_one_batch_is_handled_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_no_queue_is_bound_for_is_an_error_not_a_silent_loss() {
+    let env = TestEnv::new().await;
+    let out = swarm_runtime::amqp::Outgoing {
+        exchange: env.topology.exchange(),
+        routing_key: "nobody.v1".into(),
+        message_type: "nobody.v1".into(),
+        message_id: Uuid::now_v7().to_string(),
+        correlation_id: None,
+        headers: Default::default(),
+        body: b"{}".to_vec(),
+    };
+    let error = env
+        .publisher
+        .publish(&out)
+        .await
+        .expect_err("an unroutable publish fails");
+    assert!(
+        format!("{error:#}").contains("not routed"),
+        "the error says why: {error:#}"
+    );
+    // A routed one still goes through on the same channel.
+    env.publish_ingest(
+        &Uuid::now_v7().to_string(),
+        &IngestV1 {
+            project: "p".into(),
+            site: "s".into(),
+            samples: vec![vector("a", "x", vec![1.0])],
+        },
+    )
+    .await;
+    env.finish(Vec::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_messages_are_dead_lettered_with_a_reason_and_the_worker_keeps_serving() {
     let env = TestEnv::new().await;
     let workers = env.spawn_all();

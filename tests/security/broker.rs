@@ -297,7 +297,8 @@ fn definitions_hold_no_secret_and_declare_the_runtimes_topology() {
         for t in types {
             expected_bindings.insert((topology.exchange(), q.clone(), t.to_string()));
         }
-        expected_bindings.insert((topology.dead_exchange(), dead, q.clone()));
+        expected_bindings.insert((topology.dead_exchange(), dead.clone(), q.clone()));
+        expected_bindings.insert((topology.exchange(), dead, topology.dead_routing_key(worker)));
         // The worker's user reads its own queue only.
         let user = format!("swarm-{worker}");
         let permission = array(&defs, "permissions")
@@ -360,6 +361,10 @@ async fn the_site_user_publishes_ingest_and_train_only_and_reads_nothing() {
     refused(
         "site: the dead-letter exchange",
         publish(&site, "swarm.dlx", "swarm.ingest").await,
+    );
+    refused(
+        "site: a dead letter",
+        publish(&site, NAMESPACE, "dead.ingest").await,
     );
     refused(
         "site: the default exchange straight into a queue",
@@ -436,9 +441,24 @@ async fn worker_users_read_only_their_own_queue_and_publish_only_their_output() 
                 consume(&connection, &dead_queue(other)).await,
             );
         }
-        // Its dead letters go to the dead-letter exchange, keyed by its queue.
+        // It dead-letters through the namespace's exchange, into its own dead queue only; the
+        // dead-letter exchange is the broker's (a direct exchange, which topic permissions
+        // could not narrow to one routing key).
+        let topology = Topology::new(NAMESPACE);
         allowed(
             &format!("{user}: dead-letter"),
+            publish(&connection, NAMESPACE, &topology.dead_routing_key(worker)).await,
+        );
+        for (other, _) in WORKERS {
+            if other != worker {
+                refused(
+                    &format!("{user}: dead-letter into {other}'s dead queue"),
+                    publish(&connection, NAMESPACE, &topology.dead_routing_key(other)).await,
+                );
+            }
+        }
+        refused(
+            &format!("{user}: the dead-letter exchange"),
             publish(&connection, "swarm.dlx", &queue(worker)).await,
         );
         refused(

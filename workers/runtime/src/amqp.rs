@@ -84,18 +84,30 @@ impl Publisher {
                 .basic_publish(
                     out.exchange.clone().into(),
                     out.routing_key.clone().into(),
-                    BasicPublishOptions::default(),
+                    // Mandatory: a message no queue is bound for comes back instead of vanishing.
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..Default::default()
+                    },
                     &out.body,
                     self.properties(out),
                 )
                 .await
                 .context("Failed to publish")?;
-            confirms.push((confirm, &out.message_id));
+            confirms.push((confirm, out));
         }
-        for (confirm, message_id) in confirms {
+        for (confirm, out) in confirms {
             let confirmation = confirm.await.context("Failed to get a publisher confirm")?;
             if confirmation.is_nack() {
-                bail!("the broker refused message {message_id}");
+                bail!("the broker refused message {}", out.message_id);
+            }
+            if confirmation.take_message().is_some() {
+                bail!(
+                    "message {} was not routed: no queue is bound to exchange {:?} for routing key {:?} (declare the topology, or import deploy/rabbitmq/definitions.json)",
+                    out.message_id,
+                    out.exchange,
+                    out.routing_key
+                );
             }
         }
         Ok(())

@@ -1,6 +1,7 @@
 //! Dead letters: a message that cannot succeed is recorded in `dead_letters` and published to
-//! the dead-letter exchange (routed to `<ns>.<worker>.dead`) with its reason in the
-//! `x-swarm-reason` header, then acked. Never retried, never silently dropped.
+//! the namespace's exchange with the routing key `dead.<worker>` (bound to `<ns>.<worker>.dead`)
+//! and its reason in the `x-swarm-reason` header, then acked. Never retried, never silently
+//! dropped: the publish is mandatory, so a missing binding is an error, not a lost message.
 
 use std::collections::HashMap;
 
@@ -67,8 +68,8 @@ pub async fn dead_letter(
     headers.insert(REASON_HEADER.into(), reason.to_string());
     headers.insert(QUEUE_HEADER.into(), queue.clone());
     let out = Outgoing {
-        exchange: topology.dead_exchange(),
-        routing_key: queue,
+        exchange: topology.exchange(),
+        routing_key: topology.dead_routing_key(worker),
         message_type: message_type.unwrap_or_default(),
         message_id: message_id.unwrap_or_else(|| Uuid::now_v7().to_string()),
         correlation_id,

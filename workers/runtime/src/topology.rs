@@ -2,8 +2,11 @@
 //!
 //! One durable topic exchange `<ns>`; per worker a durable quorum queue `<ns>.<worker>` bound by
 //! message type, with an explicit dead-letter exchange `<ns>.dlx` and delivery limit, and a dead
-//! queue `<ns>.<worker>.dead`. Declaring is idempotent, so every worker and the CLI declare all of
-//! it: a message published before its worker ever ran is kept, never dropped.
+//! queue `<ns>.<worker>.dead`. The broker dead-letters through `<ns>.dlx` (a direct exchange,
+//! keyed by queue); a worker dead-letters what it rejects through `<ns>` with the routing key
+//! `dead.<worker>`, so that RabbitMQ's topic permissions (which cover topic exchanges only) can
+//! keep each worker's user to its own dead queue. Declaring is idempotent, so every worker and the
+//! CLI declare all of it: a message published before its worker ever ran is kept, never dropped.
 
 use broker_schemas::{FeaturesV1, IngestV1, Message, ReportV1, StatsV1, TrainV1};
 use lapin::options::{
@@ -62,6 +65,11 @@ impl Topology {
     /// A worker's dead queue.
     pub fn dead_queue(&self, worker: &str) -> String {
         format!("{}.{worker}.dead", self.namespace)
+    }
+
+    /// The routing key on [`Topology::exchange`] of what a worker dead-letters itself.
+    pub fn dead_routing_key(&self, worker: &str) -> String {
+        format!("dead.{worker}")
     }
 
     /// Declares the exchanges and every worker's queues and bindings.
@@ -139,9 +147,18 @@ impl Topology {
             .await?;
         channel
             .queue_bind(
-                dead.into(),
+                dead.clone().into(),
                 self.dead_exchange().into(),
                 queue.clone().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        channel
+            .queue_bind(
+                dead.into(),
+                self.exchange().into(),
+                self.dead_routing_key(worker).into(),
                 QueueBindOptions::default(),
                 FieldTable::default(),
             )
