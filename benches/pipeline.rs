@@ -10,10 +10,10 @@
 //! Every measurement gets a fresh database and a fresh namespace (dropped afterwards). Its queue is
 //! **pre-filled** first — every `ingest.v1` message published with publisher confirms before any
 //! consumer runs — then PostgreSQL is settled with a `CHECKPOINT` (so no run pays for the pages
-//! an earlier run left dirty, or has a checkpoint land in it), and the clock runs from the moment the consumers are started (connecting
-//! included) until the last row is committed: for Swarm, until `SELECT count(*) FROM features
-//! WHERE job_id = $1` (polled every 20 ms) reaches the number of samples; for the floors, until
-//! their loop commits and acks the last batch. The floors are in `benches/floor/`. Measurements
+//! an earlier run left dirty, or has a checkpoint land in it), and the clock runs from the moment
+//! the consumers are started (connecting included) until the last row is committed: for Swarm,
+//! until `SELECT count(*) FROM features WHERE job_id = $1` (polled every 20 ms) reaches the number
+//! of samples; for the floors, until their loop commits and acks the last batch. The floors are in `benches/floor/`. Measurements
 //! run in rounds (`BENCH_ROUNDS`, default 3): the one-hop floor, then every Swarm configuration,
 //! round after round, and the floor once more at the end; each row shows its median run, and
 //! ratios are to the median of the floor's runs. Each row also shows the CPU it used per item:
@@ -258,11 +258,6 @@ impl World {
             });
         }
         Ok(())
-    }
-
-    /// Waits until the job has `expected` feature rows.
-    async fn wait_for_features(&self, job: &str, expected: usize) -> anyhow::Result<()> {
-        self.wait_for_rows("features", job, expected).await
     }
 
     /// Waits until `table` (`samples` or `features`) has `expected` rows of the job.
@@ -582,7 +577,9 @@ async fn floor(services: &Services, workload: &Workload, which: Floor) -> anyhow
     if result.is_ok() {
         if let Floor::OneHop = which {
             // The floor wrote what Swarm writes.
-            world.wait_for_features(&job, workload.items()).await?;
+            world
+                .wait_for_rows("features", &job, workload.items())
+                .await?;
         }
     }
     world.finish().await?;

@@ -25,7 +25,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use crate::amqp::Publisher;
 use crate::handler::{HandleError, Handler, Work};
 use crate::metrics::Handled;
-use crate::process::{catching_panics, prepare, record_batch, Outcome};
+use crate::process::{catching_panics, prepare, record, Outcome};
 use crate::worker::{handle, stopped, InFlight, Shared};
 use crate::{dead, outbox, telemetry};
 
@@ -185,15 +185,10 @@ async fn commit<H: Handler>(
         let mut client = shared.pool.get().await.map_err(anyhow::Error::new)?;
         let tx = client.transaction().await?;
         let mut emitted = Vec::new();
-        // The idempotency records of the whole batch in one round trip; redeliveries drop out.
-        let ids: Vec<&str> = prepared
-            .iter()
-            .map(|(m, _)| m.message_id.as_str())
-            .collect();
-        let queue = prepared.first().map_or("", |(m, _)| m.queue.as_str());
-        let mut fresh = record_batch(&tx, queue, &ids).await?;
         for (meta, message) in prepared {
-            if !fresh.remove(&meta.message_id) {
+            // One statement per message, not one `RETURNING` for the batch: a worker's role may
+            // insert into processed_messages but not read it.
+            if !record(&tx, &meta).await? {
                 continue;
             }
             let mut work = Work::new(&tx, meta);

@@ -1,10 +1,10 @@
 //! PostgreSQL: the connection pool, database creation and migrations, and TLS when
 //! `DATABASE_URL` asks for it.
 
-use anyhow::Context as _;
-pub use deadpool_postgres::Pool;
 use std::sync::Arc;
 
+use anyhow::Context as _;
+pub use deadpool_postgres::Pool;
 use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod};
 use tokio_postgres::config::SslMode;
 use tokio_postgres::NoTls;

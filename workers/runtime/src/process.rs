@@ -126,23 +126,6 @@ pub(crate) async fn record(tx: &Transaction<'_>, meta: &MessageMeta) -> Result<b
     Ok(inserted == 1)
 }
 
-/// Records a batch of messages from `queue` as processed in `tx`, in one statement; returns the
-/// ids that were not yet recorded (a message id twice in the batch comes back once).
-pub(crate) async fn record_batch(
-    tx: &Transaction<'_>,
-    queue: &str,
-    message_ids: &[&str],
-) -> Result<std::collections::HashSet<String>, HandleError> {
-    let stmt = tx
-        .prepare_cached(
-            "INSERT INTO processed_messages (queue, message_id) SELECT $1, unnest($2::text[])
-             ON CONFLICT DO NOTHING RETURNING message_id",
-        )
-        .await?;
-    let rows = tx.query(&stmt, &[&queue, &message_ids]).await?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
-}
-
 /// Runs a decoded message through the handler in one transaction with the idempotency record:
 /// the core of [`process`], public so handlers can be tested against a real database without a
 /// broker.
