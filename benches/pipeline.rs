@@ -17,8 +17,8 @@
 //! run in rounds (`BENCH_ROUNDS`, default 3): the one-hop floor, then every Swarm configuration,
 //! round after round, and the floor once more at the end; each row shows its median run, and
 //! ratios are to the median of the floor's runs. Each row also shows the CPU it used per item:
-//! the whole machine's, this process's (the consumers), PostgreSQL's and the rest's (RabbitMQ,
-//! anything else). A last Swarm row runs the ingest worker alone (until every sample is stored),
+//! the whole machine's, this process's (the consumers), PostgreSQL's, RabbitMQ's and the rest's
+//! (the kernel's threads, anything else). A last Swarm row runs the ingest worker alone (until every sample is stored),
 //! so the cost of the second hop is the difference to the rows above it.
 //!
 //! The tracing rows run Swarm in child processes of this binary (the tracer provider is
@@ -374,14 +374,16 @@ impl Measured {
 }
 
 /// CPU seconds: the whole machine's busy time (`/proc/stat`), this process's own
-/// (`/proc/self/stat`) and PostgreSQL's (every `postgres` process, with the backends that have
-/// exited since, which the postmaster has reaped), so a row shows where its work went — this
-/// process (the consumers), the database, or the rest (RabbitMQ, anything else running).
+/// (`/proc/self/stat`), PostgreSQL's (every `postgres` process, with the backends that have
+/// exited since, which the postmaster has reaped) and RabbitMQ's (its Erlang VM, `beam.smp`), so
+/// a row shows where its work went — this process (the consumers), the database, the broker, or
+/// the rest (the kernel's own threads writing pages back, anything else running).
 #[derive(Debug, Clone, Copy, Default)]
 struct Cpu {
     machine: f64,
     process: f64,
     postgres: f64,
+    rabbitmq: f64,
 }
 
 /// `utime stime cutime cstime` of one `/proc/<pid>/stat`, in ticks, if its command is `comm`
@@ -398,14 +400,14 @@ fn process_ticks(stat: &str, comm: Option<&str>) -> Option<[f64; 4]> {
     Some([tick(11)?, tick(12)?, tick(13)?, tick(14)?])
 }
 
-/// The CPU ticks of every process named `postgres`, reaped children included.
-fn postgres_ticks() -> f64 {
+/// The CPU ticks of every process named `comm`, reaped children included.
+fn ticks_of(comm: &str) -> f64 {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return 0.0;
     };
     dir.filter_map(Result::ok)
         .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
-        .filter_map(|stat| process_ticks(&stat, Some("postgres")))
+        .filter_map(|stat| process_ticks(&stat, Some(comm)))
         .map(|t| t.iter().sum::<f64>())
         .sum()
 }
@@ -436,7 +438,8 @@ impl Cpu {
         Some(Cpu {
             machine: busy / TICKS_PER_SECOND,
             process: (utime + stime) / TICKS_PER_SECOND,
-            postgres: postgres_ticks() / TICKS_PER_SECOND,
+            postgres: ticks_of("postgres") / TICKS_PER_SECOND,
+            rabbitmq: ticks_of("beam.smp") / TICKS_PER_SECOND,
         })
     }
 
@@ -447,6 +450,7 @@ impl Cpu {
             machine: end.machine - start.machine,
             process: end.process - start.process,
             postgres: end.postgres - start.postgres,
+            rabbitmq: end.rabbitmq - start.rabbitmq,
         })
     }
 }
@@ -665,7 +669,7 @@ impl Table {
 
     fn print(&self) {
         println!(
-            "| workload | run | items | seconds | items/s | vs floor | CPU ms/item: all / bench / postgres / rest | note |"
+            "| workload | run | items | seconds | items/s | vs floor | CPU ms/item: all / bench / postgres / rabbitmq / rest | note |"
         );
         println!("|---|---|---:|---:|---:|---:|---:|---|");
         for (title, rows) in &self.rows {
@@ -693,19 +697,20 @@ impl Table {
     }
 }
 
-/// CPU milliseconds per item: the machine's, this process's (the consumers), PostgreSQL's, the
-/// rest's.
+/// CPU milliseconds per item: the machine's, this process's (the consumers), PostgreSQL's,
+/// RabbitMQ's, the rest's.
 fn cpu_cell(m: &Measured) -> String {
     match m.cpu {
         Some(c) if m.items > 0 => {
             let per = |s: f64| 1000.0 * s / m.items as f64;
             format!(
-                "{:.2} / {:.2} / {:.2} / {:.2}",
+                "{:.2} / {:.2} / {:.2} / {:.2} / {:.2}",
                 per(c.machine),
                 per(c.process),
                 per(c.postgres),
+                per(c.rabbitmq),
                 // Tick rounding can take the difference a hair below zero.
-                per((c.machine - c.process - c.postgres).max(0.0))
+                per((c.machine - c.process - c.postgres - c.rabbitmq).max(0.0))
             )
         }
         _ => String::new(),
