@@ -1,5 +1,6 @@
 //! Micro-benchmark of the features worker's hot path: functional connectivity (Pearson, upper
-//! triangle, Fisher z) of one subject, and MessagePack encoding of an ingest batch.
+//! triangle, Fisher z) of one subject, a subject's values to and from their `bytea` column, and
+//! MessagePack encoding of an ingest batch.
 //!
 //! `cargo bench --bench connectivity`
 
@@ -26,6 +27,31 @@ fn connectivity(c: &mut Criterion) {
     group.finish();
 }
 
+fn floats(c: &mut Criterion) {
+    use swarm_runtime::floats::{FloatVec, Floats};
+    use tokio_postgres::types::{FromSql, ToSql, Type};
+    let values = series(200, 116);
+    let mut column = bytes::BytesMut::new();
+    Floats(&values)
+        .to_sql(&Type::BYTEA, &mut column)
+        .expect("encodes");
+    let mut group = c.benchmark_group("bytea 200×116");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("to_sql", |b| {
+        b.iter(|| {
+            let mut out = bytes::BytesMut::new();
+            Floats(&values)
+                .to_sql(&Type::BYTEA, &mut out)
+                .expect("encodes");
+            out
+        })
+    });
+    group.bench_function("from_sql", |b| {
+        b.iter(|| FloatVec::from_sql(&Type::BYTEA, &column).expect("decodes"))
+    });
+    group.finish();
+}
+
 fn encode(c: &mut Criterion) {
     let batch = IngestV1 {
         project: "bench".into(),
@@ -44,5 +70,5 @@ fn encode(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, connectivity, encode);
+criterion_group!(benches, connectivity, floats, encode);
 criterion_main!(benches);
