@@ -41,11 +41,12 @@ impl<'a> FromSql<'a> for FloatVec {
             )
             .into());
         }
-        Ok(FloatVec(
-            raw.chunks_exact(4)
-                .map(|b| f32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-        ))
+        // Zero-filled, then overwritten in place: vector byte swaps, like `to_sql`.
+        let mut values = vec![0.0; raw.len() / 4];
+        for (v, bytes) in values.iter_mut().zip(raw.chunks_exact(4)) {
+            *v = f32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        }
+        Ok(FloatVec(values))
     }
 
     accepts!(BYTEA);
