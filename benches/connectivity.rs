@@ -4,7 +4,7 @@
 //!
 //! `cargo bench --bench connectivity`
 
-use broker_schemas::{IngestV1, Sample};
+use broker_schemas::{IngestV1, Sample, SampleKind};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 fn series(timepoints: usize, regions: usize) -> Vec<f32> {
@@ -64,6 +64,33 @@ fn encode(c: &mut Criterion) {
     let mut group = c.benchmark_group("ingest.v1 100×64");
     group.throughput(Throughput::Elements(100));
     group.bench_function("encode", |b| b.iter(|| broker_schemas::encode(&batch)));
+    group.bench_function("decode", |b| {
+        b.iter(|| broker_schemas::decode::<IngestV1>(&body).expect("decodes"))
+    });
+    group.finish();
+    // What every worker does to an ingest.v1 body before decoding it: the limits' header scan.
+    let batch = IngestV1 {
+        project: "bench".into(),
+        site: "site".into(),
+        samples: (0..10)
+            .map(|i| Sample {
+                kind: SampleKind::Timeseries,
+                timepoints: Some(200),
+                ..Sample::vector(format!("sub-{i:04}"), "patient", series(200, 116))
+            })
+            .collect(),
+    };
+    let body = broker_schemas::encode(&batch);
+    let limits = swarm_runtime::limits::Limits::default();
+    let mut group = c.benchmark_group("ingest.v1 10×200×116");
+    group.throughput(Throughput::Elements(10));
+    group.bench_function("check_body", |b| {
+        b.iter(|| {
+            limits
+                .check_body("ingest.v1", &body)
+                .expect("within limits")
+        })
+    });
     group.bench_function("decode", |b| {
         b.iter(|| broker_schemas::decode::<IngestV1>(&body).expect("decodes"))
     });

@@ -236,12 +236,18 @@ fn scan_ingest(body: &[u8], limits: &Limits) -> Result<(), String> {
                                 limits.max_values_per_sample
                             ));
                         }
-                        for _ in 0..v {
-                            // Nearly always a float 32: its marker and four bytes, skipped
-                            // without the general walk (this loop sees every value of a batch).
-                            if let [0xca, _, _, _, _, rest @ ..] = r.buf {
-                                r.buf = rest;
-                            } else if r.skip(0).is_none() {
+                        // Nearly always float 32s, a marker and four bytes each: the run of
+                        // them is skipped at once, without the general walk (this loop sees
+                        // every value of a batch).
+                        let floats = r
+                            .buf
+                            .chunks_exact(5)
+                            .take(v)
+                            .take_while(|value| value[0] == 0xca)
+                            .count();
+                        r.buf = &r.buf[floats * 5..];
+                        for _ in floats..v {
+                            if r.skip(0).is_none() {
                                 return Ok(());
                             }
                         }
