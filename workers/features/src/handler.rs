@@ -71,6 +71,12 @@ fn extract(sample: Stored) -> Result<Extracted, String> {
     }
 }
 
+/// The cores this process may use (1 if unknown).
+fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 impl Handler for FeaturesHandler {
     type Message = FeaturesV1;
     const NAME: &'static str = "features";
@@ -123,19 +129,34 @@ impl Handler for FeaturesHandler {
                 text: r.get(4),
             })
             .collect();
-        // Connectivity is CPU work: keep it off the async threads.
-        // The span is made here: the blocking thread does not inherit the current one.
+        // Connectivity is CPU work: keep it off the async threads, and spread a message's
+        // samples over the cores (a lone message, e.g. the last of a job, then takes a fraction
+        // of the time). The span is made here: blocking threads do not inherit the current one.
         let span = tracing::info_span!("extract");
-        let extracted = tokio::task::spawn_blocking(move || {
-            let _span = span.entered();
-            samples
-                .into_iter()
-                .map(extract)
-                .collect::<Result<Vec<_>, String>>()
-        })
-        .await
-        .map_err(|e| HandleError::Transient(anyhow::anyhow!("extraction panicked: {e}")))?
-        .map_err(HandleError::Permanent)?;
+        let per_thread = samples.len().div_ceil(cores()).max(1);
+        let mut chunks = Vec::new();
+        let mut samples = samples.into_iter();
+        loop {
+            let chunk: Vec<Stored> = samples.by_ref().take(per_thread).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            let span = span.clone();
+            chunks.push(tokio::task::spawn_blocking(move || {
+                let _span = span.entered();
+                chunk
+                    .into_iter()
+                    .map(extract)
+                    .collect::<Result<Vec<_>, String>>()
+            }));
+        }
+        let mut extracted = Vec::with_capacity(message.sample_ids.len());
+        for chunk in try_join_all(chunks)
+            .await
+            .map_err(|e| HandleError::Transient(anyhow::anyhow!("extraction panicked: {e}")))?
+        {
+            extracted.extend(chunk.map_err(HandleError::Permanent)?);
+        }
         let meta = work.meta().clone();
         let stmt = tx
             .prepare_cached(
