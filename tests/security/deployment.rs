@@ -1,7 +1,10 @@
 //! The deployment as a whole: the four workers, each as its own broker user (definitions.json,
 //! in a vhost of the test's own) and its own database role (roles.sql), with `MIGRATE=false`
 //! and `DECLARE_TOPOLOGY=false`; the site user publishes a data set and a training job; the
-//! report arrives.
+//! report arrives. Ingest and features commit in batches (`BATCH_SIZE`), and no batch may split
+//! into messages: a split batch still gets its work done, one message at a time, so only the
+//! metric shows a statement the batch path needs and a role may not run. (The per-message path
+//! under each role is `database.rs`'.)
 
 use std::collections::BTreeMap;
 
@@ -57,6 +60,9 @@ async fn the_workers_run_a_job_with_least_privilege() {
         settings.declare_topology = false;
         settings.db_pool_size = 2;
         settings.shutdown_timeout_secs = 10;
+        if matches!(worker, "ingest" | "features") {
+            settings.batch_size = 8;
+        }
         settings
     };
     let workers = vec![
@@ -115,6 +121,22 @@ async fn the_workers_run_a_job_with_least_privilege() {
         .unwrap()
         .get(0);
     assert_eq!(dead, 0, "nothing was refused on the way");
+    let metrics = swarm_runtime::metrics::handle().render();
+    for worker in ["ingest", "features"] {
+        let batches = |outcome: &str| {
+            let series =
+                format!("swarm_batches_total{{queue=\"swarm.{worker}\",outcome=\"{outcome}\"}} ");
+            metrics
+                .lines()
+                .find_map(|line| line.strip_prefix(&series))
+                .map_or(0, |n| n.trim().parse::<u64>().unwrap())
+        };
+        assert!(
+            batches("committed") > 0,
+            "{worker} committed no batch:\n{metrics}"
+        );
+        assert_eq!(batches("split"), 0, "{worker}'s batches split into messages: a statement of the batch path is refused to its role (see the log with TEST_LOG=1)");
+    }
     drop(owner);
     for w in workers {
         w.stop().await.expect("a worker stops cleanly");

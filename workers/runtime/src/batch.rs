@@ -148,6 +148,7 @@ async fn handle_batch<H: Handler>(
         let n = deliveries.len();
         match catching_panics(commit(shared, prepared)).await {
             Outcome::Processed(emitted) => {
+                crate::metrics::batch(&queue, true);
                 // The multiple ack covers every earlier delivery: those of earlier batches must
                 // be settled first.
                 order.wait().await;
@@ -164,6 +165,7 @@ async fn handle_batch<H: Handler>(
                 }
             }
             failed => {
+                crate::metrics::batch(&queue, false);
                 tracing::info!(?failed, messages = n, "The batch failed; handling its messages one by one.");
                 for d in deliveries {
                     handle(shared, publisher, d).await;

@@ -1,6 +1,6 @@
 //! Prometheus metrics, served at `/metrics`: messages processed / failed / retried /
-//! dead-lettered / duplicate by queue, handling duration, in-flight messages, outbox backlog and
-//! broker reconnects. One recorder per process; every series is labelled by queue.
+//! dead-lettered / duplicate by queue, handling duration, in-flight messages, outbox backlog,
+//! batches committed or split, and broker reconnects. One recorder per process; every series is labelled by queue.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -55,6 +55,15 @@ pub fn handled(queue: &str, outcome: Handled, took: Duration) {
     }
     metrics::histogram!("swarm_handle_duration_seconds", "queue" => queue, "outcome" => label)
         .record(took.as_secs_f64());
+}
+
+/// A batch (`BATCH_SIZE` > 1) committed whole, or split: its transaction failed and its
+/// messages went one by one. Splits now and then are bad input or a hiccup; a queue whose
+/// batches keep splitting has lost the batch's speed, e.g. to a missing privilege.
+pub fn batch(queue: &str, committed: bool) {
+    let outcome = if committed { "committed" } else { "split" };
+    metrics::counter!("swarm_batches_total", "queue" => queue.to_string(), "outcome" => outcome)
+        .increment(1);
 }
 
 /// Messages being handled right now.
