@@ -42,7 +42,7 @@ pub enum DeadCommand {
 /// Runs a dead-letter command.
 pub async fn run(settings: &Settings, command: DeadCommand) -> anyhow::Result<()> {
     let pool = swarm_runtime::db::connect_and_migrate(&settings.database_url, 1).await?;
-    let client = pool.get().await.context("Failed to connect to Postgres")?;
+    let mut client = pool.get().await.context("Failed to connect to Postgres")?;
     match command {
         DeadCommand::List { queue, limit } => {
             let rows = client
@@ -121,13 +121,18 @@ pub async fn run(settings: &Settings, command: DeadCommand) -> anyhow::Result<()
                     headers,
                     body: row.get(4),
                 };
+                // Marked replayed in a transaction around the publish: if the message fails again
+                // at once, its worker's new row waits for this one to be marked (the index of
+                // migration 0011 holds one unreplayed row per message), and nothing is marked
+                // replayed that was not published.
+                let tx = client.transaction().await?;
+                tx.execute(
+                    "UPDATE dead_letters SET replayed_at = now() WHERE id = $1",
+                    &[&id],
+                )
+                .await?;
                 outlet.publisher.publish(&out).await?;
-                client
-                    .execute(
-                        "UPDATE dead_letters SET replayed_at = now() WHERE id = $1",
-                        &[&id],
-                    )
-                    .await?;
+                tx.commit().await?;
                 replayed += 1;
             }
             outlet.close().await;

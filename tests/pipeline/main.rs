@@ -842,6 +842,97 @@ async fn dead_letters_are_listed_and_replayed_once_the_cause_is_fixed() {
     env.finish(workers).await;
 }
 
+/// How often the worker's queue has retried a message, from the process's metrics.
+fn retried(queue: &str) -> u64 {
+    let series = format!("swarm_messages_retried_total{{queue=\"{queue}\"}} ");
+    swarm_runtime::metrics::handle()
+        .render()
+        .lines()
+        .find_map(|line| line.strip_prefix(&series))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_dead_lettered_again_after_a_failed_publish_has_one_row_until_replayed() {
+    let env = TestEnv::new().await;
+    let workers = env.spawn_all();
+    // Every worker declares the topology as it starts: wait for them all to consume first.
+    let channel = env.connection.create_channel().await.unwrap();
+    for worker in ["ingest", "features", "train", "report"] {
+        let queue = env.topology.queue(worker);
+        eventually(&format!("a consumer on {queue}"), || async {
+            let passive = lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            };
+            channel
+                .queue_declare(queue.as_str().into(), passive, Default::default())
+                .await
+                .is_ok_and(|q| q.consumer_count() > 0)
+        })
+        .await;
+    }
+    // The dead queue's binding is missing (say, definitions not re-imported after an upgrade):
+    // the dead letter's publish is refused as unroutable, and the message is requeued.
+    let (dead_queue, exchange, key) = (
+        env.topology.dead_queue("train"),
+        env.topology.exchange(),
+        env.topology.dead_routing_key("train"),
+    );
+    channel
+        .queue_unbind(
+            dead_queue.as_str().into(),
+            exchange.as_str().into(),
+            key.as_str().into(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    let run_id = Uuid::now_v7();
+    let train = TrainV1 {
+        run_id,
+        project: "never".into(),
+        model: "logistic".into(),
+        params: BTreeMap::new(),
+        cv: CrossValidation { folds: 3, seed: 0 },
+        sites: vec![],
+    };
+    env.send(&train, &run_id.to_string()).await;
+    let queue = env.topology.queue("train");
+    eventually("three attempts to dead-letter", || async {
+        retried(&queue) >= 3
+    })
+    .await;
+    let rows = "SELECT count(*) FROM dead_letters";
+    assert_eq!(
+        env.scalar::<i64>(rows, &[]).await,
+        1,
+        "one row, not one per attempt"
+    );
+    // With the binding back, the next attempt lands in the dead queue, still with one row.
+    channel
+        .queue_bind(
+            dead_queue.as_str().into(),
+            exchange.as_str().into(),
+            key.as_str().into(),
+            Default::default(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    let dead = env.take_dead("train", 1).await;
+    assert!(dead[0].0.contains("never"), "{dead:?}");
+    assert_eq!(env.scalar::<i64>(rows, &[]).await, 1);
+    // A replayed message that fails again has a row of its own.
+    let out = env.cli(&["dead", "replay", "--all"]).await;
+    assert!(out.contains("Replayed 1"), "{out}");
+    env.wait_count("the second failure's row", rows, &[], 2)
+        .await;
+    let unreplayed = "SELECT count(*) FROM dead_letters WHERE replayed_at IS NULL";
+    assert_eq!(env.scalar::<i64>(unreplayed, &[]).await, 1);
+    env.finish(workers).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn neurolearn_tables_covariates_and_text_documents_are_published_as_is() {
     let env = TestEnv::new().await;

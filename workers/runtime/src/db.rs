@@ -58,6 +58,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "feature_values_bytes",
         include_str!("../../../migrations/0010_feature_values_bytes.sql"),
     ),
+    (
+        11,
+        "dead_letters_once",
+        include_str!("../../../migrations/0011_dead_letters_once.sql"),
+    ),
 ];
 
 /// Any number the application picks; serialises concurrent migrators.

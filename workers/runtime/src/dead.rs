@@ -58,10 +58,12 @@ pub async fn dead_letter(
         .get()
         .await
         .context("Failed to get a database connection")?;
+    // A message dead-lettered again (its earlier publish failed, and it was requeued) keeps the
+    // row of its first attempt (migration 0011).
     client
         .execute(
             "INSERT INTO dead_letters (queue, message_id, message_type, correlation_id, reason, body, headers)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
             &[&queue, &message_id, &message_type, &correlation_id, &reason, &delivery.data, &stored_headers],
         )
         .await?;

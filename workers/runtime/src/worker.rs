@@ -388,6 +388,7 @@ pub(crate) async fn handle<H: Handler>(
                             error = format!("{error:#}"),
                             "Failed to dead-letter; requeueing."
                         );
+                        crate::metrics::handled(&queue, Handled::Retried, started.elapsed());
                         requeue(&delivery, attempt(&delivery)).await;
                     }
                 }
