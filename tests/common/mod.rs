@@ -1,6 +1,6 @@
 //! What several test binaries share, included by each one's helpers with
-//! `#[path = "../common/mod.rs"] mod common;`: the patience of a test, the database server, and
-//! polling with a deadline. Each binary uses part of it.
+//! `#[path = "../common/mod.rs"] mod common;`: the patience of a test, the database server,
+//! polling with a deadline, and the process's metrics. Each binary uses part of it.
 #![allow(dead_code)]
 
 use std::future::Future;
@@ -41,4 +41,16 @@ where
         assert!(Instant::now() < deadline, "timed out waiting for: {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A counter of this process's Prometheus metrics (0 until it is first counted): `series` is
+/// its name and labels as rendered, e.g. `swarm_batches_total{queue="q",outcome="split"}`.
+pub fn counter(series: &str) -> u64 {
+    swarm_runtime::metrics::handle()
+        .render()
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0, |n| {
+            n.trim().parse().expect("a counter is a whole number")
+        })
 }

@@ -17,7 +17,7 @@ mod common;
 
 // Not every binary that includes these helpers polls.
 #[allow(unused_imports)]
-pub use common::{eventually, PATIENCE};
+pub use common::{counter, eventually, PATIENCE};
 
 /// One test's world: its own namespace on the shared broker and its own database.
 pub struct TestEnv {

@@ -793,15 +793,8 @@ async fn dead_letters_are_listed_and_replayed_once_the_cause_is_fixed() {
     let workers = env.spawn_all();
     // Training a project before its data arrived fails for good...
     let run_id = Uuid::now_v7();
-    let train = TrainV1 {
-        run_id,
-        project: "late".into(),
-        model: "logistic".into(),
-        params: BTreeMap::new(),
-        cv: CrossValidation { folds: 3, seed: 0 },
-        sites: vec![],
-    };
-    env.send(&train, &run_id.to_string()).await;
+    env.send(&logistic(run_id, "late"), &run_id.to_string())
+        .await;
     env.wait_count(
         "the dead letter",
         "SELECT count(*) FROM dead_letters",
@@ -842,14 +835,16 @@ async fn dead_letters_are_listed_and_replayed_once_the_cause_is_fixed() {
     env.finish(workers).await;
 }
 
-/// How often the worker's queue has retried a message, from the process's metrics.
-fn retried(queue: &str) -> u64 {
-    let series = format!("swarm_messages_retried_total{{queue=\"{queue}\"}} ");
-    swarm_runtime::metrics::handle()
-        .render()
-        .lines()
-        .find_map(|line| line.strip_prefix(&series))
-        .map_or(0, |n| n.trim().parse().unwrap())
+/// A logistic regression of `project` under 3-fold cross-validation.
+fn logistic(run_id: Uuid, project: &str) -> TrainV1 {
+    TrainV1 {
+        run_id,
+        project: project.into(),
+        model: "logistic".into(),
+        params: BTreeMap::new(),
+        cv: CrossValidation { folds: 3, seed: 0 },
+        sites: vec![],
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -889,18 +884,13 @@ async fn a_message_dead_lettered_again_after_a_failed_publish_has_one_row_until_
         .await
         .unwrap();
     let run_id = Uuid::now_v7();
-    let train = TrainV1 {
-        run_id,
-        project: "never".into(),
-        model: "logistic".into(),
-        params: BTreeMap::new(),
-        cv: CrossValidation { folds: 3, seed: 0 },
-        sites: vec![],
-    };
-    env.send(&train, &run_id.to_string()).await;
+    env.send(&logistic(run_id, "never"), &run_id.to_string())
+        .await;
     let queue = env.topology.queue("train");
     eventually("three attempts to dead-letter", || async {
-        retried(&queue) >= 3
+        helpers::counter(&format!(
+            "swarm_messages_retried_total{{queue=\"{queue}\"}}"
+        )) >= 3
     })
     .await;
     let rows = "SELECT count(*) FROM dead_letters";

@@ -121,21 +121,19 @@ async fn the_workers_run_a_job_with_least_privilege() {
         .unwrap()
         .get(0);
     assert_eq!(dead, 0, "nothing was refused on the way");
-    let metrics = swarm_runtime::metrics::handle().render();
     for worker in ["ingest", "features"] {
         let batches = |outcome: &str| {
-            let series =
-                format!("swarm_batches_total{{queue=\"swarm.{worker}\",outcome=\"{outcome}\"}} ");
-            metrics
-                .lines()
-                .find_map(|line| line.strip_prefix(&series))
-                .map_or(0, |n| n.trim().parse::<u64>().unwrap())
+            crate::helpers::counter(&format!(
+                "swarm_batches_total{{queue=\"swarm.{worker}\",outcome=\"{outcome}\"}}"
+            ))
         };
-        assert!(
-            batches("committed") > 0,
-            "{worker} committed no batch:\n{metrics}"
+        assert!(batches("committed") > 0, "{worker} committed no batch");
+        assert_eq!(
+            batches("split"),
+            0,
+            "{worker}'s batches split into messages: a statement of the batch path is refused \
+             to its role (see the log with TEST_LOG=1)"
         );
-        assert_eq!(batches("split"), 0, "{worker}'s batches split into messages: a statement of the batch path is refused to its role (see the log with TEST_LOG=1)");
     }
     drop(owner);
     for w in workers {

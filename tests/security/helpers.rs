@@ -15,7 +15,7 @@ use uuid::Uuid;
 #[path = "../common/mod.rs"]
 mod common;
 
-pub use common::{database_server, drop_database, eventually, PATIENCE};
+pub use common::{counter, database_server, drop_database, eventually, PATIENCE};
 
 /// The repository root.
 pub fn root() -> PathBuf {
