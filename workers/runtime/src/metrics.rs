@@ -1,6 +1,7 @@
 //! Prometheus metrics, served at `/metrics`: messages processed / failed / retried /
 //! dead-lettered / duplicate by queue, handling duration, in-flight messages, outbox backlog,
-//! batches committed or split, and broker reconnects. One recorder per process; every series is labelled by queue.
+//! batches committed or split, and broker reconnects. One recorder per process; every series is
+//! labelled by queue.
 
 use std::sync::OnceLock;
 use std::time::Duration;
