@@ -6,7 +6,7 @@ mod helpers;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use broker_schemas::{CrossValidation, IngestV1, Message, Sample, SampleKind, TrainV1};
+use broker_schemas::{CrossValidation, FeaturesV1, IngestV1, Message, Sample, SampleKind, TrainV1};
 use helpers::{eventually, TestEnv};
 use swarm_runtime::floats::FloatVec;
 use uuid::Uuid;
@@ -441,6 +441,48 @@ async fn bad_messages_are_dead_lettered_with_a_reason_and_the_worker_keeps_servi
     let samples: i64 = env.scalar("SELECT count(*) FROM samples", &[]).await;
     assert_eq!(samples, 2, "no bad sample was stored");
     drop(client);
+    env.finish(workers).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_features_message_naming_another_projects_samples_is_dead_lettered() {
+    let env = TestEnv::new().await;
+    let workers = env.spawn_all();
+    let batch = |project: &str| IngestV1 {
+        project: project.into(),
+        site: "s".into(),
+        samples: vec![vector("subject", "a", vec![0.5, 1.5])],
+    };
+    env.send(&batch("mine"), "job").await;
+    env.send(&batch("theirs"), "job").await;
+    env.wait_features("both samples' features", "job", 2).await;
+    let theirs: i64 = env
+        .scalar("SELECT id FROM samples WHERE project = 'theirs'", &[])
+        .await;
+    // The sample exists, but in another project: the message is refused as a whole.
+    let id = env
+        .send(
+            &FeaturesV1 {
+                project: "mine".into(),
+                sample_ids: vec![theirs],
+            },
+            "job",
+        )
+        .await;
+    let dead = env.take_dead("features", 1).await;
+    assert_eq!(dead[0].1, id);
+    assert!(
+        dead[0].0.contains("has no samples with ids") && dead[0].0.contains(&theirs.to_string()),
+        "{:?}",
+        dead[0].0
+    );
+    let features: i64 = env
+        .scalar(
+            "SELECT count(*) FROM features WHERE message_id = $1",
+            &[&id],
+        )
+        .await;
+    assert_eq!(features, 0, "the refused message wrote nothing");
     env.finish(workers).await;
 }
 
