@@ -86,11 +86,20 @@ pub fn fisher_z(values: &[f32], timepoints: usize) -> Vec<f32> {
             out.extend(
                 r[i * regions + i + 1..(i + 1) * regions]
                     .iter()
-                    .map(|&c| c.clamp(-MAX_R, MAX_R).atanh() as f32),
+                    .map(|&c| fisher(c) as f32),
             );
         }
         out
     })
+}
+
+/// atanh(r), clipped, as ½·ln((1 + r)/(1 − r)): one division and one `ln`, under half the time
+/// of `f64::atanh` (whose `log1p` took a quarter of [`fisher_z`]). Near r = 0 the quotient
+/// loses digits `log1p` would keep, an absolute error of about 1e-16, below what the f32 result
+/// can show for any |z| > 1e-8.
+fn fisher(r: f64) -> f64 {
+    let r = r.clamp(-MAX_R, MAX_R);
+    0.5 * ((1.0 + r) / (1.0 - r)).ln()
 }
 
 #[cfg(test)]
@@ -149,6 +158,20 @@ mod tests {
             }
             assert_eq!(k, z.len());
         }
+    }
+
+    #[test]
+    fn fisher_z_equals_atanh_to_the_last_bits_of_an_f32() {
+        for i in -1000..=1000 {
+            let r = f64::from(i) / 1000.0;
+            let (got, want) = (fisher(r), r.clamp(-MAX_R, MAX_R).atanh());
+            assert!(
+                (got - want).abs() <= 1e-15 + 1e-9 * want.abs(),
+                "r = {r}: {got} against {want}"
+            );
+        }
+        assert_eq!(fisher(0.0), 0.0);
+        assert!(fisher(1.0).is_finite() && fisher(-1.0).is_finite());
     }
 
     #[test]
