@@ -13,6 +13,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::future::try_join_all;
 use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::BasicAckOptions;
@@ -187,10 +188,13 @@ async fn commit<H: Handler>(
         let mut client = shared.pool.get().await.map_err(anyhow::Error::new)?;
         let tx = client.transaction().await?;
         let mut emitted = Vec::new();
-        for (meta, message) in prepared {
-            // One statement per message, not one `RETURNING` for the batch: a worker's role may
-            // insert into processed_messages but not read it.
-            if !record(&tx, &meta).await? {
+        // One statement per message, not one `RETURNING` for the batch (a worker's role may
+        // insert into processed_messages but not read it), all sent down the connection's
+        // pipeline at once: one round trip. The server runs them in order, so a message id twice
+        // in one batch is fresh only the first time.
+        let fresh = try_join_all(prepared.iter().map(|(meta, _)| record(&tx, meta))).await?;
+        for ((meta, message), fresh) in prepared.into_iter().zip(fresh) {
+            if !fresh {
                 continue;
             }
             let mut work = Work::new(&tx, meta);
