@@ -16,7 +16,8 @@
 //! of samples; for the floors, until their loop commits and acks the last batch. The floors are in `benches/floor/`. Measurements
 //! run in rounds (`BENCH_ROUNDS`, default 3): the one-hop floor, then every Swarm configuration,
 //! round after round, and the floor once more at the end; each row shows its median run, and
-//! ratios are to the median of the floor's runs. Each row also shows the CPU it used per item:
+//! ratios are to the median of the floor's runs; its note also gives each run against the floor
+//! runs just before and after it (paired ratios: the machine's drift cancels). Each row also shows the CPU it used per item:
 //! the whole machine's, this process's (the consumers), PostgreSQL's, RabbitMQ's and the rest's
 //! (the kernel's threads, anything else). A last Swarm row runs the ingest worker alone (until every sample is stored),
 //! so the cost of the second hop is the difference to the rows above it.
@@ -896,6 +897,7 @@ async fn run_workload(
     });
     for (config, (runs, failed, supported)) in configs.iter().zip(swarm_runs) {
         let run_rates: Vec<f64> = runs.iter().map(Measured::rate).collect();
+        let paired = paired_ratios(&run_rates, &floor_rates);
         let path = if config.features {
             "ingest → features.v1 → features"
         } else {
@@ -903,9 +905,10 @@ async fn run_workload(
         };
         let note = if supported {
             format!(
-                "{path}; median of {} runs ({}){}",
+                "{path}; median of {} runs ({}); {}{}",
                 run_rates.len(),
                 rates(&run_rates),
+                paired_note(&paired),
                 retried(failed)
             )
         } else {
@@ -920,6 +923,32 @@ async fn run_workload(
         });
     }
     Ok(())
+}
+
+/// Each run's rate against the floor runs just before and after it (round `i` sits between floor
+/// runs `i` and `i + 1`; their geometric mean), so that the machine's drift over a bench — its
+/// speed can change by a third from one minute to the next — cancels out of the ratio. Empty if a
+/// run failed and the rounds no longer line up.
+fn paired_ratios(runs: &[f64], floors: &[f64]) -> Vec<f64> {
+    if floors.len() != runs.len() + 1 {
+        return Vec::new();
+    }
+    runs.iter()
+        .zip(floors.windows(2))
+        .map(|(run, around)| run / (around[0] * around[1]).sqrt())
+        .collect()
+}
+
+fn paired_note(paired: &[f64]) -> String {
+    if paired.is_empty() {
+        return "no paired ratios".into();
+    }
+    let percent: Vec<String> = paired.iter().map(|r| format!("{:.0}", 100.0 * r)).collect();
+    format!(
+        "against the floor runs around each: median {:.0} % ({} %)",
+        100.0 * median(paired),
+        percent.join(", ")
+    )
 }
 
 /// Rounds of every measurement (`BENCH_ROUNDS`, default 3).
