@@ -94,6 +94,9 @@ fn encode(c: &mut Criterion) {
     group.bench_function("decode", |b| {
         b.iter(|| broker_schemas::decode::<IngestV1>(&body).expect("decodes"))
     });
+    group.bench_function("validate", |b| {
+        b.iter(|| swarm_ingest::validate::batch(&batch).expect("valid"))
+    });
     group.finish();
 }
 
