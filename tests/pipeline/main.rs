@@ -966,6 +966,50 @@ async fn a_message_dead_lettered_again_after_a_failed_publish_has_one_row_until_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_without_an_id_get_one_from_their_body_and_a_row_each() {
+    let env = TestEnv::new().await;
+    let workers = env.spawn_all();
+    let body = |subject: &str| {
+        broker_schemas::encode(&IngestV1 {
+            project: "p".into(),
+            site: "s".into(),
+            samples: vec![vector(subject, "a", vec![1.0])],
+        })
+    };
+    // The same body twice and another, all without a message id.
+    for subject in ["a", "a", "b"] {
+        env.publish_raw(IngestV1::TYPE, IngestV1::TYPE, "", body(subject))
+            .await;
+    }
+    let dead = env.take_dead("ingest", 3).await;
+    assert!(dead
+        .iter()
+        .all(|(reason, _)| reason.contains("no message_id")));
+    let (a, b) = (
+        swarm_runtime::dead::derived_id(Some(IngestV1::TYPE), &body("a")),
+        swarm_runtime::dead::derived_id(Some(IngestV1::TYPE), &body("b")),
+    );
+    let mut ids: Vec<String> = dead.into_iter().map(|(_, id)| id).collect();
+    ids.sort();
+    let mut want = vec![a.clone(), a.clone(), b.clone()];
+    want.sort();
+    assert_eq!(
+        ids, want,
+        "the dead letters carry the ids derived from their bodies"
+    );
+    let rows: i64 = env
+        .scalar(
+            "SELECT count(*) FROM dead_letters WHERE message_id IN ($1, $2)",
+            &[&a, &b],
+        )
+        .await;
+    assert_eq!(rows, 2, "the rows have the derived ids");
+    let total: i64 = env.scalar("SELECT count(*) FROM dead_letters", &[]).await;
+    assert_eq!(total, 2, "one row per distinct message");
+    env.finish(workers).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn neurolearn_tables_covariates_and_text_documents_are_published_as_is() {
     let env = TestEnv::new().await;
     let workers = env.spawn_all();

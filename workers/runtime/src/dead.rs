@@ -35,6 +35,17 @@ pub fn string_headers(delivery: &Delivery) -> HashMap<String, String> {
     map
 }
 
+/// The id of a message that came without one (a producer's mistake, and a reason to dead-letter
+/// it): a UUID v5 of its type and body, the same on every attempt, so that it gets one row until
+/// replayed like any other (migration 0011) and distinct messages keep distinct rows. A missing id
+/// stored as NULL gave a row per attempt; an empty one put every such message in one row.
+pub fn derived_id(message_type: Option<&str>, body: &[u8]) -> String {
+    let mut name = message_type.unwrap_or_default().as_bytes().to_vec();
+    name.push(0);
+    name.extend_from_slice(body);
+    Uuid::new_v5(&Uuid::NAMESPACE_OID, &name).to_string()
+}
+
 /// Records and publishes a dead letter for `delivery` from `worker`'s queue. The caller acks.
 pub async fn dead_letter(
     pool: &Pool,
@@ -46,8 +57,11 @@ pub async fn dead_letter(
 ) -> anyhow::Result<()> {
     let queue = topology.queue(worker);
     let props = &delivery.properties;
-    let message_id = props.message_id().as_ref().map(|s| s.as_str().to_string());
     let message_type = props.kind().as_ref().map(|s| s.as_str().to_string());
+    let message_id = match props.message_id() {
+        Some(id) if !id.as_str().is_empty() => id.as_str().to_string(),
+        _ => derived_id(message_type.as_deref(), &delivery.data),
+    };
     let correlation_id = props
         .correlation_id()
         .as_ref()
@@ -73,7 +87,7 @@ pub async fn dead_letter(
         exchange: topology.exchange(),
         routing_key: topology.dead_routing_key(worker),
         message_type: message_type.unwrap_or_default(),
-        message_id: message_id.unwrap_or_else(|| Uuid::now_v7().to_string()),
+        message_id,
         correlation_id,
         headers,
         body: delivery.data.clone(),
