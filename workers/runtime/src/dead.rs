@@ -58,10 +58,8 @@ pub async fn dead_letter(
     let queue = topology.queue(worker);
     let props = &delivery.properties;
     let message_type = props.kind().as_ref().map(|s| s.as_str().to_string());
-    let message_id = match props.message_id() {
-        Some(id) if !id.as_str().is_empty() => id.as_str().to_string(),
-        _ => derived_id(message_type.as_deref(), &delivery.data),
-    };
+    let message_id = crate::process::message_id(delivery)
+        .unwrap_or_else(|| derived_id(message_type.as_deref(), &delivery.data));
     let correlation_id = props
         .correlation_id()
         .as_ref()

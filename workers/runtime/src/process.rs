@@ -22,6 +22,14 @@ pub enum Outcome {
     Retry(anyhow::Error),
 }
 
+/// A delivery's `message_id`, if it has one that is not empty.
+pub(crate) fn message_id(delivery: &Delivery) -> Option<String> {
+    match delivery.properties.message_id() {
+        Some(id) if !id.as_str().is_empty() => Some(id.as_str().to_string()),
+        _ => None,
+    }
+}
+
 /// Why a delivery was refused before any transaction, if it was.
 pub fn check_envelope<M: Incoming>(delivery: &Delivery) -> Result<MessageIds, String> {
     let limits = crate::limits::current();
@@ -35,10 +43,8 @@ pub fn check_envelope<M: Incoming>(delivery: &Delivery) -> Result<MessageIds, St
         ));
     }
     limits.check_body(kind, &delivery.data)?;
-    let message_id = match props.message_id() {
-        Some(id) if !id.as_str().is_empty() => id.as_str().to_string(),
-        _ => return Err("message has no message_id property (set a UUID)".into()),
-    };
+    let message_id =
+        message_id(delivery).ok_or("message has no message_id property (set a UUID)")?;
     let job_id = props
         .correlation_id()
         .as_ref()
