@@ -239,12 +239,7 @@ fn scan_ingest(body: &[u8], limits: &Limits) -> Result<(), String> {
                         // Nearly always float 32s, a marker and four bytes each: the run of
                         // them is skipped at once, without the general walk (this loop sees
                         // every value of a batch).
-                        let floats = r
-                            .buf
-                            .chunks_exact(5)
-                            .take(v)
-                            .take_while(|value| value[0] == 0xca)
-                            .count();
+                        let floats = float32_run(r.buf, v);
                         r.buf = &r.buf[floats * 5..];
                         for _ in floats..v {
                             if r.skip(0).is_none() {
@@ -263,6 +258,24 @@ fn scan_ingest(body: &[u8], limits: &Limits) -> Result<(), String> {
         return Ok(());
     }
     Ok(())
+}
+
+/// How many of the first `max` values in `buf` are float 32s (marker 0xca, four bytes): eight
+/// markers at a time, OR-ed together without a branch per value (twice as fast as value by
+/// value), then one by one.
+fn float32_run(buf: &[u8], max: usize) -> usize {
+    let limit = max.min(buf.len() / 5);
+    let mut n = 0;
+    for eight in buf[..limit / 8 * 40].chunks_exact(40) {
+        if (0..8).fold(0, |other, k| other | (eight[k * 5] ^ 0xca)) != 0 {
+            break;
+        }
+        n += 8;
+    }
+    n + buf[n * 5..limit * 5]
+        .chunks_exact(5)
+        .take_while(|value| value[0] == 0xca)
+        .count()
 }
 
 static CURRENT: OnceLock<Limits> = OnceLock::new();
@@ -371,6 +384,78 @@ mod tests {
         }
         // Other types are not looked into.
         assert_eq!(limits.check_body("train.v1", &batch(11, 1)), Ok(()));
+    }
+
+    #[test]
+    fn a_run_of_floats_ends_at_the_first_other_value() {
+        let floats = |n: usize| {
+            (0..n)
+                .flat_map(|_| [0xca, 0x3f, 0, 0, 0])
+                .collect::<Vec<u8>>()
+        };
+        for n in [0, 1, 7, 8, 9, 16, 23, 40] {
+            let body = floats(n);
+            assert_eq!(float32_run(&body, n), n);
+            assert_eq!(float32_run(&body, n + 5), n, "the buffer ends first");
+            assert_eq!(float32_run(&body, n / 2), n / 2, "the count ends first");
+            for other in 0..n {
+                let mut body = body.clone();
+                body[other * 5] = 0xcb;
+                assert_eq!(
+                    float32_run(&body, n),
+                    other,
+                    "{n} values, value {other} a float 64"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn values_that_are_not_all_float_32s_are_walked_one_by_one() {
+        // {"samples": [{"values": [21 values, one a float 64]}, {"values": [21 float 32s]}]}:
+        // the second sample's count is only found if the first's values are skipped exactly.
+        let values = |n: u8, float64_at: Option<usize>| {
+            let mut out = vec![0x81, 0xa6];
+            out.extend(b"values");
+            out.extend([0xdc, 0, n]);
+            for i in 0..usize::from(n) {
+                if Some(i) == float64_at {
+                    out.extend([0xcb, 0x3f, 0xe0, 0, 0, 0, 0, 0, 0]);
+                } else {
+                    out.extend([0xca, 0x3f, 0, 0, 0]);
+                }
+            }
+            out
+        };
+        let limits = Limits {
+            max_values_per_sample: 21,
+            ..Limits::default()
+        };
+        let tighter = Limits {
+            max_values_per_sample: 20,
+            ..Limits::default()
+        };
+        for float64_at in [None, Some(0), Some(5), Some(8), Some(19)] {
+            let mut body = vec![0x81, 0xa7];
+            body.extend(b"samples");
+            body.push(0x92);
+            body.extend(values(21, float64_at));
+            body.extend(values(21, None));
+            assert_eq!(limits.check_body("ingest.v1", &body), Ok(()));
+            let error = tighter.check_body("ingest.v1", &body).unwrap_err();
+            assert!(error.contains("sample 0 has 21 values"), "{error}");
+            // Only the second sample over the limit: found after the first one's walk.
+            let mut body = vec![0x81, 0xa7];
+            body.extend(b"samples");
+            body.push(0x92);
+            body.extend(values(20, float64_at));
+            body.extend(values(21, None));
+            let error = tighter.check_body("ingest.v1", &body).unwrap_err();
+            assert!(
+                error.contains("sample 1 has 21 values"),
+                "{float64_at:?}: {error}"
+            );
+        }
     }
 
     #[test]
