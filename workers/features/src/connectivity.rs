@@ -42,10 +42,11 @@ pub fn fisher_z(values: &[f32], timepoints: usize) -> Vec<f32> {
         // Every pass walks the row-major input in order, a row at a time, so that the sums run
         // across regions.
         x.clear();
-        x.extend(values.iter().map(|&v| f64::from(v)));
         let mut mean = vec![0.0; regions];
-        for row in x.chunks_exact(regions) {
-            mean.iter_mut().zip(row).for_each(|(m, v)| *m += v);
+        for row in values.chunks_exact(regions) {
+            let start = x.len();
+            x.extend(row.iter().map(|&v| f64::from(v)));
+            mean.iter_mut().zip(&x[start..]).for_each(|(m, v)| *m += v);
         }
         mean.iter_mut().for_each(|m| *m /= timepoints as f64);
         let mut scale = vec![0.0; regions];
