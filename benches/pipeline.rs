@@ -19,8 +19,10 @@
 //! ratios are to the median of the floor's runs; its note also gives each run against the floor
 //! runs just before and after it (paired ratios: the machine's drift cancels). Each row also shows the CPU it used per item:
 //! the whole machine's, this process's (the consumers), PostgreSQL's, RabbitMQ's and the rest's
-//! (the kernel's threads, anything else). A last Swarm row runs the ingest worker alone (until every sample is stored),
-//! so the cost of the second hop is the difference to the rows above it.
+//! (the kernel's threads, anything else). Two last Swarm rows run each hop alone: the ingest
+//! worker until every sample is stored, and the features worker over the `features.v1` messages
+//! an unmeasured ingest run left queued (its outbox emptied, the database settled again), until
+//! every feature is stored.
 //!
 //! The tracing rows run Swarm in child processes of this binary (the tracer provider is
 //! process-global): the same workload once with `OTEL_EXPORTER_OTLP_ENDPOINT` pointing at a
@@ -283,6 +285,25 @@ impl World {
         }
     }
 
+    /// Waits until the outbox is empty: every downstream message published and its row deleted.
+    async fn wait_for_empty_outbox(&self) -> anyhow::Result<()> {
+        let client = self.pool.get().await?;
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let n: i64 = client
+                .query_one("SELECT count(*) FROM outbox", &[])
+                .await?
+                .get(0);
+            if n == 0 {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("{n} outbox rows left after {PATIENCE:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Rows in the dead queues (there should be none).
     async fn dead_letters(&self) -> anyhow::Result<i64> {
         let client = self.pool.get().await?;
@@ -463,9 +484,20 @@ struct Config {
     batch: usize,
     /// Replicas of each worker.
     replicas: usize,
-    /// Whether the features worker runs; without it the run ends when every sample is stored,
-    /// which shows what the first hop alone costs.
-    features: bool,
+    /// Which workers are measured.
+    stages: Stages,
+}
+
+/// The workers a Swarm run measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stages {
+    /// Ingest and features together, until every feature is stored.
+    Both,
+    /// Ingest alone, until every sample is stored: what the first hop costs.
+    IngestAlone,
+    /// Features alone, over the `features.v1` messages an unmeasured ingest run left queued:
+    /// what the second hop costs.
+    FeaturesAlone,
 }
 
 impl Config {
@@ -477,16 +509,23 @@ impl Config {
         } else {
             format!("BATCH_SIZE={}", self.batch)
         };
-        if self.features {
-            let s = if replicas == 1 { "" } else { "s" };
-            format!("Swarm, {replicas} replica{s} each, {commits}")
-        } else {
-            format!("Swarm's ingest alone ({replicas} replica, {commits}; no features worker)")
+        match self.stages {
+            Stages::Both => {
+                let s = if replicas == 1 { "" } else { "s" };
+                format!("Swarm, {replicas} replica{s} each, {commits}")
+            }
+            Stages::IngestAlone => {
+                format!("Swarm's ingest alone ({replicas} replica, {commits}; no features worker)")
+            }
+            Stages::FeaturesAlone => format!(
+                "Swarm's features alone ({replicas} replica, {commits}; over the queue ingest filled)"
+            ),
         }
     }
 }
 
-/// Swarm's ingest and features workers (or ingest alone), `replicas` of each, in this process.
+/// Swarm's ingest and features workers (or one of them alone), `replicas` of each, in this
+/// process.
 async fn swarm(
     services: &Services,
     workload: &Workload,
@@ -499,26 +538,41 @@ async fn swarm(
     };
     let job = Uuid::new_v4().to_string();
     let prefill = world.prefill(workload, &job).await?;
+    if config.stages == Stages::FeaturesAlone {
+        // Ingest first, off the clock, until every `features.v1` is published (its outbox
+        // empty): the features queue is then as full as the ingest queue is for the others.
+        let ingest: Vec<WorkerHandle> = (0..config.replicas)
+            .map(|_| swarm_runtime::spawn(swarm_ingest::IngestHandler, settings.clone()))
+            .collect();
+        world
+            .wait_for_rows("samples", &job, workload.items())
+            .await?;
+        world.wait_for_empty_outbox().await?;
+        for w in ingest {
+            w.stop().await?;
+        }
+    }
     world.settle().await?;
     let cpu = Cpu::now();
     let started = Instant::now();
     let mut workers: Vec<WorkerHandle> = Vec::new();
     for _ in 0..config.replicas {
-        workers.push(swarm_runtime::spawn(
-            swarm_ingest::IngestHandler,
-            settings.clone(),
-        ));
-        if config.features {
+        if config.stages != Stages::FeaturesAlone {
+            workers.push(swarm_runtime::spawn(
+                swarm_ingest::IngestHandler,
+                settings.clone(),
+            ));
+        }
+        if config.stages != Stages::IngestAlone {
             workers.push(swarm_runtime::spawn(
                 swarm_features::FeaturesHandler,
                 settings.clone(),
             ));
         }
     }
-    let last = if config.features {
-        "features"
-    } else {
-        "samples"
+    let last = match config.stages {
+        Stages::IngestAlone => "samples",
+        Stages::Both | Stages::FeaturesAlone => "features",
     };
     let waited = world.wait_for_rows(last, &job, workload.items()).await;
     let elapsed = started.elapsed();
@@ -838,15 +892,17 @@ async fn run_workload(
             [1, 2].map(|replicas| Config {
                 batch,
                 replicas,
-                features: true,
+                stages: Stages::Both,
             })
         })
         .collect();
-    configs.push(Config {
-        batch: BATCH,
-        replicas: 1,
-        features: false,
-    });
+    configs.extend(
+        [Stages::IngestAlone, Stages::FeaturesAlone].map(|stages| Config {
+            batch: BATCH,
+            replicas: 1,
+            stages,
+        }),
+    );
     let mut floors: Vec<Measured> = Vec::new();
     let mut floor_failed = 0;
     let mut swarm_runs: Vec<(Vec<Measured>, u32, bool)> =
@@ -898,10 +954,10 @@ async fn run_workload(
     for (config, (runs, failed, supported)) in configs.iter().zip(swarm_runs) {
         let run_rates: Vec<f64> = runs.iter().map(Measured::rate).collect();
         let paired = paired_ratios(&run_rates, &floor_rates);
-        let path = if config.features {
-            "ingest → features.v1 → features"
-        } else {
-            "ingest only, until every sample is stored"
+        let path = match config.stages {
+            Stages::Both => "ingest → features.v1 → features",
+            Stages::IngestAlone => "ingest only, until every sample is stored",
+            Stages::FeaturesAlone => "features only, until every feature is stored",
         };
         let note = if supported {
             format!(
@@ -1064,7 +1120,7 @@ async fn child() -> anyhow::Result<()> {
     let config = Config {
         batch: 1,
         replicas: 1,
-        features: true,
+        stages: Stages::Both,
     };
     let measured = swarm(&Services::from_env(), &workload, config)
         .await?
