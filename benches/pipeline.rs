@@ -270,35 +270,41 @@ impl World {
         job: &str,
         expected: usize,
     ) -> anyhow::Result<()> {
-        let client = self.pool.get().await?;
-        let deadline = Instant::now() + PATIENCE;
         let count = format!("SELECT count(*) FROM {table} WHERE job_id = $1");
-        loop {
-            let n: i64 = client.query_one(&count, &[&job]).await?.get(0);
-            if n as usize >= expected {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!("{n} of {expected} {table} rows after {PATIENCE:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let what = format!("of {expected} {table} rows");
+        self.poll_count(&count, &[&job], |n| n as usize >= expected, &what)
+            .await
     }
 
     /// Waits until the outbox is empty: every downstream message published and its row deleted.
     async fn wait_for_empty_outbox(&self) -> anyhow::Result<()> {
+        self.poll_count(
+            "SELECT count(*) FROM outbox",
+            &[],
+            |n| n == 0,
+            "outbox rows left",
+        )
+        .await
+    }
+
+    /// Runs `count` (one `bigint`) every 20 ms until `done` holds of it; an error saying
+    /// "<count> <what>" if it does not within [`PATIENCE`].
+    async fn poll_count(
+        &self,
+        count: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        done: impl Fn(i64) -> bool,
+        what: &str,
+    ) -> anyhow::Result<()> {
         let client = self.pool.get().await?;
         let deadline = Instant::now() + PATIENCE;
         loop {
-            let n: i64 = client
-                .query_one("SELECT count(*) FROM outbox", &[])
-                .await?
-                .get(0);
-            if n == 0 {
+            let n: i64 = client.query_one(count, params).await?.get(0);
+            if done(n) {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("{n} outbox rows left after {PATIENCE:?}");
+                bail!("{n} {what} after {PATIENCE:?}");
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
