@@ -30,6 +30,10 @@ use crate::settings::Settings;
 use crate::topology::Topology;
 use crate::{db, dead, outbox, telemetry};
 
+/// How long a shutdown waits for the broker to answer one step (cancel, channel and connection
+/// close) before going on without the answer.
+const BROKER_STEP: Duration = Duration::from_secs(2);
+
 pub(crate) struct Shared<H> {
     pub(crate) handler: H,
     pub(crate) pool: Pool,
@@ -167,17 +171,21 @@ async fn session<H: Handler>(
     sweeper.abort();
     if result.is_ok() {
         shared.health.draining.store(true, Ordering::SeqCst);
-        let _ = channel
-            .basic_cancel(consumer.tag(), BasicCancelOptions::default())
-            .await;
+        // Each step with the broker is bounded: a connection the broker has dropped without the
+        // client noticing may never answer, and the shutdown has a deadline.
+        let _ = tokio::time::timeout(
+            BROKER_STEP,
+            channel.basic_cancel(consumer.tag(), BasicCancelOptions::default()),
+        )
+        .await;
         tracing::info!(in_flight = in_flight.count(), "Draining.");
         if !in_flight.drain(settings.shutdown_timeout()).await {
             tracing::warn!(
                 "Shutdown timeout reached with messages in flight; they will be redelivered."
             );
         }
-        let _ = channel.close(200, "shutdown".into()).await;
-        let _ = connection.close(200, "shutdown".into()).await;
+        let _ = tokio::time::timeout(BROKER_STEP, channel.close(200, "shutdown".into())).await;
+        let _ = tokio::time::timeout(BROKER_STEP, connection.close(200, "shutdown".into())).await;
         tracing::info!("Stopped.");
     }
     result
