@@ -387,6 +387,80 @@ async fn sigterm_during_a_burst(mode: &[(&'static str, String)]) {
     env.finish(Vec::new()).await;
 }
 
+/// The broker's process, stopped with SIGSTOP until this is dropped (SIGCONT, even when the test
+/// fails): its connections stay open and nothing on them is answered.
+struct FrozenBroker {
+    pid: String,
+}
+
+impl FrozenBroker {
+    fn freeze() -> Self {
+        let out = std::process::Command::new("rabbitmqctl")
+            .args(["eval", "list_to_integer(os:getpid())."])
+            .output()
+            .expect("rabbitmqctl runs");
+        assert!(out.status.success(), "rabbitmqctl eval: {out:?}");
+        let pid = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        assert!(pid.parse::<u32>().is_ok(), "the broker's pid: {pid:?}");
+        signal("-STOP", &pid);
+        Self { pid }
+    }
+}
+
+impl Drop for FrozenBroker {
+    fn drop(&mut self) {
+        signal("-CONT", &self.pid);
+    }
+}
+
+fn signal(signal: &str, pid: &str) {
+    let status = std::process::Command::new("kill")
+        .args([signal, pid])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill {signal} {pid}");
+}
+
+/// A broker that stops answering (its connection still open, so the worker cannot tell it has
+/// gone) must not hold a SIGTERMed worker past its deadline: the consumer cancel and the channel
+/// and connection closes each wait a bounded time for their answer, then the worker exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_broker_does_not_hold_the_shutdown_past_its_deadline() {
+    let _serial = SERIAL.lock().await;
+    let env = TestEnv::new().await;
+    let (messages, per) = (5, 10);
+    let job = publish_burst(&env, messages, per).await;
+    let worker = WorkerProcess::start(&env, "ingest", &[("SHUTDOWN_TIMEOUT", "10".into())]);
+    // Consuming, and done: nothing is in flight when the broker goes silent.
+    env.wait_count(
+        "samples stored",
+        "SELECT count(*) FROM samples WHERE job_id = $1",
+        &[&job],
+        (messages * per) as i64,
+    )
+    .await;
+    env.wait_count("outbox drained", "SELECT count(*) FROM outbox", &[], 0)
+        .await;
+    let frozen = FrozenBroker::freeze();
+    let started = Instant::now();
+    let status = worker.terminate().await;
+    let took = started.elapsed();
+    drop(frozen);
+    assert!(status.success(), "exit status {status:?}");
+    assert!(
+        took < Duration::from_secs(10),
+        "exited within the 10 s shutdown deadline: {took:?}"
+    );
+    // The broker answers again before the namespace is deleted.
+    eventually("the broker answers again", || async {
+        swarm_runtime::amqp::connect(&env.settings.amqp_url, "swarm-test")
+            .await
+            .is_ok()
+    })
+    .await;
+    env.finish(Vec::new()).await;
+}
+
 #[allow(dead_code)]
 fn _types() -> &'static str {
     IngestV1::TYPE
