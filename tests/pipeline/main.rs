@@ -308,6 +308,55 @@ async fn a_message_id_twice_in_one_batch_is_handled_once() {
     env.finish(workers).await;
 }
 
+/// An ingest handler that will not go on until a second message is being handled beside it.
+#[derive(Debug, Clone, Copy)]
+struct Rendezvous;
+
+impl swarm_runtime::Handler for Rendezvous {
+    type Message = IngestV1;
+    const NAME: &'static str = "ingest";
+
+    async fn handle(
+        &self,
+        work: &mut swarm_runtime::Work<'_>,
+        message: IngestV1,
+    ) -> Result<(), swarm_runtime::HandleError> {
+        static MEET: std::sync::LazyLock<tokio::sync::Barrier> =
+            std::sync::LazyLock::new(|| tokio::sync::Barrier::new(2));
+        if tokio::time::timeout(Duration::from_secs(5), MEET.wait())
+            .await
+            .is_err()
+        {
+            return Err(swarm_runtime::HandleError::permanent(
+                "no other message was handled beside this one",
+            ));
+        }
+        swarm_ingest::IngestHandler.handle(work, message).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batchs_messages_are_handled_side_by_side() {
+    let mut env = TestEnv::new().await;
+    env.settings.batch_size = 10;
+    env.settings.batch_wait_ms = 500;
+    // Both wait in the queue before the worker starts, so they arrive as one batch.
+    for (project, subject) in [("p", "a"), ("p", "b")] {
+        let body = IngestV1 {
+            project: project.into(),
+            site: "s".into(),
+            samples: vec![vector(subject, "x", vec![1.0, 2.0])],
+        };
+        env.publish_ingest(&Uuid::now_v7().to_string(), &body).await;
+    }
+    let worker = swarm_runtime::spawn(Rendezvous, env.settings.clone());
+    env.wait_count("samples", "SELECT count(*) FROM samples", &[], 2)
+        .await;
+    let dead: i64 = env.scalar("SELECT count(*) FROM dead_letters", &[]).await;
+    assert_eq!(dead, 0, "a message waited alone and was dead-lettered");
+    env.finish(vec![worker]).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_no_queue_is_bound_for_is_an_error_not_a_silent_loss() {
     let env = TestEnv::new().await;
