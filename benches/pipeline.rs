@@ -31,7 +31,8 @@
 //!
 //! Environment: `AMQP_URL` (default the local broker), `BENCH_DATABASE_SERVER` (default
 //! `postgres://root@127.0.0.1:5432`), `BENCH_SCALE` (default 1), `BENCH_ROUNDS` (default 3). Swarm runs with the runtime's
-//! defaults; `PREFETCH`, `CONCURRENCY`, `DB_POOL_SIZE` and `BATCH_WAIT_MS` apply if set.
+//! defaults; `PREFETCH`, `CONCURRENCY`, `DB_POOL_SIZE`, `BATCH_WAIT_MS` and `BATCH_IDLE_MS` apply
+//! if set.
 
 mod floor;
 
@@ -823,10 +824,12 @@ async fn parent(args: &[String]) -> anyhow::Result<()> {
         load_average()
     );
     println!(
-        "Swarm: PREFETCH={} CONCURRENCY={} DB_POOL_SIZE={}; batched runs: BATCH_SIZE={BATCH}{}; floors: {BATCH} deliveries per transaction, prefetch {}",
+        "Swarm: PREFETCH={} CONCURRENCY={} DB_POOL_SIZE={}; batched runs: BATCH_SIZE={BATCH} BATCH_WAIT_MS={} BATCH_IDLE_MS={}{}; floors: {BATCH} deliveries per transaction, prefetch {}",
         defaults.prefetch,
         defaults.concurrency,
         defaults.db_pool_size,
+        defaults.batch_wait_ms,
+        defaults.batch_idle_ms,
         if batch_supported { "" } else { " (not in this runtime: skipped)" },
         2 * BATCH,
     );

@@ -276,6 +276,7 @@ async fn a_message_id_twice_in_one_batch_is_handled_once() {
     let mut env = TestEnv::new().await;
     env.settings.batch_size = 10;
     env.settings.batch_wait_ms = 500;
+    env.settings.batch_idle_ms = 500;
     // All three wait in the queue before the workers start, so they arrive as one batch.
     let message = |project: &str, label: &str| IngestV1 {
         project: project.into(),
@@ -306,6 +307,26 @@ async fn a_message_id_twice_in_one_batch_is_handled_once() {
         .await;
     assert_eq!(features_messages, 2, "the copy emitted a features.v1");
     env.finish(workers).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_batch_is_committed_once_the_queue_is_idle_not_after_the_batch_wait() {
+    let mut env = TestEnv::new().await;
+    env.settings.batch_size = 100;
+    // Far past the test's patience: only the idle rule (BATCH_IDLE_MS, 2 ms) can close the batch.
+    env.settings.batch_wait_ms = 3_600_000;
+    for subject in ["a", "b", "c"] {
+        let body = IngestV1 {
+            project: "p".into(),
+            site: "s".into(),
+            samples: vec![vector(subject, "x", vec![1.0, 2.0])],
+        };
+        env.publish_ingest(&Uuid::now_v7().to_string(), &body).await;
+    }
+    let worker = swarm_runtime::spawn(swarm_ingest::IngestHandler, env.settings.clone());
+    env.wait_count("samples", "SELECT count(*) FROM samples", &[], 3)
+        .await;
+    env.finish(vec![worker]).await;
 }
 
 /// An ingest handler that will not go on until a second message is being handled beside it.
@@ -340,6 +361,7 @@ async fn a_batchs_messages_are_handled_side_by_side() {
     let mut env = TestEnv::new().await;
     env.settings.batch_size = 10;
     env.settings.batch_wait_ms = 500;
+    env.settings.batch_idle_ms = 500;
     // Both wait in the queue before the worker starts, so they arrive as one batch.
     for (project, subject) in [("p", "a"), ("p", "b")] {
         let body = IngestV1 {

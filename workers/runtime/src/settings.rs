@@ -45,6 +45,13 @@ pub struct Settings {
     #[arg(long, env = "BATCH_WAIT_MS", default_value_t = 20)]
     pub batch_wait_ms: u64,
 
+    /// Milliseconds without a new delivery after which a batch is committed as it is, before
+    /// `BATCH_WAIT_MS`: the broker had nothing more ready, so waiting would only delay the
+    /// batch (a job's last messages, a queue that drains). Raise it to `BATCH_WAIT_MS` to gather
+    /// messages that trickle in further apart.
+    #[arg(long, env = "BATCH_IDLE_MS", default_value_t = 2)]
+    pub batch_idle_ms: u64,
+
     /// Address of the /healthz and /readyz endpoints (e.g. 0.0.0.0:8080); unset: not served.
     #[arg(long, env = "HTTP_ADDR")]
     pub http_addr: Option<SocketAddr>,
@@ -85,6 +92,7 @@ impl Settings {
             concurrency: 4,
             batch_size: 1,
             batch_wait_ms: 20,
+            batch_idle_ms: 2,
             http_addr: None,
             shutdown_timeout_secs: 30,
             max_attempts: 10,
@@ -129,6 +137,7 @@ impl std::fmt::Debug for Settings {
             .field("concurrency", &self.concurrency)
             .field("batch_size", &self.batch_size)
             .field("batch_wait_ms", &self.batch_wait_ms)
+            .field("batch_idle_ms", &self.batch_idle_ms)
             .field("http_addr", &self.http_addr)
             .field("shutdown_timeout_secs", &self.shutdown_timeout_secs)
             .field("max_attempts", &self.max_attempts)
