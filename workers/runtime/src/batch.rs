@@ -199,7 +199,6 @@ async fn commit<H: Handler>(
     let result = async {
         let mut client = shared.pool.get().await.map_err(anyhow::Error::new)?;
         let tx = client.transaction().await?;
-        let mut emitted = Vec::new();
         // One statement per message, not one `RETURNING` for the batch (a worker's role may
         // insert into processed_messages but not read it), all sent down the connection's
         // pipeline at once: one round trip. The server runs them in order, so a message id twice
@@ -215,9 +214,7 @@ async fn commit<H: Handler>(
                 shared.handler.handle(&mut work, message).await?;
                 Ok::<_, HandleError>(work.into_emitted())
             });
-        for rows in try_join_all(handled).await? {
-            emitted.extend(rows);
-        }
+        let emitted: Vec<_> = try_join_all(handled).await?.into_iter().flatten().collect();
         tx.commit().await?;
         Ok::<_, HandleError>(emitted)
     };
