@@ -309,6 +309,15 @@ async fn a_message_id_twice_in_one_batch_is_handled_once() {
     env.finish(workers).await;
 }
 
+/// An `ingest.v1` of one small vector sample of project `p`.
+fn one_sample(subject: &str) -> IngestV1 {
+    IngestV1 {
+        project: "p".into(),
+        site: "s".into(),
+        samples: vec![vector(subject, "x", vec![1.0, 2.0])],
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partial_batch_is_committed_once_the_queue_is_idle_not_after_the_batch_wait() {
     let mut env = TestEnv::new().await;
@@ -316,12 +325,8 @@ async fn a_partial_batch_is_committed_once_the_queue_is_idle_not_after_the_batch
     // Far past the test's patience: only the idle rule (BATCH_IDLE_MS, 2 ms) can close the batch.
     env.settings.batch_wait_ms = 3_600_000;
     for subject in ["a", "b", "c"] {
-        let body = IngestV1 {
-            project: "p".into(),
-            site: "s".into(),
-            samples: vec![vector(subject, "x", vec![1.0, 2.0])],
-        };
-        env.publish_ingest(&Uuid::now_v7().to_string(), &body).await;
+        env.publish_ingest(&Uuid::now_v7().to_string(), &one_sample(subject))
+            .await;
     }
     let worker = swarm_runtime::spawn(swarm_ingest::IngestHandler, env.settings.clone());
     env.wait_count("samples", "SELECT count(*) FROM samples", &[], 3)
@@ -363,13 +368,9 @@ async fn a_batchs_messages_are_handled_side_by_side() {
     env.settings.batch_wait_ms = 500;
     env.settings.batch_idle_ms = 500;
     // Both wait in the queue before the worker starts, so they arrive as one batch.
-    for (project, subject) in [("p", "a"), ("p", "b")] {
-        let body = IngestV1 {
-            project: project.into(),
-            site: "s".into(),
-            samples: vec![vector(subject, "x", vec![1.0, 2.0])],
-        };
-        env.publish_ingest(&Uuid::now_v7().to_string(), &body).await;
+    for subject in ["a", "b"] {
+        env.publish_ingest(&Uuid::now_v7().to_string(), &one_sample(subject))
+            .await;
     }
     let worker = swarm_runtime::spawn(Rendezvous, env.settings.clone());
     env.wait_count("samples", "SELECT count(*) FROM samples", &[], 2)
