@@ -9,7 +9,7 @@ mod helpers;
 use std::time::{Duration, Instant};
 
 use broker_schemas::{IngestV1, Message, Sample, SampleKind};
-use helpers::{eventually, TestEnv, WorkerProcess, PATIENCE};
+use helpers::{eventually, signal, TestEnv, WorkerProcess, PATIENCE};
 use rand::{Rng, SeedableRng};
 use swarm_runtime::{HandleError, Handler, Work};
 use uuid::Uuid;
@@ -411,14 +411,6 @@ impl Drop for FrozenBroker {
     fn drop(&mut self) {
         signal("-CONT", &self.pid);
     }
-}
-
-fn signal(signal: &str, pid: &str) {
-    let status = std::process::Command::new("kill")
-        .args([signal, pid])
-        .status()
-        .expect("kill runs");
-    assert!(status.success(), "kill {signal} {pid}");
 }
 
 /// A broker that stops answering (its connection still open, so the worker cannot tell it has

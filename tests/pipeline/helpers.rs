@@ -389,12 +389,7 @@ impl WorkerProcess {
 
     /// Sends SIGTERM and waits (up to 30 s) for the exit status.
     pub async fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.pid().to_string();
-        let sent = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap();
-        assert!(sent.success(), "kill -TERM {pid}");
+        signal("-TERM", &self.pid().to_string());
         tokio::time::timeout(Duration::from_secs(30), self.child.wait())
             .await
             .expect("the worker exits within 30 s of SIGTERM")
@@ -405,6 +400,15 @@ impl WorkerProcess {
     pub async fn kill(mut self) {
         self.child.kill().await.unwrap();
     }
+}
+
+/// Sends `signal` (e.g. `-TERM`) to process `pid` with `kill`; panics if it cannot.
+pub fn signal(signal: &str, pid: &str) {
+    let status = std::process::Command::new("kill")
+        .args([signal, pid])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill {signal} {pid}");
 }
 
 /// A TCP port nobody listens on right now.
