@@ -559,6 +559,72 @@ async fn a_features_message_naming_another_projects_samples_is_dead_lettered() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_features_message_is_handled_a_chunk_of_samples_at_a_time_as_one_transaction() {
+    let env = TestEnv::new().await;
+    let workers = env.spawn_all();
+    // More samples than two chunks: ingest's own features.v1 names them all.
+    let n = 2 * swarm_features::CHUNK + 1;
+    let expected = i64::try_from(n).unwrap();
+    let batch = IngestV1 {
+        project: "p".into(),
+        site: "s".into(),
+        samples: (0..n)
+            .map(|i| vector(&format!("sub-{i}"), "a", vec![i as f32, 1.0]))
+            .collect(),
+    };
+    env.send(&batch, "job").await;
+    env.wait_features("every sample's features", "job", expected)
+        .await;
+    let wrong: i64 = env
+        .scalar(
+            "SELECT count(*) FROM features f JOIN samples s ON s.id = f.sample_id
+             WHERE f.values <> s.values",
+            &[],
+        )
+        .await;
+    assert_eq!(wrong, 0, "each sample has its own features");
+    // A message whose last chunk names a sample the project lacks is refused as a whole: the
+    // chunks before it, already upserted in its transaction, are rolled back with it.
+    let client = env.pool.get().await.unwrap();
+    let mut ids: Vec<i64> = client
+        .query("SELECT id FROM samples ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    drop(client);
+    let missing = ids.iter().max().unwrap() + 1_000;
+    ids.push(missing);
+    let id = env
+        .send(
+            &FeaturesV1 {
+                project: "p".into(),
+                sample_ids: ids,
+            },
+            "job",
+        )
+        .await;
+    let dead = env.take_dead("features", 1).await;
+    assert_eq!(dead[0].1, id);
+    assert!(
+        dead[0]
+            .0
+            .contains(&format!("has no samples with ids [{missing}]")),
+        "{:?}",
+        dead[0].0
+    );
+    let features: i64 = env
+        .scalar(
+            "SELECT count(*) FROM features WHERE message_id = $1",
+            &[&id],
+        )
+        .await;
+    assert_eq!(features, 0, "the refused message wrote nothing");
+    env.finish(workers).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_python_producer_following_broker_schemas_is_accepted() {
     let env = TestEnv::new().await;
     let workers = env.spawn_all();

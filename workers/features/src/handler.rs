@@ -97,70 +97,96 @@ impl Handler for FeaturesHandler {
 
     #[tracing::instrument(name = "features", skip_all, fields(project = %message.project, samples = message.sample_ids.len()), err)]
     async fn handle(&self, work: &mut Work<'_>, message: FeaturesV1) -> Result<(), HandleError> {
-        let tx = work.tx();
-        // By primary key only: with `AND project = $2` in the query the planner, whose row
-        // estimates lag behind a growing table, chose the (project, site, subject) index and
-        // read every sample of the project for each message. The project is checked here.
-        let select = tx
-            .prepare_cached(
-                r#"SELECT id, kind, timepoints, "values", text, project FROM samples WHERE id = ANY($1)"#,
-            )
-            .await?;
-        let mut rows = tx.query(&select, &[&message.sample_ids]).await?;
-        rows.retain(|r| r.get::<_, &str>(5) == message.project);
-        if rows.len() != message.sample_ids.len() {
-            let found: std::collections::HashSet<i64> = rows.iter().map(|r| r.get(0)).collect();
-            let missing: Vec<i64> = message
-                .sample_ids
-                .iter()
-                .copied()
-                .filter(|id| !found.contains(id))
-                .collect();
-            return Err(HandleError::permanent(format!(
-                "project {:?} has no samples with ids {missing:?}",
-                message.project
-            )));
+        // A chunk at a time: a message may name up to 10,000 samples of up to 480,000 values,
+        // far more than should be in memory at once. Ingest's own messages fit in one chunk.
+        for ids in message.sample_ids.chunks(CHUNK) {
+            let samples = load(work, &message.project, ids).await?;
+            let extracted = extract_all(samples).await?;
+            upsert(work, &extracted).await?;
         }
-        let samples: Vec<Stored> = rows
+        Ok(())
+    }
+}
+
+/// Samples loaded, extracted and upserted together, at most: bounds a message's memory (about
+/// 250 MB at the largest samples allowed).
+pub const CHUNK: usize = 128;
+
+/// Loads the samples `ids` of `project`; a permanent error names the ids it does not have.
+async fn load(work: &Work<'_>, project: &str, ids: &[i64]) -> Result<Vec<Stored>, HandleError> {
+    let tx = work.tx();
+    // By primary key only: with `AND project = $2` in the query the planner, whose row
+    // estimates lag behind a growing table, chose the (project, site, subject) index and
+    // read every sample of the project for each message. The project is checked here.
+    let select = tx
+        .prepare_cached(
+            r#"SELECT id, kind, timepoints, "values", text, project FROM samples WHERE id = ANY($1)"#,
+        )
+        .await?;
+    let mut rows = tx.query(&select, &[&ids]).await?;
+    rows.retain(|r| r.get::<_, &str>(5) == project);
+    if rows.len() != ids.len() {
+        let found: std::collections::HashSet<i64> = rows.iter().map(|r| r.get(0)).collect();
+        let missing: Vec<i64> = ids
             .iter()
-            .map(|r| Stored {
-                id: r.get(0),
-                kind: r.get(1),
-                timepoints: r.get(2),
-                values: r.get::<_, FloatVec>(3).0,
-                text: r.get(4),
-            })
+            .copied()
+            .filter(|id| !found.contains(id))
             .collect();
-        // Connectivity is CPU work: keep it off the async threads, and spread a message's
-        // samples over the cores (a lone message, e.g. the last of a job, then takes a fraction
-        // of the time). The span is made here: blocking threads do not inherit the current one.
-        let span = tracing::info_span!("extract");
-        let per_thread = samples.len().div_ceil(cores()).max(1);
-        let mut chunks = Vec::new();
-        let mut samples = samples.into_iter();
-        loop {
-            let chunk: Vec<Stored> = samples.by_ref().take(per_thread).collect();
-            if chunk.is_empty() {
-                break;
-            }
-            let span = span.clone();
-            chunks.push(tokio::task::spawn_blocking(move || {
-                let _span = span.entered();
-                chunk
-                    .into_iter()
-                    .map(extract)
-                    .collect::<Result<Vec<_>, String>>()
-            }));
+        return Err(HandleError::permanent(format!(
+            "project {project:?} has no samples with ids {missing:?}"
+        )));
+    }
+    Ok(rows
+        .into_iter()
+        .map(|r| Stored {
+            id: r.get(0),
+            kind: r.get(1),
+            timepoints: r.get(2),
+            values: r.get::<_, FloatVec>(3).0,
+            text: r.get(4),
+        })
+        .collect())
+}
+
+/// Extracts the features of `samples`, spread over the cores.
+async fn extract_all(samples: Vec<Stored>) -> Result<Vec<Extracted>, HandleError> {
+    let count = samples.len();
+    // Connectivity is CPU work: keep it off the async threads, and spread a message's
+    // samples over the cores (a lone message, e.g. the last of a job, then takes a fraction
+    // of the time). The span is made here: blocking threads do not inherit the current one.
+    let span = tracing::info_span!("extract");
+    let per_thread = count.div_ceil(cores()).max(1);
+    let mut chunks = Vec::new();
+    let mut samples = samples.into_iter();
+    loop {
+        let chunk: Vec<Stored> = samples.by_ref().take(per_thread).collect();
+        if chunk.is_empty() {
+            break;
         }
-        let mut extracted = Vec::with_capacity(message.sample_ids.len());
-        for chunk in try_join_all(chunks)
-            .await
-            .map_err(|e| HandleError::Transient(anyhow::anyhow!("extraction panicked: {e}")))?
-        {
-            extracted.extend(chunk.map_err(HandleError::Permanent)?);
-        }
-        let meta = work.meta().clone();
-        let stmt = tx
+        let span = span.clone();
+        chunks.push(tokio::task::spawn_blocking(move || {
+            let _span = span.entered();
+            chunk
+                .into_iter()
+                .map(extract)
+                .collect::<Result<Vec<_>, String>>()
+        }));
+    }
+    let mut extracted = Vec::with_capacity(count);
+    for chunk in try_join_all(chunks)
+        .await
+        .map_err(|e| HandleError::Transient(anyhow::anyhow!("extraction panicked: {e}")))?
+    {
+        extracted.extend(chunk.map_err(HandleError::Permanent)?);
+    }
+    Ok(extracted)
+}
+
+/// Upserts `extracted` with the message's lineage.
+async fn upsert(work: &Work<'_>, extracted: &[Extracted]) -> Result<(), HandleError> {
+    let tx = work.tx();
+    let meta = work.meta().clone();
+    let stmt = tx
             .prepare_cached(
                 r#"INSERT INTO features (sample_id, extractor, version, "values", job_id, message_id, trace_id)
                    VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -169,25 +195,24 @@ impl Handler for FeaturesHandler {
                        message_id = EXCLUDED.message_id, trace_id = EXCLUDED.trace_id, created_at = now()"#,
             )
             .await?;
-        let upserts = extracted.iter().map(|e| {
-            let (stmt, meta) = (&stmt, &meta);
-            async move {
-                tx.execute(
-                    stmt,
-                    &[
-                        &e.sample_id,
-                        &e.extractor,
-                        &e.version,
-                        &Floats(&e.values),
-                        &meta.job_id,
-                        &meta.message_id,
-                        &meta.trace_id,
-                    ],
-                )
-                .await
-            }
-        });
-        try_join_all(upserts).await?;
-        Ok(())
-    }
+    let upserts = extracted.iter().map(|e| {
+        let (stmt, meta) = (&stmt, &meta);
+        async move {
+            tx.execute(
+                stmt,
+                &[
+                    &e.sample_id,
+                    &e.extractor,
+                    &e.version,
+                    &Floats(&e.values),
+                    &meta.job_id,
+                    &meta.message_id,
+                    &meta.trace_id,
+                ],
+            )
+            .await
+        }
+    });
+    try_join_all(upserts).await?;
+    Ok(())
 }

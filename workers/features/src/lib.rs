@@ -10,4 +10,4 @@ pub mod connectivity;
 mod handler;
 pub mod text;
 
-pub use handler::FeaturesHandler;
+pub use handler::{FeaturesHandler, CHUNK};
