@@ -252,7 +252,8 @@ impl World {
     /// Brings the database server to the same state before every measured run: `CHECKPOINT`
     /// writes out what earlier runs left dirty (and fsyncs it), so no run pays for its
     /// predecessor's writes or has a checkpoint land in the middle of it. Needs a superuser (or
-    /// `pg_checkpoint`); without one the runs go on unsettled, with a warning.
+    /// `pg_checkpoint`); without one the runs go on unsettled, with a warning. Then the broker
+    /// is given time to finish the prefill's background writes ([`broker_quiet`]).
     async fn settle(&self) -> anyhow::Result<()> {
         let client = self.pool.get().await?;
         if let Err(error) = client.batch_execute("CHECKPOINT").await {
@@ -261,6 +262,7 @@ impl World {
                 eprintln!("   CHECKPOINT before each run failed ({error}); runs are not settled")
             });
         }
+        broker_quiet().await;
         Ok(())
     }
 
@@ -439,6 +441,21 @@ fn ticks_of(comm: &str) -> f64 {
         .filter_map(|stat| process_ticks(&stat, Some(comm)))
         .map(|t| t.iter().sum::<f64>())
         .sum()
+}
+
+/// Waits until RabbitMQ has used at most one tick of CPU in each of two successive 50 ms windows
+/// (it writes what a prefill left in its quorum queues' log out to segment files in the
+/// background, up to half a second after the prefill here), at most 10 s.
+async fn broker_quiet() {
+    let started = Instant::now();
+    let mut last = ticks_of("beam.smp");
+    let mut quiet = 0;
+    while quiet < 2 && started.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = ticks_of("beam.smp");
+        quiet = if now - last <= 1.0 { quiet + 1 } else { 0 };
+        last = now;
+    }
 }
 
 /// Linux reports both in ticks of `USER_HZ`, 100 on every mainstream architecture.
