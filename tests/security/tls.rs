@@ -107,6 +107,11 @@ fn openssl(dir: &Path, args: &[&str]) {
 /// A CA (`<name>-ca.pem`) and, signed by it, a server certificate for localhost
 /// (`<name>-cert.pem`, `<name>-key.pem`).
 fn certificates(dir: &Path, name: &str) {
+    certificates_for(dir, name, "serverAuth");
+}
+
+/// As [`certificates`], for `usage` (`serverAuth` or `clientAuth`).
+fn certificates_for(dir: &Path, name: &str, usage: &str) {
     let ec = [
         "-newkey",
         "ec",
@@ -129,7 +134,7 @@ fn certificates(dir: &Path, name: &str) {
     let ext = format!("{name}.ext");
     std::fs::write(
         dir.join(&ext),
-        "basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+        format!("basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage={usage}\n"),
     )
     .unwrap();
     let cert = format!("{name}-cert.pem");
@@ -168,21 +173,38 @@ enum Upstream {
 /// The `SSLRequest` code of the PostgreSQL protocol.
 const SSL_REQUEST: u32 = 80_877_103;
 
-/// Accepts TLS on a free port and forwards the plaintext upstream; counts handshakes.
-async fn tls_terminator(dir: &Path, upstream: Upstream) -> (u16, Arc<AtomicUsize>) {
+/// Accepts TLS on a free port and forwards the plaintext upstream; counts handshakes. With a
+/// `client_ca` (a PEM file in `dir`), only clients with a certificate it signed get through.
+async fn tls_terminator(
+    dir: &Path,
+    upstream: Upstream,
+    client_ca: Option<&str>,
+) -> (u16, Arc<AtomicUsize>) {
     let certs: Vec<CertificateDer<'static>> =
         CertificateDer::pem_file_iter(dir.join("server-cert.pem"))
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
     let key = PrivateKeyDer::from_pem_file(dir.join("server-key.pem")).unwrap();
-    let config =
-        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap();
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_file_iter(dir.join(ca)).unwrap() {
+                roots.add(cert.unwrap()).unwrap();
+            }
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+                    .build()
+                    .unwrap();
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let config = builder.with_single_cert(certs, key).unwrap();
     let acceptor = TlsAcceptor::from(Arc::new(config));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -227,11 +249,29 @@ fn authority(url: &str) -> String {
 
 /// Runs the child test `test` with `url` in `variable`, trusting `ca`; true if it succeeded.
 async fn client(test: &str, variable: &str, url: &str, ca: PathBuf) -> bool {
-    let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
+    client_with(test, variable, url, ca, None).await
+}
+
+/// As [`client`], with `identity` (certificate, key) as `PGSSLCERT` and `PGSSLKEY`.
+async fn client_with(
+    test: &str,
+    variable: &str,
+    url: &str,
+    ca: PathBuf,
+    identity: Option<(PathBuf, PathBuf)>,
+) -> bool {
+    let mut command = tokio::process::Command::new(std::env::current_exe().unwrap());
+    command
         .args([test, "--exact", "--ignored", "--test-threads=1"])
         .env(variable, url)
         .env("SSL_CERT_FILE", ca)
         .env_remove("SSL_CERT_DIR")
+        .env_remove("PGSSLCERT")
+        .env_remove("PGSSLKEY");
+    if let Some((cert, key)) = identity {
+        command.env("PGSSLCERT", cert).env("PGSSLKEY", key);
+    }
+    let mut child = command
         .stdout(child_output())
         .stderr(child_output())
         .spawn()
@@ -249,7 +289,7 @@ async fn amqps_urls_connect_over_tls_and_verify_the_server() {
     std::fs::create_dir_all(&dir).unwrap();
     certificates(&dir, "server");
     certificates(&dir, "stranger");
-    let (port, handshakes) = tls_terminator(&dir, Upstream::Broker).await;
+    let (port, handshakes) = tls_terminator(&dir, Upstream::Broker, None).await;
 
     // The user and vhost of the test broker, over TLS to the terminator.
     let plain = amqp_url();
@@ -287,16 +327,9 @@ async fn postgres_urls_with_sslmode_require_use_tls_and_verify_the_server() {
     std::fs::create_dir_all(&dir).unwrap();
     certificates(&dir, "server");
     certificates(&dir, "stranger");
-    let (port, handshakes) = tls_terminator(&dir, Upstream::Postgres).await;
+    let (port, handshakes) = tls_terminator(&dir, Upstream::Postgres, None).await;
 
-    // The test server's user, over TLS to the terminator, in a database of this test's own.
-    let server = database_server();
-    let user = server
-        .split_once("://")
-        .and_then(|(_, rest)| rest.rsplit_once('@'))
-        .map_or("root", |(user, _)| user);
-    let db_name = format!("swarm_test_{}", short_id());
-    let url = format!("postgres://{user}@localhost:{port}/{db_name}?sslmode=require");
+    let (url, db_name) = postgres_url(port);
     let postgres = |ca: &str| {
         client(
             "tls::child_postgres_tls_client",
@@ -323,6 +356,68 @@ async fn postgres_urls_with_sslmode_require_use_tls_and_verify_the_server() {
     assert!(
         handshakes.load(Ordering::SeqCst) >= 2,
         "the database's creation and the pool both went through TLS"
+    );
+    crate::helpers::drop_database(&db_name).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A `sslmode=require` URL to the terminator on `port` as the test server's user, in a database
+/// of the test's own; and that database's name.
+fn postgres_url(port: u16) -> (String, String) {
+    let server = database_server();
+    let user = server
+        .split_once("://")
+        .and_then(|(_, rest)| rest.rsplit_once('@'))
+        .map_or("root", |(user, _)| user);
+    let db_name = format!("swarm_test_{}", short_id());
+    let url = format!("postgres://{user}@localhost:{port}/{db_name}?sslmode=require");
+    (url, db_name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_client_certificates_come_from_pgsslcert_and_pgsslkey() {
+    let dir = std::env::temp_dir().join(format!("swarm-pg-mtls-{}", short_id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    certificates(&dir, "server");
+    certificates_for(&dir, "client", "clientAuth");
+    certificates_for(&dir, "stranger", "clientAuth");
+    let (port, handshakes) = tls_terminator(&dir, Upstream::Postgres, Some("client-ca.pem")).await;
+    let (url, db_name) = postgres_url(port);
+    let postgres = |identity: Option<&str>| {
+        client_with(
+            "tls::child_postgres_tls_client",
+            "SWARM_CHILD_PG_URL",
+            &url,
+            dir.join("server-ca.pem"),
+            identity.map(|name| {
+                (
+                    dir.join(format!("{name}-cert.pem")),
+                    dir.join(format!("{name}-key.pem")),
+                )
+            }),
+        )
+    };
+
+    assert!(
+        !postgres(None).await,
+        "a server that asks for a client certificate refuses a client without one"
+    );
+    assert!(
+        !postgres(Some("stranger")).await,
+        "and one whose certificate another CA signed"
+    );
+    assert_eq!(
+        handshakes.load(Ordering::SeqCst),
+        0,
+        "no handshake completed"
+    );
+    assert!(
+        postgres(Some("client")).await,
+        "with PGSSLCERT and PGSSLKEY the client creates, migrates and queries its database"
+    );
+    assert!(
+        handshakes.load(Ordering::SeqCst) >= 2,
+        "the database's creation and the pool both presented the certificate"
     );
     crate::helpers::drop_database(&db_name).await;
     let _ = std::fs::remove_dir_all(&dir);

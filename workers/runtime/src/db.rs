@@ -6,6 +6,8 @@ use std::sync::Arc;
 use anyhow::Context as _;
 pub use deadpool_postgres::Pool;
 use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_postgres::config::SslMode;
 use tokio_postgres::NoTls;
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -139,9 +141,20 @@ pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
 /// otherwise. `prefer`, PostgreSQL's default, stays plain on purpose: a Debian server has TLS on
 /// with a self-signed certificate, which a verifying client would refuse. With `require` the
 /// server's certificate must chain to the system's roots, or to the PEM bundle in
-/// `SSL_CERT_FILE`, and name the host (rustls on ring, like `amqps://`).
+/// `SSL_CERT_FILE`, and name the host (rustls on ring, like `amqps://`). A server that asks for
+/// a client certificate gets the one in `PGSSLCERT` with its key in `PGSSLKEY` (libpq's names).
 fn tls(config: &tokio_postgres::Config) -> anyhow::Result<Option<MakeRustlsConnect>> {
+    let identity = client_identity(
+        std::env::var_os("PGSSLCERT").as_deref(),
+        std::env::var_os("PGSSLKEY").as_deref(),
+    )?;
     if config.get_ssl_mode() != SslMode::Require {
+        if identity.is_some() {
+            anyhow::bail!(
+                "PGSSLCERT and PGSSLKEY are set, but DATABASE_URL has no sslmode=require, so the \
+                 connection would be plain TCP and the certificate unused: add ?sslmode=require"
+            );
+        }
         return Ok(None);
     }
     let found = rustls_native_certs::load_native_certs();
@@ -159,9 +172,49 @@ fn tls(config: &tokio_postgres::Config) -> anyhow::Result<Option<MakeRustlsConne
     ))
     .with_safe_default_protocol_versions()
     .context("rustls has no usable protocol versions")?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    .with_root_certificates(roots);
+    let client = match identity {
+        Some((chain, key)) => client
+            .with_client_auth_cert(chain, key)
+            .context("PGSSLKEY is not the key of the certificate in PGSSLCERT")?,
+        None => client.with_no_client_auth(),
+    };
     Ok(Some(MakeRustlsConnect::new(client)))
+}
+
+/// A client certificate chain and its private key.
+type Identity = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
+/// The client identity in the PEM files `cert` and `key`; `None` when neither is given.
+fn client_identity(
+    cert: Option<&std::ffi::OsStr>,
+    key: Option<&std::ffi::OsStr>,
+) -> anyhow::Result<Option<Identity>> {
+    let (cert, key) = match (cert, key) {
+        (None, None) => return Ok(None),
+        (Some(cert), Some(key)) => (std::path::Path::new(cert), std::path::Path::new(key)),
+        _ => anyhow::bail!(
+            "a client certificate needs both PGSSLCERT (its PEM file) and PGSSLKEY (its key's)"
+        ),
+    };
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .with_context(|| {
+            format!(
+                "PGSSLCERT: cannot read certificates from {}",
+                cert.display()
+            )
+        })?;
+    if chain.is_empty() {
+        anyhow::bail!("PGSSLCERT: {} holds no PEM certificate", cert.display());
+    }
+    let key = PrivateKeyDer::from_pem_file(key).with_context(|| {
+        format!(
+            "PGSSLKEY: cannot read a PEM private key from {}",
+            key.display()
+        )
+    })?;
+    Ok(Some((chain, key)))
 }
 
 /// Applies the pending migrations; safe to run from many processes at once.
@@ -232,7 +285,33 @@ pub async fn connect_and_migrate(url: &str, size: usize) -> anyhow::Result<Pool>
 
 #[cfg(test)]
 mod tests {
-    use super::MIGRATIONS;
+    use std::ffi::OsStr;
+
+    use super::{client_identity, MIGRATIONS};
+
+    #[test]
+    fn a_client_certificate_needs_both_files_and_says_which_cannot_be_read() {
+        assert!(client_identity(None, None).unwrap().is_none());
+        for (cert, key) in [(Some("c.pem"), None), (None, Some("k.pem"))] {
+            let error = client_identity(cert.map(OsStr::new), key.map(OsStr::new))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.contains("PGSSLCERT") && error.contains("PGSSLKEY"),
+                "{error}"
+            );
+        }
+        let error = client_identity(
+            Some(OsStr::new("/nonexistent/cert.pem")),
+            Some(OsStr::new("/nonexistent/key.pem")),
+        )
+        .unwrap_err();
+        let error = format!("{error:#}");
+        assert!(
+            error.contains("PGSSLCERT") && error.contains("/nonexistent/cert.pem"),
+            "{error}"
+        );
+    }
 
     #[test]
     fn every_migration_file_is_listed_in_order() {

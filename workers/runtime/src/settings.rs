@@ -16,7 +16,9 @@ pub struct Settings {
     )]
     pub amqp_url: String,
 
-    /// PostgreSQL URL; the database is created if it does not exist.
+    /// PostgreSQL URL; the database is created if it does not exist. `?sslmode=require` for TLS
+    /// (the server verified against the system's roots or SSL_CERT_FILE); a client certificate
+    /// and key from the PEM files in PGSSLCERT and PGSSLKEY.
     #[arg(
         long,
         env = "DATABASE_URL",
