@@ -10,14 +10,18 @@
 //! Every measurement gets a fresh database and a fresh namespace (dropped afterwards). Its queue is
 //! **pre-filled** first — every `ingest.v1` message published with publisher confirms before any
 //! consumer runs — then PostgreSQL is settled with a `CHECKPOINT` (so no run pays for the pages
-//! an earlier run left dirty, or has a checkpoint land in it), and the clock runs from the moment
+//! an earlier run left dirty, or has a checkpoint land in it) and RabbitMQ given time to go quiet,
+//! and the clock runs from the moment
 //! the consumers are started (connecting included) until the last row is committed: for Swarm,
 //! until `SELECT count(*) FROM features WHERE job_id = $1` (polled every 20 ms) reaches the number
 //! of samples; for the floors, until their loop commits and acks the last batch. The floors are in `benches/floor/`. Measurements
 //! run in rounds (`BENCH_ROUNDS`, default 3): the one-hop floor, then every Swarm configuration,
 //! round after round, and the floor once more at the end; each row shows its median run, and
 //! ratios are to the median of the floor's runs; its note also gives each run against the floor
-//! runs just before and after it (paired ratios: the machine's drift cancels). Each row also shows the CPU it used per item:
+//! runs just before and after it (paired ratios: the machine's drift cancels). For the time
+//! series, each round also runs a *sequential* floor — the same loop with the features computed
+//! after the samples are written, nothing overlapped — shown for reference (the ratios stay to
+//! the one-hop floor; Swarm's notes add their ratio to it). Each row also shows the CPU it used per item:
 //! the whole machine's, this process's (the consumers), PostgreSQL's, RabbitMQ's and the rest's
 //! (the kernel's threads, anything else). Two last Swarm rows run each hop alone: the ingest
 //! worker until every sample is stored, and the features worker over the `features.v1` messages
@@ -49,7 +53,7 @@ use swarm_runtime::db::Pool;
 use swarm_runtime::{Publisher, Settings, Topology, WorkerHandle};
 use uuid::Uuid;
 
-use floor::Batching;
+use floor::{Batching, Compute};
 
 /// Deliveries per transaction in every batched run (Swarm's `BATCH_SIZE` and the floors').
 const BATCH: usize = 16;
@@ -623,7 +627,7 @@ async fn swarm(
 #[derive(Debug, Clone, Copy)]
 enum Floor {
     BrokerAlone,
-    OneHop,
+    OneHop(Compute),
 }
 
 async fn floor(services: &Services, workload: &Workload, which: Floor) -> anyhow::Result<Measured> {
@@ -650,8 +654,16 @@ async fn floor(services: &Services, workload: &Workload, which: Floor) -> anyhow
             Floor::BrokerAlone => {
                 floor::broker_alone(&connection, &queue, workload.messages, batching).await?
             }
-            Floor::OneHop => {
-                floor::one_hop(&connection, &pool, &queue, workload.messages, batching).await?
+            Floor::OneHop(compute) => {
+                floor::one_hop(
+                    &connection,
+                    &pool,
+                    &queue,
+                    workload.messages,
+                    batching,
+                    compute,
+                )
+                .await?
             }
         }
         let _ = connection.close(200, "done".into()).await;
@@ -662,7 +674,7 @@ async fn floor(services: &Services, workload: &Workload, which: Floor) -> anyhow
     let cpu = Cpu::since(cpu);
     pool.close();
     if result.is_ok() {
-        if let Floor::OneHop = which {
+        if let Floor::OneHop(_) = which {
             // The floor wrote what Swarm writes.
             world
                 .wait_for_rows("features", &job, workload.items())
@@ -935,15 +947,31 @@ async fn run_workload(
     );
     let mut floors: Vec<Measured> = Vec::new();
     let mut floor_failed = 0;
+    // Connectivity only: the same floor without its one overlap, for reference (not a target).
+    let mut sequential: Vec<Measured> = Vec::new();
+    let mut sequential_failed = 0;
     let mut swarm_runs: Vec<(Vec<Measured>, u32, bool)> =
         configs.iter().map(|_| (Vec::new(), 0, true)).collect();
     for round in 0..=rounds {
-        let (m, failed) = again("floor", || floor(services, workload, Floor::OneHop)).await?;
+        let reference = Floor::OneHop(Compute::WhileWriting);
+        let (m, failed) = again("floor", || floor(services, workload, reference)).await?;
         eprintln!("   floor (round {}): {:.0} {unit}/s", round + 1, m.rate());
         floors.push(m);
         floor_failed += failed;
         if round == rounds {
             break;
+        }
+        if workload.kind == Kind::Timeseries {
+            let plain = Floor::OneHop(Compute::AfterWrites);
+            let (m, failed) =
+                again("sequential floor", || floor(services, workload, plain)).await?;
+            eprintln!(
+                "   sequential floor (round {}): {:.0} {unit}/s",
+                round + 1,
+                m.rate()
+            );
+            sequential.push(m);
+            sequential_failed += failed;
         }
         for (&config, runs) in configs.iter().zip(swarm_runs.iter_mut()) {
             let (measured, failed) =
@@ -981,6 +1009,23 @@ async fn run_workload(
             retried(floor_failed)
         ),
     });
+    let sequential_rate = (!sequential.is_empty()).then(|| {
+        let rates_: Vec<f64> = sequential.iter().map(Measured::rate).collect();
+        let rate = median(&rates_);
+        table.push(Row {
+            what: "(a) sequential floor: the same, features computed after the samples are written".into(),
+            measured: median_run(sequential),
+            unit,
+            floor: Some(floor_rate),
+            note: format!(
+                "for reference, not a target: nothing overlapped; median {rate:.0} {unit}/s of {} runs ({}){}",
+                rates_.len(),
+                rates(&rates_),
+                retried(sequential_failed)
+            ),
+        });
+        rate
+    });
     for (config, (runs, failed, supported)) in configs.iter().zip(swarm_runs) {
         let run_rates: Vec<f64> = runs.iter().map(Measured::rate).collect();
         let paired = paired_ratios(&run_rates, &floor_rates);
@@ -990,8 +1035,14 @@ async fn run_workload(
             Stages::FeaturesAlone => "features only, until every feature is stored",
         };
         let note = if supported {
+            let against_sequential = sequential_rate.map_or(String::new(), |rate| {
+                format!(
+                    "; {:.0} % of the sequential floor",
+                    100.0 * median(&run_rates) / rate
+                )
+            });
             format!(
-                "{path}; median of {} runs ({}); {}{}",
+                "{path}; median of {} runs ({}); {}{against_sequential}{}",
                 run_rates.len(),
                 rates(&run_rates),
                 paired_note(&paired),

@@ -10,6 +10,8 @@
 //!   written) and upsert them with the features worker's SQL; commit, then one `multiple=true`
 //!   ack. It is ingest and features in one hop: no `features.v1` message, no outbox, no second
 //!   queue, no re-reading the samples.
+//! - The same with [`Compute::AfterWrites`]: the features computed on the loop's own task once
+//!   the samples are written, nothing overlapped — the plainest loop that writes the same rows.
 //!
 //! Both run one loop, one batch at a time, like the runtime's batched mode.
 
@@ -151,6 +153,15 @@ pub async fn broker_alone(
     each_batch(connection, queue, messages, batching, async |_| Ok(())).await
 }
 
+/// When the one-hop floor computes a batch's features.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compute {
+    /// On a blocking thread while the samples are being written.
+    WhileWriting,
+    /// On the loop's task, after the samples are written.
+    AfterWrites,
+}
+
 /// Consumes `messages` `ingest.v1` deliveries from `queue` and commits each batch's samples and
 /// features in one transaction, then acks it.
 pub async fn one_hop(
@@ -159,9 +170,10 @@ pub async fn one_hop(
     queue: &str,
     messages: usize,
     batching: Batching,
+    compute: Compute,
 ) -> anyhow::Result<()> {
     each_batch(connection, queue, messages, batching, async |batch| {
-        commit(pool, queue, batch).await
+        commit(pool, queue, batch, compute).await
     })
     .await
 }
@@ -209,7 +221,12 @@ fn extract(
     }
 }
 
-async fn commit(pool: &Pool, queue: &str, batch: &[Delivery]) -> anyhow::Result<()> {
+async fn commit(
+    pool: &Pool,
+    queue: &str,
+    batch: &[Delivery],
+    compute: Compute,
+) -> anyhow::Result<()> {
     let mut decoded = batch
         .iter()
         .map(decode)
@@ -262,16 +279,17 @@ async fn commit(pool: &Pool, queue: &str, batch: &[Delivery]) -> anyhow::Result<
         }
     }
     let decoded = Arc::new(decoded);
+    let extract_all = |decoded: &[Decoded]| {
+        decoded
+            .iter()
+            .flat_map(|d| d.message.samples.iter())
+            .map(|s| extract(s.kind, s.timepoints, &s.values))
+            .collect::<Vec<_>>()
+    };
     // Features are CPU work: compute them on a blocking thread while the samples are written.
-    let extraction = tokio::task::spawn_blocking({
+    let extraction = (compute == Compute::WhileWriting).then(|| {
         let decoded = decoded.clone();
-        move || {
-            decoded
-                .iter()
-                .flat_map(|d| d.message.samples.iter())
-                .map(|s| extract(s.kind, s.timepoints, &s.values))
-                .collect::<Vec<_>>()
-        }
+        tokio::task::spawn_blocking(move || extract_all(&decoded))
     });
     let upsert = tx.prepare_cached(UPSERT_SAMPLE).await?;
     let trace_id: Option<String> = None;
@@ -304,7 +322,10 @@ async fn commit(pool: &Pool, queue: &str, batch: &[Delivery]) -> anyhow::Result<
         })
     });
     let rows = try_join_all(inserts).await?;
-    let extracted = extraction.await.context("feature extraction panicked")?;
+    let extracted = match extraction {
+        Some(extraction) => extraction.await.context("feature extraction panicked")?,
+        None => extract_all(&decoded),
+    };
     let upsert = tx.prepare_cached(UPSERT_FEATURES).await?;
     let owners = decoded
         .iter()
