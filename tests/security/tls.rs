@@ -4,7 +4,9 @@
 //! tests) that connects with the runtime's own code — `amqp::connect` for an `amqps://` URL, and
 //! `db::connect_and_migrate` for a `postgres://…?sslmode=require` URL — and uses the connection.
 //! The client trusts the test's CA through `SSL_CERT_FILE`, as an operator with a private CA
-//! would; with another CA it must refuse the server.
+//! would; with another CA it must refuse the server. Terminators that ask for a client
+//! certificate let through only a client given one their CA signed, in `AMQP_SSLCERT`/
+//! `AMQP_SSLKEY` or `PGSSLCERT`/`PGSSLKEY`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -252,24 +254,39 @@ async fn client(test: &str, variable: &str, url: &str, ca: PathBuf) -> bool {
     client_with(test, variable, url, ca, None).await
 }
 
-/// As [`client`], with `identity` (certificate, key) as `PGSSLCERT` and `PGSSLKEY`.
+/// The variables that name a client certificate and its key, for the database and the broker.
+const IDENTITY_VARIABLES: [(&str, &str); 2] =
+    [("PGSSLCERT", "PGSSLKEY"), ("AMQP_SSLCERT", "AMQP_SSLKEY")];
+
+/// A client certificate for [`client_with`]: the variables to set (certificate, key) and the
+/// files they name.
+type Identity = ((&'static str, &'static str), PathBuf, PathBuf);
+
+/// The certificate `name` of `dir` (`<name>-cert.pem`, `<name>-key.pem`) in `variables`.
+fn identity(dir: &Path, variables: (&'static str, &'static str), name: &str) -> Identity {
+    let file = |what: &str| dir.join(format!("{name}-{what}.pem"));
+    (variables, file("cert"), file("key"))
+}
+
+/// As [`client`], with `identity` set and the other identity variables unset.
 async fn client_with(
     test: &str,
     variable: &str,
     url: &str,
     ca: PathBuf,
-    identity: Option<(PathBuf, PathBuf)>,
+    identity: Option<Identity>,
 ) -> bool {
     let mut command = tokio::process::Command::new(std::env::current_exe().unwrap());
     command
         .args([test, "--exact", "--ignored", "--test-threads=1"])
         .env(variable, url)
         .env("SSL_CERT_FILE", ca)
-        .env_remove("SSL_CERT_DIR")
-        .env_remove("PGSSLCERT")
-        .env_remove("PGSSLKEY");
-    if let Some((cert, key)) = identity {
-        command.env("PGSSLCERT", cert).env("PGSSLKEY", key);
+        .env_remove("SSL_CERT_DIR");
+    for (cert, key) in IDENTITY_VARIABLES {
+        command.env_remove(cert).env_remove(key);
+    }
+    if let Some(((cert_variable, key_variable), cert, key)) = identity {
+        command.env(cert_variable, cert).env(key_variable, key);
     }
     let mut child = command
         .stdout(child_output())
@@ -291,12 +308,7 @@ async fn amqps_urls_connect_over_tls_and_verify_the_server() {
     certificates(&dir, "stranger");
     let (port, handshakes) = tls_terminator(&dir, Upstream::Broker, None).await;
 
-    // The user and vhost of the test broker, over TLS to the terminator.
-    let plain = amqp_url();
-    let rest = plain.split_once("://").unwrap().1;
-    let (userinfo, after) = rest.rsplit_once('@').unwrap_or(("guest:guest", rest));
-    let vhost = after.split_once('/').map_or("%2f", |(_, v)| v);
-    let url = format!("amqps://{userinfo}@localhost:{port}/{vhost}");
+    let url = amqps_url(port);
 
     let amqps = |ca: &str| {
         client(
@@ -383,18 +395,13 @@ async fn postgres_client_certificates_come_from_pgsslcert_and_pgsslkey() {
     certificates_for(&dir, "stranger", "clientAuth");
     let (port, handshakes) = tls_terminator(&dir, Upstream::Postgres, Some("client-ca.pem")).await;
     let (url, db_name) = postgres_url(port);
-    let postgres = |identity: Option<&str>| {
+    let postgres = |name: Option<&str>| {
         client_with(
             "tls::child_postgres_tls_client",
             "SWARM_CHILD_PG_URL",
             &url,
             dir.join("server-ca.pem"),
-            identity.map(|name| {
-                (
-                    dir.join(format!("{name}-cert.pem")),
-                    dir.join(format!("{name}-key.pem")),
-                )
-            }),
+            name.map(|name| identity(&dir, IDENTITY_VARIABLES[0], name)),
         )
     };
 
@@ -420,5 +427,62 @@ async fn postgres_client_certificates_come_from_pgsslcert_and_pgsslkey() {
         "the database's creation and the pool both presented the certificate"
     );
     crate::helpers::drop_database(&db_name).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An `amqps://` URL to the terminator on `port`, with the test broker's user and vhost.
+fn amqps_url(port: u16) -> String {
+    let plain = amqp_url();
+    let rest = plain.split_once("://").unwrap().1;
+    let (userinfo, after) = rest.rsplit_once('@').unwrap_or(("guest:guest", rest));
+    let vhost = after.split_once('/').map_or("%2f", |(_, v)| v);
+    format!("amqps://{userinfo}@localhost:{port}/{vhost}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqps_client_certificates_come_from_amqp_sslcert_and_amqp_sslkey() {
+    let dir = std::env::temp_dir().join(format!("swarm-amqps-mtls-{}", short_id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    certificates(&dir, "server");
+    certificates_for(&dir, "client", "clientAuth");
+    certificates_for(&dir, "stranger", "clientAuth");
+    let (port, handshakes) = tls_terminator(&dir, Upstream::Broker, Some("client-ca.pem")).await;
+    let url = amqps_url(port);
+    let amqps = |given: Option<((&'static str, &'static str), &str)>| {
+        client_with(
+            "tls::child_amqps_client",
+            "SWARM_CHILD_AMQPS_URL",
+            &url,
+            dir.join("server-ca.pem"),
+            given.map(|(variables, name)| identity(&dir, variables, name)),
+        )
+    };
+    let broker = IDENTITY_VARIABLES[1];
+
+    assert!(
+        !amqps(None).await,
+        "a broker that asks for a client certificate refuses a client without one"
+    );
+    assert!(
+        !amqps(Some((broker, "stranger"))).await,
+        "and one whose certificate another CA signed"
+    );
+    assert!(
+        !amqps(Some((IDENTITY_VARIABLES[0], "client"))).await,
+        "the database's variables do not reach the broker's connection"
+    );
+    assert_eq!(
+        handshakes.load(Ordering::SeqCst),
+        0,
+        "no handshake completed"
+    );
+    assert!(
+        amqps(Some((broker, "client"))).await,
+        "with AMQP_SSLCERT and AMQP_SSLKEY the client publishes and reads over amqps://"
+    );
+    assert!(
+        handshakes.load(Ordering::SeqCst) >= 1,
+        "it went through TLS"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

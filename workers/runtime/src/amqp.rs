@@ -11,18 +11,49 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::client_cert::Files;
 use crate::telemetry;
 use crate::topology::Topology;
 
-/// Opens a connection; `name` shows in the broker's management UI.
+/// Opens a connection; `name` shows in the broker's management UI. An `amqps://` connection
+/// presents the client certificate in `AMQP_SSLCERT` with its key in `AMQP_SSLKEY` (PEM files)
+/// when they are set, for a broker that asks for one (and `?auth_mechanism=external` in the URL
+/// logs in as the certificate's name).
 pub async fn connect(url: &str, name: &str) -> anyhow::Result<Connection> {
     let properties = ConnectionProperties::default().with_connection_name(name.into());
-    Connection::connect(url, properties).await.with_context(|| {
+    let identity = client_identity()?;
+    let connected = match identity {
+        None => Connection::connect(url, properties).await,
+        Some(_) if !url.starts_with("amqps://") => bail!(
+            "AMQP_SSLCERT and AMQP_SSLKEY are set, but AMQP_URL is not amqps://, so the \
+             connection would be plain TCP and the certificate unused: use an amqps:// URL"
+        ),
+        Some(identity) => {
+            let tls = lapin::tcp::OwnedTLSConfig {
+                identity: Some(identity),
+                cert_chain: None,
+            };
+            let runtime = lapin::runtime::default_runtime()?;
+            Connection::connect_with_config(url, properties, tls, runtime).await
+        }
+    };
+    connected.with_context(|| {
         format!(
             "Failed to connect to RabbitMQ at {}: is it running?",
             crate::settings::redact(url)
         )
     })
+}
+
+/// The client certificate of `AMQP_SSLCERT` and `AMQP_SSLKEY`, if they are set.
+fn client_identity() -> anyhow::Result<Option<lapin::tcp::OwnedIdentity>> {
+    let Some(files) = Files::from_env("AMQP_SSLCERT", "AMQP_SSLKEY")? else {
+        return Ok(None);
+    };
+    Ok(Some(lapin::tcp::OwnedIdentity::PKCS8 {
+        pem: files.read_cert("AMQP_SSLCERT")?,
+        key: files.read_key("AMQP_SSLKEY")?,
+    }))
 }
 
 /// A message ready to go on the wire.

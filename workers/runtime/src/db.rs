@@ -12,6 +12,8 @@ use tokio_postgres::config::SslMode;
 use tokio_postgres::NoTls;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use crate::client_cert::Files;
+
 /// The migrations in `migrations/`, applied in order, each once.
 const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "init", include_str!("../../../migrations/0001_init.sql")),
@@ -144,10 +146,7 @@ pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
 /// `SSL_CERT_FILE`, and name the host (rustls on ring, like `amqps://`). A server that asks for
 /// a client certificate gets the one in `PGSSLCERT` with its key in `PGSSLKEY` (libpq's names).
 fn tls(config: &tokio_postgres::Config) -> anyhow::Result<Option<MakeRustlsConnect>> {
-    let identity = client_identity(
-        std::env::var_os("PGSSLCERT").as_deref(),
-        std::env::var_os("PGSSLKEY").as_deref(),
-    )?;
+    let identity = client_identity()?;
     if config.get_ssl_mode() != SslMode::Require {
         if identity.is_some() {
             anyhow::bail!(
@@ -185,33 +184,25 @@ fn tls(config: &tokio_postgres::Config) -> anyhow::Result<Option<MakeRustlsConne
 /// A client certificate chain and its private key.
 type Identity = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
 
-/// The client identity in the PEM files `cert` and `key`; `None` when neither is given.
-fn client_identity(
-    cert: Option<&std::ffi::OsStr>,
-    key: Option<&std::ffi::OsStr>,
-) -> anyhow::Result<Option<Identity>> {
-    let (cert, key) = match (cert, key) {
-        (None, None) => return Ok(None),
-        (Some(cert), Some(key)) => (std::path::Path::new(cert), std::path::Path::new(key)),
-        _ => anyhow::bail!(
-            "a client certificate needs both PGSSLCERT (its PEM file) and PGSSLKEY (its key's)"
-        ),
+/// The client certificate of `PGSSLCERT` and `PGSSLKEY`, if they are set.
+fn client_identity() -> anyhow::Result<Option<Identity>> {
+    let Some(files) = Files::from_env("PGSSLCERT", "PGSSLKEY")? else {
+        return Ok(None);
     };
-    let chain = CertificateDer::pem_file_iter(cert)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .with_context(|| {
-            format!(
-                "PGSSLCERT: cannot read certificates from {}",
-                cert.display()
-            )
-        })?;
+    let (cert, key) = (files.read_cert("PGSSLCERT")?, files.read_key("PGSSLKEY")?);
+    let chain = CertificateDer::pem_slice_iter(&cert)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("PGSSLCERT: {} is not PEM: {e}", files.cert.display()))?;
     if chain.is_empty() {
-        anyhow::bail!("PGSSLCERT: {} holds no PEM certificate", cert.display());
+        anyhow::bail!(
+            "PGSSLCERT: {} holds no PEM certificate",
+            files.cert.display()
+        );
     }
-    let key = PrivateKeyDer::from_pem_file(key).with_context(|| {
-        format!(
-            "PGSSLKEY: cannot read a PEM private key from {}",
-            key.display()
+    let key = PrivateKeyDer::from_pem_slice(&key).map_err(|e| {
+        anyhow::anyhow!(
+            "PGSSLKEY: {} holds no PEM private key: {e}",
+            files.key.display()
         )
     })?;
     Ok(Some((chain, key)))
@@ -285,33 +276,7 @@ pub async fn connect_and_migrate(url: &str, size: usize) -> anyhow::Result<Pool>
 
 #[cfg(test)]
 mod tests {
-    use std::ffi::OsStr;
-
-    use super::{client_identity, MIGRATIONS};
-
-    #[test]
-    fn a_client_certificate_needs_both_files_and_says_which_cannot_be_read() {
-        assert!(client_identity(None, None).unwrap().is_none());
-        for (cert, key) in [(Some("c.pem"), None), (None, Some("k.pem"))] {
-            let error = client_identity(cert.map(OsStr::new), key.map(OsStr::new))
-                .unwrap_err()
-                .to_string();
-            assert!(
-                error.contains("PGSSLCERT") && error.contains("PGSSLKEY"),
-                "{error}"
-            );
-        }
-        let error = client_identity(
-            Some(OsStr::new("/nonexistent/cert.pem")),
-            Some(OsStr::new("/nonexistent/key.pem")),
-        )
-        .unwrap_err();
-        let error = format!("{error:#}");
-        assert!(
-            error.contains("PGSSLCERT") && error.contains("/nonexistent/cert.pem"),
-            "{error}"
-        );
-    }
+    use super::MIGRATIONS;
 
     #[test]
     fn every_migration_file_is_listed_in_order() {

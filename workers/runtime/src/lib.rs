@@ -11,6 +11,7 @@
 
 pub mod amqp;
 mod batch;
+mod client_cert;
 pub mod db;
 pub mod dead;
 pub mod floats;

@@ -8,7 +8,8 @@ use std::time::Duration;
 #[derive(Clone, clap::Args)]
 pub struct Settings {
     /// AMQP broker URL: `amqp://` or, over TLS, `amqps://` (the server's certificate is checked
-    /// against the system's roots, or the PEM bundle named by `SSL_CERT_FILE`).
+    /// against the system's roots, or the PEM bundle named by `SSL_CERT_FILE`; a client
+    /// certificate and key from the PEM files in AMQP_SSLCERT and AMQP_SSLKEY).
     #[arg(
         long,
         env = "AMQP_URL",
