@@ -583,6 +583,27 @@ async fn a_features_message_is_handled_a_chunk_of_samples_at_a_time_as_one_trans
         )
         .await;
     assert_eq!(wrong, 0, "each sample has its own features");
+    // A sample named twice is extracted once, not refused.
+    let first: i64 = env.scalar("SELECT min(id) FROM samples", &[]).await;
+    let twice = env
+        .send(
+            &FeaturesV1 {
+                project: "p".into(),
+                sample_ids: vec![first, first],
+            },
+            "job",
+        )
+        .await;
+    eventually("the features of a sample named twice", || async {
+        let n: i64 = env
+            .scalar(
+                "SELECT count(*) FROM features WHERE message_id = $1",
+                &[&twice],
+            )
+            .await;
+        n == 1
+    })
+    .await;
     // A message whose last chunk names a sample the project lacks is refused as a whole: the
     // chunks before it, already upserted in its transaction, are rolled back with it.
     let client = env.pool.get().await.unwrap();

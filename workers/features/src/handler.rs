@@ -97,9 +97,13 @@ impl Handler for FeaturesHandler {
 
     #[tracing::instrument(name = "features", skip_all, fields(project = %message.project, samples = message.sample_ids.len()), err)]
     async fn handle(&self, work: &mut Work<'_>, message: FeaturesV1) -> Result<(), HandleError> {
+        // A sample named twice is extracted once.
+        let mut ids = message.sample_ids.clone();
+        ids.sort_unstable();
+        ids.dedup();
         // A chunk at a time: a message may name up to 10,000 samples of up to 480,000 values,
         // far more than should be in memory at once. Ingest's own messages fit in one chunk.
-        for ids in message.sample_ids.chunks(CHUNK) {
+        for ids in ids.chunks(CHUNK) {
             let samples = load(work, &message.project, ids).await?;
             let extracted = extract_all(samples).await?;
             upsert(work, &extracted).await?;

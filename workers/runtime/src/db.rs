@@ -175,7 +175,7 @@ fn tls(config: &tokio_postgres::Config) -> anyhow::Result<Option<MakeRustlsConne
     let client = match identity {
         Some((chain, key)) => client
             .with_client_auth_cert(chain, key)
-            .context("PGSSLKEY is not the key of the certificate in PGSSLCERT")?,
+            .context("PGSSLKEY is not a usable key for the certificate in PGSSLCERT")?,
         None => client.with_no_client_auth(),
     };
     Ok(Some(MakeRustlsConnect::new(client)))
