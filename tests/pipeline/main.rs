@@ -532,30 +532,39 @@ async fn a_features_message_naming_another_projects_samples_is_dead_lettered() {
         .scalar("SELECT id FROM samples WHERE project = 'theirs'", &[])
         .await;
     // The sample exists, but in another project: the message is refused as a whole.
-    let id = env
-        .send(
-            &FeaturesV1 {
-                project: "mine".into(),
-                sample_ids: vec![theirs],
-            },
-            "job",
-        )
-        .await;
+    let reason = refused_features(&env, "mine", vec![theirs]).await;
+    assert!(
+        reason.contains("has no samples with ids") && reason.contains(&theirs.to_string()),
+        "{reason:?}"
+    );
+    env.finish(workers).await;
+}
+
+/// The features of message `id`.
+async fn features_of(env: &TestEnv, id: &str) -> i64 {
+    env.scalar(
+        "SELECT count(*) FROM features WHERE message_id = $1",
+        &[&id],
+    )
+    .await
+}
+
+/// Sends a `features.v1` naming `sample_ids` of `project`, which must be dead-lettered having
+/// written nothing; returns its reason.
+async fn refused_features(env: &TestEnv, project: &str, sample_ids: Vec<i64>) -> String {
+    let message = FeaturesV1 {
+        project: project.into(),
+        sample_ids,
+    };
+    let id = env.send(&message, "job").await;
     let dead = env.take_dead("features", 1).await;
     assert_eq!(dead[0].1, id);
-    assert!(
-        dead[0].0.contains("has no samples with ids") && dead[0].0.contains(&theirs.to_string()),
-        "{:?}",
-        dead[0].0
+    assert_eq!(
+        features_of(env, &id).await,
+        0,
+        "the refused message wrote nothing"
     );
-    let features: i64 = env
-        .scalar(
-            "SELECT count(*) FROM features WHERE message_id = $1",
-            &[&id],
-        )
-        .await;
-    assert_eq!(features, 0, "the refused message wrote nothing");
-    env.finish(workers).await;
+    dead[0].0.clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -595,13 +604,7 @@ async fn a_features_message_is_handled_a_chunk_of_samples_at_a_time_as_one_trans
         )
         .await;
     eventually("the features of a sample named twice", || async {
-        let n: i64 = env
-            .scalar(
-                "SELECT count(*) FROM features WHERE message_id = $1",
-                &[&twice],
-            )
-            .await;
-        n == 1
+        features_of(&env, &twice).await == 1
     })
     .await;
     // A message whose last chunk names a sample the project lacks is refused as a whole: the
@@ -617,31 +620,11 @@ async fn a_features_message_is_handled_a_chunk_of_samples_at_a_time_as_one_trans
     drop(client);
     let missing = ids.iter().max().unwrap() + 1_000;
     ids.push(missing);
-    let id = env
-        .send(
-            &FeaturesV1 {
-                project: "p".into(),
-                sample_ids: ids,
-            },
-            "job",
-        )
-        .await;
-    let dead = env.take_dead("features", 1).await;
-    assert_eq!(dead[0].1, id);
+    let reason = refused_features(&env, "p", ids).await;
     assert!(
-        dead[0]
-            .0
-            .contains(&format!("has no samples with ids [{missing}]")),
-        "{:?}",
-        dead[0].0
+        reason.contains(&format!("has no samples with ids [{missing}]")),
+        "{reason:?}"
     );
-    let features: i64 = env
-        .scalar(
-            "SELECT count(*) FROM features WHERE message_id = $1",
-            &[&id],
-        )
-        .await;
-    assert_eq!(features, 0, "the refused message wrote nothing");
     env.finish(workers).await;
 }
 
