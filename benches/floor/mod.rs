@@ -63,7 +63,9 @@ impl Batching {
     }
 }
 
-async fn consume(
+/// A channel consuming `queue` with the floors' prefetch: set up before the clock starts, as
+/// Swarm's workers are consuming when theirs does.
+pub async fn consume(
     connection: &Connection,
     queue: &str,
     batching: Batching,
@@ -117,40 +119,31 @@ async fn ack_through(last: &Delivery) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Consumes `messages` deliveries from `queue` a batch at a time: `work` on each batch, then one
-/// `multiple=true` ack for it.
+/// Takes `messages` deliveries from `consumer` (of [`consume`]) a batch at a time: `work` on
+/// each batch, then one `multiple=true` ack for it.
 async fn each_batch(
-    connection: &Connection,
-    queue: &str,
+    consumer: &mut Consumer,
     messages: usize,
     batching: Batching,
     mut work: impl AsyncFnMut(&[Delivery]) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let (channel, mut consumer) = consume(connection, queue, batching).await?;
     let mut done = 0;
     while done < messages {
-        let batch = next_batch(
-            &mut consumer,
-            batching.size.min(messages - done),
-            batching.wait,
-        )
-        .await?;
+        let batch = next_batch(consumer, batching.size.min(messages - done), batching.wait).await?;
         work(&batch).await?;
         ack_through(batch.last().expect("a batch is never empty")).await?;
         done += batch.len();
     }
-    let _ = channel.close(200, "done".into()).await;
     Ok(())
 }
 
-/// Consumes `messages` deliveries from `queue` and acks them, a batch at a time; no database.
+/// Takes `messages` deliveries from `consumer` and acks them, a batch at a time; no database.
 pub async fn broker_alone(
-    connection: &Connection,
-    queue: &str,
+    consumer: &mut Consumer,
     messages: usize,
     batching: Batching,
 ) -> anyhow::Result<()> {
-    each_batch(connection, queue, messages, batching, async |_| Ok(())).await
+    each_batch(consumer, messages, batching, async |_| Ok(())).await
 }
 
 /// When the one-hop floor computes a batch's features.
@@ -162,17 +155,17 @@ pub enum Compute {
     AfterWrites,
 }
 
-/// Consumes `messages` `ingest.v1` deliveries from `queue` and commits each batch's samples and
-/// features in one transaction, then acks it.
+/// Takes `messages` `ingest.v1` deliveries from `consumer` (of `queue`) and commits each
+/// batch's samples and features in one transaction, then acks it.
 pub async fn one_hop(
-    connection: &Connection,
+    consumer: &mut Consumer,
     pool: &Pool,
     queue: &str,
     messages: usize,
     batching: Batching,
     compute: Compute,
 ) -> anyhow::Result<()> {
-    each_batch(connection, queue, messages, batching, async |batch| {
+    each_batch(consumer, messages, batching, async |batch| {
         commit(pool, queue, batch, compute).await
     })
     .await

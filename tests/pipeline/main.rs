@@ -334,6 +334,41 @@ async fn a_partial_batch_is_committed_once_the_queue_is_idle_not_after_the_batch
     env.finish(vec![worker]).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_handle_tells_when_its_worker_consumes_or_failed_to_start() {
+    let env = TestEnv::new().await;
+    let worker = swarm_runtime::spawn(swarm_ingest::IngestHandler, env.settings.clone());
+    let consuming = tokio::time::timeout(helpers::PATIENCE, worker.consuming()).await;
+    assert_eq!(consuming.ok(), Some(true), "the worker consumes in time");
+    // At that moment the broker already counts its consumer.
+    let channel = env.connection.create_channel().await.unwrap();
+    let passive = lapin::options::QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let queue = env.topology.queue("ingest");
+    let declared = channel
+        .queue_declare(queue.as_str().into(), passive, Default::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        declared.consumer_count(),
+        1,
+        "{queue} has the worker's consumer"
+    );
+    // A worker whose database does not answer never consumes: it exits with the error.
+    let mut unreachable = env.settings.clone();
+    unreachable.database_url = format!("postgres://root@127.0.0.1:{}/x", helpers::free_port());
+    let failed = swarm_runtime::spawn(swarm_ingest::IngestHandler, unreachable);
+    let consuming = tokio::time::timeout(helpers::PATIENCE, failed.consuming()).await;
+    assert_eq!(consuming.ok(), Some(false), "the failed start is reported");
+    assert!(
+        failed.stop().await.is_err(),
+        "stop returns the start-up error"
+    );
+    env.finish(vec![worker]).await;
+}
+
 /// An ingest handler that will not go on until a second message is being handled beside it.
 #[derive(Debug, Clone, Copy)]
 struct Rendezvous;
@@ -1036,21 +1071,10 @@ async fn a_message_dead_lettered_again_after_a_failed_publish_has_one_row_until_
     let env = TestEnv::new().await;
     let workers = env.spawn_all();
     // Every worker declares the topology as it starts: wait for them all to consume first.
-    let channel = env.connection.create_channel().await.unwrap();
-    for worker in ["ingest", "features", "train", "report"] {
-        let queue = env.topology.queue(worker);
-        eventually(&format!("a consumer on {queue}"), || async {
-            let passive = lapin::options::QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            };
-            channel
-                .queue_declare(queue.as_str().into(), passive, Default::default())
-                .await
-                .is_ok_and(|q| q.consumer_count() > 0)
-        })
-        .await;
+    for worker in &workers {
+        assert!(worker.consuming().await, "a worker failed to start");
     }
+    let channel = env.connection.create_channel().await.unwrap();
     // The dead queue's binding is missing (say, definitions not re-imported after an upgrade):
     // the dead letter's publish is refused as unroutable, and the message is requeued.
     let (dead_queue, exchange, key) = (

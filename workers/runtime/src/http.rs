@@ -14,10 +14,32 @@ use deadpool_postgres::Pool;
 /// What readiness is made of; the run loop flips the flags.
 #[derive(Debug, Default)]
 pub struct Health {
-    /// Connected to the broker and consuming.
+    /// Connected to the broker and consuming: set with [`Health::set_consuming`].
     pub consuming: AtomicBool,
     /// Shutting down: finishing in-flight work, taking no more.
     pub draining: AtomicBool,
+    /// Wakes [`Health::until_consuming`].
+    consuming_changed: tokio::sync::Notify,
+}
+
+impl Health {
+    /// Records whether the worker is consuming, waking those waiting for it.
+    pub fn set_consuming(&self, consuming: bool) {
+        self.consuming.store(consuming, Ordering::SeqCst);
+        self.consuming_changed.notify_waiters();
+    }
+
+    /// Resolves once the worker is consuming.
+    pub async fn until_consuming(&self) {
+        loop {
+            // Registered before the flag is read, so a change in between is not missed.
+            let changed = self.consuming_changed.notified();
+            if self.consuming.load(Ordering::SeqCst) {
+                return;
+            }
+            changed.await;
+        }
+    }
 }
 
 #[derive(Clone)]

@@ -55,13 +55,14 @@ pub async fn run<H: Handler>(
         shutdown.await;
         let _ = stop_tx.send(true);
     });
-    run_until(handler, settings, stop_rx).await
+    run_until(handler, settings, stop_rx, Arc::default()).await
 }
 
 async fn run_until<H: Handler>(
     handler: H,
     settings: Settings,
     stop: watch::Receiver<bool>,
+    health: Arc<Health>,
 ) -> anyhow::Result<()> {
     crate::metrics::handle();
     // A least-privilege role cannot migrate: the one-shot `swarm migrate` does it as the owner.
@@ -70,7 +71,6 @@ async fn run_until<H: Handler>(
     } else {
         db::pool(&settings.database_url, settings.db_pool_size)?
     };
-    let health = Arc::new(Health::default());
     if let Some(addr) = settings.http_addr {
         let mut stop = stop.clone();
         let server = crate::http::serve(addr, health.clone(), pool.clone(), async move {
@@ -112,7 +112,7 @@ async fn reconnecting<H: Handler>(
         match session(shared.clone(), stop.clone()).await {
             Ok(()) => return Ok(()),
             Err(error) => {
-                shared.health.consuming.store(false, Ordering::SeqCst);
+                shared.health.set_consuming(false);
                 crate::metrics::reconnect(&shared.topology.queue(H::NAME));
                 tracing::warn!(error = format!("{error:#}"), worker = H::NAME, retry_in = ?backoff, "Lost the broker; reconnecting.");
                 tokio::select! {
@@ -157,7 +157,7 @@ async fn session<H: Handler>(
         )
         .await
         .with_context(|| format!("Failed to consume {queue}"))?;
-    shared.health.consuming.store(true, Ordering::SeqCst);
+    shared.health.set_consuming(true);
     tracing::info!(queue, "Consuming.");
     let sweeper = spawn_sweeper(shared.clone(), publisher.clone());
 
@@ -445,6 +445,9 @@ async fn requeue(delivery: &Delivery, attempt: u32) {
 pub struct WorkerHandle {
     stop: watch::Sender<bool>,
     task: JoinHandle<anyhow::Result<()>>,
+    health: Arc<Health>,
+    /// Becomes true when the worker has exited.
+    exited: watch::Receiver<bool>,
 }
 
 impl WorkerHandle {
@@ -458,11 +461,34 @@ impl WorkerHandle {
     pub fn is_finished(&self) -> bool {
         self.task.is_finished()
     }
+
+    /// Waits until the worker is consuming its queue (connected, migrated, topology declared):
+    /// true, or false if it exited first (a start-up error, which [`WorkerHandle::stop`]
+    /// returns).
+    pub async fn consuming(&self) -> bool {
+        let mut exited = self.exited.clone();
+        tokio::select! {
+            _ = self.health.until_consuming() => true,
+            _ = exited.wait_for(|e| *e) => self.health.consuming.load(Ordering::SeqCst),
+        }
+    }
 }
 
 /// Starts `handler` on a task of this runtime.
 pub fn spawn<H: Handler>(handler: H, settings: Settings) -> WorkerHandle {
     let (stop, rx) = watch::channel(false);
-    let task = tokio::spawn(run_until(handler, settings, rx));
-    WorkerHandle { stop, task }
+    let (exit, exited) = watch::channel(false);
+    let health = Arc::new(Health::default());
+    let run = run_until(handler, settings, rx, health.clone());
+    let task = tokio::spawn(async move {
+        let result = run.await;
+        exit.send_replace(true);
+        result
+    });
+    WorkerHandle {
+        stop,
+        task,
+        health,
+        exited,
+    }
 }
