@@ -11,10 +11,11 @@
 //! **pre-filled** first — every `ingest.v1` message published with publisher confirms before any
 //! consumer runs — then PostgreSQL is settled with a `CHECKPOINT` (so no run pays for the pages
 //! an earlier run left dirty, or has a checkpoint land in it) and RabbitMQ given time to go quiet,
-//! and the clock runs from the moment
-//! the consumers are started (connecting included) until the last row is committed: for Swarm,
-//! until `SELECT count(*) FROM features WHERE job_id = $1` (polled every 20 ms) reaches the number
-//! of samples; for the floors, until their loop commits and acks the last batch. The floors are in `benches/floor/`. Measurements
+//! and the clock runs from the moment the consumers are consuming (start-up is not on it) until
+//! the last row is committed: for Swarm, from its first worker consuming until
+//! `SELECT count(*) FROM features WHERE job_id = $1` reaches the number of samples (polled every
+//! 20 ms, every 2 ms over the last tenth); for the floors, from their consumer, set up beforehand,
+//! until their loop commits and acks the last batch. The floors are in `benches/floor/`. Measurements
 //! run in rounds (`BENCH_ROUNDS`, default 3): the one-hop floor, then every Swarm configuration,
 //! round after round, and the floor once more at the end; each row shows its median run, and
 //! ratios are to the median of the floor's runs; its note also gives each run against the floor
