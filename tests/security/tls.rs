@@ -386,14 +386,25 @@ fn postgres_url(port: u16) -> (String, String) {
     (url, db_name)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_client_certificates_come_from_pgsslcert_and_pgsslkey() {
-    let dir = std::env::temp_dir().join(format!("swarm-pg-mtls-{}", short_id()));
+/// A terminator in front of `upstream` that asks for client certificates signed by its client
+/// CA, in a fresh directory (named after `what`) that also holds a certificate of that CA
+/// (`client`) and one of another (`stranger`): the directory, the port and the handshake count.
+async fn asking_for_client_certificates(
+    what: &str,
+    upstream: Upstream,
+) -> (PathBuf, u16, Arc<AtomicUsize>) {
+    let dir = std::env::temp_dir().join(format!("swarm-{what}-mtls-{}", short_id()));
     std::fs::create_dir_all(&dir).unwrap();
     certificates(&dir, "server");
     certificates_for(&dir, "client", "clientAuth");
     certificates_for(&dir, "stranger", "clientAuth");
-    let (port, handshakes) = tls_terminator(&dir, Upstream::Postgres, Some("client-ca.pem")).await;
+    let (port, handshakes) = tls_terminator(&dir, upstream, Some("client-ca.pem")).await;
+    (dir, port, handshakes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_client_certificates_come_from_pgsslcert_and_pgsslkey() {
+    let (dir, port, handshakes) = asking_for_client_certificates("pg", Upstream::Postgres).await;
     let (url, db_name) = postgres_url(port);
     let postgres = |name: Option<&str>| {
         client_with(
@@ -441,12 +452,7 @@ fn amqps_url(port: u16) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn amqps_client_certificates_come_from_amqp_sslcert_and_amqp_sslkey() {
-    let dir = std::env::temp_dir().join(format!("swarm-amqps-mtls-{}", short_id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    certificates(&dir, "server");
-    certificates_for(&dir, "client", "clientAuth");
-    certificates_for(&dir, "stranger", "clientAuth");
-    let (port, handshakes) = tls_terminator(&dir, Upstream::Broker, Some("client-ca.pem")).await;
+    let (dir, port, handshakes) = asking_for_client_certificates("amqps", Upstream::Broker).await;
     let url = amqps_url(port);
     let amqps = |given: Option<((&'static str, &'static str), &str)>| {
         client_with(
