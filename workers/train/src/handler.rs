@@ -363,10 +363,18 @@ async fn load(
     sites: &[String],
     context: &str,
 ) -> Result<Dataset, HandleError> {
-    let rows = tx.query(LOAD_SQL, &[&project, &sites]).await?;
+    let mut rows = Vec::new();
+    for row in tx.query(LOAD_SQL, &[&project, &sites]).await? {
+        let key: (String, String) = (row.try_get(1)?, row.try_get(2)?);
+        rows.push((key, row));
+    }
+    // The analysis sees the rows in an order fixed by the data (site, then subject, compared as
+    // bytes), never the database's insertion order: folds, permutations and bootstrap draws are
+    // then the same for the same data and seed in any database.
+    rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     let mut data = Dataset::default();
     let mut first: Option<(String, String, usize)> = None;
-    for row in rows {
+    for (_, row) in rows {
         let id: i64 = row.try_get(0)?;
         let site: String = row.try_get(1)?;
         let subject: String = row.try_get(2)?;
