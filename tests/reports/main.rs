@@ -454,7 +454,7 @@ async fn the_analyst_role_reads_the_report_views_and_nothing_else() {
     }
     client.batch_execute("RESET ROLE").await.unwrap();
 
-    // The README's example queries run as the analyst and each finds rows.
+    // The example queries of docs/analyst-sql.md run as the analyst and each finds rows.
     let stats = fixtures::complete_stats();
     insert_stats(&db, &stats).await;
     renders(&db, &ReportHandler::default(), stats.id).await;
@@ -462,14 +462,17 @@ async fn the_analyst_role_reads_the_report_views_and_nothing_else() {
         .batch_execute("SET ROLE swarm_analyst")
         .await
         .unwrap();
-    let examples = readme_sql_examples();
+    let examples = analyst_sql_examples();
     assert!(examples.len() >= 6, "{examples:?}");
     for sql in &examples {
         let rows = client
             .query(sql.as_str(), &[])
             .await
-            .unwrap_or_else(|e| panic!("README example fails: {e}\n{sql}"));
-        assert!(!rows.is_empty(), "README example finds nothing:\n{sql}");
+            .unwrap_or_else(|e| panic!("docs/analyst-sql.md example fails: {e}\n{sql}"));
+        assert!(
+            !rows.is_empty(),
+            "docs/analyst-sql.md example finds nothing:\n{sql}"
+        );
     }
     client.batch_execute("RESET ROLE").await.unwrap();
 
@@ -569,12 +572,9 @@ fn the_html_checks_can_fail() {
     }
 }
 
-/// The statements of the first `sql` block under "### SQL for analysts" in README.md.
-fn readme_sql_examples() -> Vec<String> {
-    let readme = include_str!("../../README.md");
-    let section = &readme[readme
-        .find("### SQL for analysts")
-        .expect("the README section")..];
+/// The statements of the first `sql` block in docs/analyst-sql.md.
+fn analyst_sql_examples() -> Vec<String> {
+    let section = include_str!("../../docs/analyst-sql.md");
     let start = section.find("```sql").expect("an sql block") + "```sql".len();
     let block = &section[start..start + section[start..].find("```").unwrap()];
     block
