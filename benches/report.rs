@@ -40,7 +40,7 @@ fn large_report(c: &mut Criterion) {
     });
     let stats = fixtures::complete_stats();
     group.bench_function("statistics job, 45 features", |b| {
-        b.iter(|| swarm_report::stats::report(&stats, &options).expect("renders"))
+        b.iter(|| swarm_report::render::stats::report(&stats, &options).expect("renders"))
     });
     group.finish();
 }

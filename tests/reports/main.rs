@@ -247,7 +247,7 @@ fn the_page_opens_in_headless_chromium_without_console_errors() {
     };
     let run =
         swarm_report::render::run_report(&fixtures::complete_run(10, 12, 600), &options).unwrap();
-    let stats = swarm_report::stats::report(&fixtures::complete_stats(), &options).unwrap();
+    let stats = swarm_report::render::stats::report(&fixtures::complete_stats(), &options).unwrap();
     for (name, html, charts) in [
         ("run.html", &run.html, RUN_CHARTS),
         ("stats.html", &stats.html, &["volcano"][..]),

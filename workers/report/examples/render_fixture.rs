@@ -8,7 +8,8 @@ fn main() -> anyhow::Result<()> {
     let report = swarm_report::render::run_report(&run, &options)?;
     std::fs::write(dir.join("run.html"), &report.html)?;
     std::fs::write(dir.join("run.md"), &report.markdown)?;
-    let stats = swarm_report::stats::report(&swarm_report::fixtures::complete_stats(), &options)?;
+    let stats =
+        swarm_report::render::stats::report(&swarm_report::fixtures::complete_stats(), &options)?;
     std::fs::write(dir.join("stats.html"), &stats.html)?;
     std::fs::write(dir.join("stats.md"), &stats.markdown)?;
     println!("{}", dir.join("run.html").display());

@@ -13,8 +13,9 @@
 //! - `json`: the data plus derived values, for programs.
 //!
 //! Code map: [`model`] is the plain data ([`RunData`], [`StatsData`], [`Subject`]); [`charts`]
-//! draws the SVG charts with plotters; [`render`] formats runs and [`stats`] statistics jobs
-//! (minijinja templates in `templates/`); [`db`] is the SQL ([`load_subject`],
+//! draws the SVG charts with plotters; [`render`] formats runs and ([`render::stats`])
+//! statistics jobs through one view each and minijinja templates in `templates/` (HTML and
+//! Markdown); [`db`] is the SQL ([`load_subject`],
 //! [`store_report`]); [`handler`] the [`ReportHandler`] that ties them together inside the
 //! runtime's transaction; [`fixtures`] builds complete synthetic runs for tests and benches.
 //!
@@ -34,7 +35,6 @@ pub mod fixtures;
 pub mod handler;
 pub mod model;
 pub mod render;
-pub mod stats;
 
 pub use db::{load_run, load_stats, load_subject, store_report, LoadError, ReportLineage};
 pub use handler::ReportHandler;

@@ -1,17 +1,16 @@
 //! Rendering a statistics job ([`StatsData`]): the features significant after FDR correction
 //! with their effect sizes, and a volcano plot, as a summary, Markdown, HTML and JSON.
 //!
-//! The same escaping and self-containment rules as [`crate::render`] hold.
+//! The same escaping and self-containment rules as [`crate::render`] hold: `stats.html` renders
+//! the view as the page, `stats.md` as Markdown or plain text.
 
 use serde::Serialize;
 
+use super::format::{csv_field, csv_href, csv_kib, pvalue, to_json, Flavour};
+use super::views::{chart_html, lineage_rows, LineageRow, Medium};
+use super::{render_html, render_text, RenderError, RenderOptions, Rendered};
 use crate::charts;
 use crate::model::{feature_name, StatsData};
-use crate::render::{
-    chart_html, csv_field, csv_href, csv_kib, lineage_rows, md_escape, md_kv_table, md_lineage,
-    md_table, push_line, pvalue, render_template, section, to_json, Columns, LineageRow,
-    RenderError, RenderOptions, Rendered,
-};
 
 /// The `format` field of a statistics job's JSON document.
 pub const JSON_FORMAT: &str = "swarm.stats-report.v1";
@@ -20,24 +19,28 @@ pub const SIGNIFICANT_ROWS_SHOWN: usize = 200;
 
 /// Renders every format of a statistics job.
 pub fn report(stats: &StatsData, options: &RenderOptions) -> Result<Rendered, RenderError> {
-    let view = StatsView::new(stats, options, true);
     Ok(Rendered {
         summary: summary(stats),
-        markdown: markdown_of(stats, &view),
-        html: render_template("stats.html", &view)?,
+        markdown: markdown(stats, options)?,
+        html: html(stats, options)?,
         json: json(stats, options),
     })
 }
 
 /// A short Markdown paragraph: project, test, how many features are significant.
 pub fn summary(stats: &StatsData) -> String {
+    summary_in(stats, Flavour::Markdown)
+}
+
+fn summary_in(stats: &StatsData, flavour: Flavour) -> String {
     let r = &stats.results;
     let significant = r.features.iter().filter(|f| f.significant).count();
     format!(
-        "Project **{}**, {}: **{significant}** of {} features significant at FDR {} over {} \
-         samples (statistics job {}).",
-        md_escape(&stats.project),
-        md_escape(&test_label(stats)),
+        "Project {}, {}: {} of {} features significant at FDR {} over {} samples (statistics \
+         job {}).",
+        flavour.strong(&stats.project),
+        flavour.escape(&test_label(stats)),
+        flavour.strong(&significant.to_string()),
         r.features.len(),
         r.alpha,
         stats.n_samples,
@@ -46,13 +49,28 @@ pub fn summary(stats: &StatsData) -> String {
 }
 
 /// The whole statistics report as Markdown.
-pub fn markdown(stats: &StatsData, options: &RenderOptions) -> String {
-    markdown_of(stats, &StatsView::new(stats, options, false))
+pub fn markdown(stats: &StatsData, options: &RenderOptions) -> Result<String, RenderError> {
+    let flavour = Flavour::Markdown;
+    render_text(
+        "stats.md",
+        flavour,
+        &StatsView::new(stats, options, Medium::Text(flavour)),
+    )
+}
+
+/// The whole statistics report as plain text for a terminal.
+pub fn text(stats: &StatsData, options: &RenderOptions) -> Result<String, RenderError> {
+    let flavour = Flavour::Plain;
+    render_text(
+        "stats.md",
+        flavour,
+        &StatsView::new(stats, options, Medium::Text(flavour)),
+    )
 }
 
 /// The whole statistics report as one self-contained HTML page.
 pub fn html(stats: &StatsData, options: &RenderOptions) -> Result<String, RenderError> {
-    render_template("stats.html", &StatsView::new(stats, options, true))
+    render_html("stats.html", &StatsView::new(stats, options, Medium::Html))
 }
 
 /// The statistics report as JSON: every [`StatsData`] field plus `format`, `kind` (`stats`),
@@ -80,6 +98,7 @@ pub fn json(stats: &StatsData, options: &RenderOptions) -> serde_json::Value {
 
 #[derive(Debug, Serialize)]
 struct StatsView {
+    summary: String,
     id: String,
     project: String,
     test_label: String,
@@ -114,7 +133,8 @@ struct SignificantRow {
 }
 
 impl StatsView {
-    fn new(stats: &StatsData, options: &RenderOptions, with_charts: bool) -> Self {
+    fn new(stats: &StatsData, options: &RenderOptions, medium: Medium) -> Self {
+        let with_charts = medium.html();
         let r = &stats.results;
         let n_significant = r.features.iter().filter(|f| f.significant).count();
         let csv = features_csv(stats);
@@ -153,6 +173,7 @@ impl StatsView {
             setup.push(("Covariate", c.clone()));
         }
         StatsView {
+            summary: summary_in(stats, medium.summary_flavour()),
             id: stats.id.to_string(),
             project: stats.project.clone(),
             test_label: test_label(stats),
@@ -170,7 +191,15 @@ impl StatsView {
             statistic_label: statistic_label(stats),
             n_tested: r.features.len(),
             n_significant,
-            significant: significant_rows(stats, SIGNIFICANT_ROWS_SHOWN),
+            // The page shows the first rows (its CSV has them all); a text report shows all.
+            significant: significant_rows(
+                stats,
+                if with_charts {
+                    SIGNIFICANT_ROWS_SHOWN
+                } else {
+                    usize::MAX
+                },
+            ),
             volcano,
             csv_kib: csv_kib(&csv),
             csv_href: csv_href(&csv, with_charts),
@@ -295,72 +324,6 @@ fn features_csv(stats: &StatsData) -> String {
     out
 }
 
-fn markdown_of(stats: &StatsData, view: &StatsView) -> String {
-    let mut out = String::new();
-    push_line(&mut out, &format!("# Statistics report {}", stats.id));
-    push_line(&mut out, "");
-    push_line(&mut out, &summary(stats));
-
-    section(&mut out, "Data and test");
-    md_kv_table(&mut out, ["Setting", "Value"], &view.setup);
-    if !view.groups.is_empty() {
-        push_line(&mut out, "");
-        let rows: Vec<Vec<String>> = view
-            .groups
-            .iter()
-            .map(|(k, n)| vec![md_escape(k), n.to_string()])
-            .collect();
-        md_table(&mut out, &["Group", "Samples"], &rows, Columns::Numeric);
-    }
-
-    section(&mut out, "Significant features");
-    push_line(
-        &mut out,
-        &format!(
-            "{} of {} features are significant at FDR {} (Benjamini–Hochberg). Effect size: {}.",
-            view.n_significant, view.n_tested, view.alpha, view.effect_label
-        ),
-    );
-    push_line(&mut out, "");
-    let rows: Vec<Vec<String>> = significant_rows(stats, usize::MAX)
-        .into_iter()
-        .map(|r| {
-            vec![
-                r.rank.to_string(),
-                md_escape(&r.name),
-                r.statistic,
-                r.effect_size,
-                r.p,
-                r.p_fdr,
-                r.p_bonferroni,
-            ]
-        })
-        .collect();
-    md_table(
-        &mut out,
-        &[
-            "Rank",
-            "Feature",
-            view.statistic_label,
-            "Effect size",
-            "p",
-            "p (FDR)",
-            "p (Bonferroni)",
-        ],
-        &rows,
-        Columns::Numeric,
-    );
-
-    section(&mut out, "Volcano plot");
-    push_line(
-        &mut out,
-        "Drawn in the HTML report: effect size against −log10(p), significant features in red.",
-    );
-
-    md_lineage(&mut out, &view.lineage);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -393,7 +356,7 @@ mod tests {
     #[test]
     fn markdown_and_json_carry_the_same_rows() {
         let stats = fixtures::complete_stats();
-        let md = markdown(&stats, &RenderOptions::default());
+        let md = markdown(&stats, &RenderOptions::default()).unwrap();
         assert!(md.contains("## Significant features"));
         assert!(md.contains("| Rank | Feature | t | Effect size | p | p (FDR) | p (Bonferroni) |"));
         assert_eq!(md.matches(" × ").count(), 9);
