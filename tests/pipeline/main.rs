@@ -2,6 +2,7 @@
 //! database, and runs the workers in-process.
 
 mod helpers;
+mod upsert;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -1,4 +1,5 @@
-//! The features handler: load the samples named by `features.v1`, extract, upsert `features`.
+//! The features handler: load the samples named by `features.v1`, extract, upsert `features`
+//! in set-based statements.
 
 use broker_schemas::{limits, FeaturesV1};
 use futures_util::future::try_join_all;
@@ -186,37 +187,99 @@ async fn extract_all(samples: Vec<Stored>) -> Result<Vec<Extracted>, HandleError
     Ok(extracted)
 }
 
-/// Upserts `extracted` with the message's lineage.
+/// Values one upsert statement carries at most (32 MB as `bytea`): a chunk of the largest
+/// samples is written in a few statements, not one of a quarter gigabyte.
+const VALUES_PER_STATEMENT: usize = 8 << 20;
+
+/// Upserts `extracted` with the message's lineage: one statement per
+/// [`VALUES_PER_STATEMENT`] values, its rows sent as arrays and `unnest`ed (the ids are
+/// distinct, so no row is upserted twice by a statement).
 async fn upsert(work: &Work<'_>, extracted: &[Extracted]) -> Result<(), HandleError> {
     let tx = work.tx();
-    let meta = work.meta().clone();
+    let meta = work.meta();
     let stmt = tx
-            .prepare_cached(
-                r#"INSERT INTO features (sample_id, extractor, version, "values", job_id, message_id, trace_id)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7)
-                   ON CONFLICT (sample_id, extractor, version) DO UPDATE SET
-                       "values" = EXCLUDED."values", job_id = EXCLUDED.job_id,
-                       message_id = EXCLUDED.message_id, trace_id = EXCLUDED.trace_id, created_at = now()"#,
-            )
-            .await?;
-    let upserts = extracted.iter().map(|e| {
-        let (stmt, meta) = (&stmt, &meta);
-        async move {
-            tx.execute(
-                stmt,
-                &[
-                    &e.sample_id,
-                    &e.extractor,
-                    &e.version,
-                    &Floats(&e.values),
-                    &meta.job_id,
-                    &meta.message_id,
-                    &meta.trace_id,
-                ],
-            )
-            .await
-        }
-    });
-    try_join_all(upserts).await?;
+        .prepare_cached(
+            r#"INSERT INTO features (sample_id, extractor, version, "values", job_id, message_id, trace_id)
+               SELECT u.sample_id, u.extractor, u.version, u."values", $5, $6, $7
+               FROM unnest($1::bigint[], $2::text[], $3::integer[], $4::bytea[])
+                   AS u (sample_id, extractor, version, "values")
+               ON CONFLICT (sample_id, extractor, version) DO UPDATE SET
+                   "values" = EXCLUDED."values", job_id = EXCLUDED.job_id,
+                   message_id = EXCLUDED.message_id, trace_id = EXCLUDED.trace_id, created_at = now()"#,
+        )
+        .await?;
+    for part in parts(extracted, VALUES_PER_STATEMENT) {
+        let sample_ids: Vec<i64> = part.iter().map(|e| e.sample_id).collect();
+        let extractors: Vec<&str> = part.iter().map(|e| e.extractor).collect();
+        let versions: Vec<i32> = part.iter().map(|e| e.version).collect();
+        let values: Vec<Floats> = part.iter().map(|e| Floats(&e.values)).collect();
+        tx.execute(
+            &stmt,
+            &[
+                &sample_ids,
+                &extractors,
+                &versions,
+                &values,
+                &meta.job_id,
+                &meta.message_id,
+                &meta.trace_id,
+            ],
+        )
+        .await?;
+    }
     Ok(())
+}
+
+/// `extracted` in consecutive parts of at most `max` values each (a row with more is a part of
+/// its own).
+fn parts(extracted: &[Extracted], max: usize) -> impl Iterator<Item = &[Extracted]> {
+    let mut rest = extracted;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut values = 0;
+        let rows = rest
+            .iter()
+            .take_while(|e| {
+                values += e.values.len();
+                values <= max
+            })
+            .count()
+            .max(1);
+        let (part, tail) = rest.split_at(rows);
+        rest = tail;
+        Some(part)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chunk_is_upserted_in_parts_of_at_most_so_many_values() {
+        let rows = |lengths: &[usize]| -> Vec<Extracted> {
+            lengths
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| Extracted {
+                    sample_id: i as i64,
+                    extractor: IDENTITY,
+                    version: 1,
+                    values: vec![0.0; n],
+                })
+                .collect()
+        };
+        let sizes = |lengths: &[usize], max: usize| -> Vec<Vec<i64>> {
+            parts(&rows(lengths), max)
+                .map(|p| p.iter().map(|e| e.sample_id).collect())
+                .collect()
+        };
+        assert_eq!(sizes(&[3, 3, 3], 10), vec![vec![0, 1, 2]]);
+        assert_eq!(sizes(&[3, 3, 3], 6), vec![vec![0, 1], vec![2]]);
+        // A row over the limit goes alone; nothing is lost or repeated.
+        assert_eq!(sizes(&[2, 20, 2], 5), vec![vec![0], vec![1], vec![2]]);
+        assert!(sizes(&[], 5).is_empty());
+    }
 }

@@ -1,7 +1,8 @@
-//! The ingest handler: upsert the batch's samples, emit `features.v1`.
+//! The ingest handler: upsert the batch's samples in one statement, emit `features.v1`.
+
+use std::collections::HashMap;
 
 use broker_schemas::{FeaturesV1, IngestV1};
-use futures_util::future::join_all;
 use swarm_runtime::floats::Floats;
 use swarm_runtime::{HandleError, Handler, Work};
 use tokio_postgres::types::ToSql;
@@ -33,50 +34,53 @@ impl Handler for IngestHandler {
         let kind = shape.kind.as_str();
         let dimension = shape.dimension as i32;
         let meta = work.meta().clone();
+        // One statement for the whole batch: its columns go as arrays, one element per sample,
+        // and `unnest` turns them back into rows (a subject appears once per batch, which
+        // `validate` checks, so no row is upserted twice by the statement).
         let stmt = tx
             .prepare_cached(
                 r#"INSERT INTO samples (project, site, subject, label, kind, timepoints, "values", job_id, message_id, trace_id, covariates, text)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                   SELECT $1, $2, u.subject, u.label, $3, u.timepoints, u."values", $4, $5, $6, u.covariates, u.text
+                   FROM unnest($7::text[], $8::text[], $9::integer[], $10::bytea[], $11::jsonb[], $12::text[])
+                       AS u (subject, label, timepoints, "values", covariates, text)
                    ON CONFLICT (project, site, subject) DO UPDATE SET
                        label = EXCLUDED.label, kind = EXCLUDED.kind, timepoints = EXCLUDED.timepoints,
                        "values" = EXCLUDED."values", job_id = EXCLUDED.job_id,
                        covariates = EXCLUDED.covariates, text = EXCLUDED.text,
                        message_id = EXCLUDED.message_id, trace_id = EXCLUDED.trace_id, updated_at = now()
-                   RETURNING id"#,
+                   RETURNING subject, id"#,
             )
             .await?;
-        // Queries on one connection are pipelined: issue them all, then await.
-        let inserts = message.samples.iter().map(|s| {
-            let timepoints = s.timepoints.map(|t| t as i32);
-            let stmt = &stmt;
-            let meta = &meta;
-            let project = &message.project;
-            let site = &message.site;
-            async move {
-                let covariates = serde_json::to_value(&s.covariates).unwrap_or_default();
-                tx.query_one(
-                    stmt,
-                    &[
-                        project,
-                        site,
-                        &s.subject,
-                        &s.label,
-                        &kind,
-                        &timepoints,
-                        &Floats(&s.values),
-                        &meta.job_id,
-                        &meta.message_id,
-                        &meta.trace_id,
-                        &covariates,
-                        &s.text,
-                    ],
-                )
-                .await
-            }
-        });
+        let samples = &message.samples;
+        let subjects: Vec<&str> = samples.iter().map(|s| s.subject.as_str()).collect();
+        let labels: Vec<&str> = samples.iter().map(|s| s.label.as_str()).collect();
+        let timepoints: Vec<Option<i32>> = samples
+            .iter()
+            .map(|s| s.timepoints.map(|t| t as i32))
+            .collect();
+        let values: Vec<Floats> = samples.iter().map(|s| Floats(&s.values)).collect();
+        let covariates: Vec<serde_json::Value> = samples
+            .iter()
+            .map(|s| serde_json::to_value(&s.covariates).unwrap_or_default())
+            .collect();
+        let texts: Vec<Option<&str>> = samples.iter().map(|s| s.text.as_deref()).collect();
+        let upsert_params: [&(dyn ToSql + Sync); 12] = [
+            &message.project,
+            &message.site,
+            &kind,
+            &meta.job_id,
+            &meta.message_id,
+            &meta.trace_id,
+            &subjects,
+            &labels,
+            &timepoints,
+            &values,
+            &covariates,
+            &texts,
+        ];
         // The first batch of a project fixes its kind and dimension. The check goes down the
-        // connection's pipeline with the upserts, all prepared once per connection: one round
-        // trip for the lot. A mismatch rolls the upserts back with the transaction.
+        // connection's pipeline with the upsert, all prepared once per connection: one round
+        // trip for the lot. A mismatch rolls the upsert back with the transaction.
         let (insert_project, select_project) = (
             tx.prepare_cached(
                 "INSERT INTO projects (name, kind, dimension) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
@@ -90,7 +94,7 @@ impl Handler for IngestHandler {
         let (inserted, project, rows) = futures_util::join!(
             tx.execute(&insert_project, &insert_params),
             tx.query_one(&select_project, &select_params),
-            join_all(inserts),
+            tx.query(&stmt, &upsert_params),
         );
         inserted?;
         let project = project?;
@@ -101,8 +105,18 @@ impl Handler for IngestHandler {
                 message.project
             )));
         }
-        let rows = rows.into_iter().collect::<Result<Vec<_>, _>>()?;
-        let sample_ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+        // `RETURNING` promises no order: the ids go downstream in the batch's order.
+        let ids: HashMap<String, i64> = rows?.iter().map(|r| (r.get(0), r.get(1))).collect();
+        let sample_ids = subjects
+            .iter()
+            .map(|subject| {
+                ids.get(*subject).copied().ok_or_else(|| {
+                    HandleError::Transient(anyhow::anyhow!(
+                        "the upsert returned no id for subject {subject:?}"
+                    ))
+                })
+            })
+            .collect::<Result<Vec<i64>, _>>()?;
         work.emit(&FeaturesV1 {
             project: message.project,
             sample_ids,
