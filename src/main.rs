@@ -27,6 +27,9 @@ enum Command {
     Migrate,
     /// Publish a site's samples for ingestion; prints the job id.
     Publish(PublishArgs),
+    /// What became of a job: an ingest job's samples (ingested, featurised, refused and why),
+    /// or a run.
+    Status(commands::status::StatusArgs),
     /// Name a time-series project's regions, so that reports name connectivity features by
     /// region pair.
     Regions(commands::regions::RegionsArgs),
@@ -69,6 +72,7 @@ async fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Migrate => commands::migrate(&settings).await,
         Command::Publish(args) => commands::publish::run(&settings, args).await,
+        Command::Status(args) => commands::status::run(&settings, args).await,
         Command::Regions(args) => commands::regions::run(&settings, args).await,
         Command::Train(args) => commands::train::run(&settings, args).await,
         Command::Stats(args) => commands::stats::run(&settings, args).await,

@@ -2,13 +2,25 @@
 
 pub mod dead;
 pub mod demo;
+pub mod precheck;
 pub mod publish;
 pub mod regions;
 pub mod report;
+pub mod run_status;
 pub mod stats;
+pub mod status;
 pub mod train;
 
 use swarm_runtime::{Publisher, Settings, Topology};
+
+/// `n` and the noun, plural unless `n` is 1: "1 sample", "3 samples".
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
 
 /// `swarm migrate`.
 pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {

@@ -1,14 +1,16 @@
 //! `swarm publish`: read a site's files and publish them as `ingest.v1` batches.
 
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use broker_schemas::{limits, IngestV1, Sample};
+use broker_schemas::{limits, IngestV1, Sample, SampleKind};
 use indicatif::{ProgressBar, ProgressStyle};
 use swarm_runtime::Settings;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use super::status::{self, IngestStatus};
 use super::Outlet;
 use crate::load;
 
@@ -35,13 +37,57 @@ pub struct PublishArgs {
     /// among the other numeric `LABEL_*` columns (named `age` for `LABEL_AGE`; default all).
     #[arg(long, value_delimiter = ',')]
     pub covariates: Vec<String>,
-    /// Most samples per message.
-    #[arg(long, default_value_t = 100)]
+    /// Most samples per message (at least 1).
+    #[arg(long, default_value_t = 100, value_parser = parse_batch_size)]
     pub batch_size: usize,
+    /// Wait until every sample is ingested and featurised, or refused; print what was refused
+    /// and why, and exit non-zero if anything was. Needs the database (DATABASE_URL).
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait: give up after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    pub timeout: u64,
     /// Feature tables (.csv, .tsv), time series (.tsv, .csv, .1D, .npy: T rows × R regions) or
     /// text documents (.txt).
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
+}
+
+fn parse_batch_size(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("a batch holds at least 1 sample".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Refuses a project or site name the workers would refuse (empty, blank, too long, control
+/// characters), naming the flag.
+pub fn check_name(flag: &str, name: &str) -> anyhow::Result<()> {
+    if name.trim().is_empty() {
+        bail!("{flag}: the name is empty");
+    }
+    let length = name.chars().count();
+    if length > limits::MAX_NAME_LEN {
+        bail!(
+            "{flag}: the name is {length} characters long; at most {} are allowed",
+            limits::MAX_NAME_LEN
+        );
+    }
+    if name.chars().any(char::is_control) {
+        bail!("{flag}: the name {name:?} contains control characters");
+    }
+    Ok(())
+}
+
+/// What the samples are, for the project check: their kind and dimension (features or regions).
+fn shape(sample: &Sample) -> (SampleKind, usize) {
+    let dimension = match (sample.kind, sample.timepoints) {
+        (SampleKind::Timeseries, Some(t)) if t > 0 => sample.values.len() / t as usize,
+        (SampleKind::Text, _) => 1,
+        _ => sample.values.len(),
+    };
+    (sample.kind, dimension)
 }
 
 /// Reads the files into samples.
@@ -120,9 +166,15 @@ pub fn job_span(job_id: Uuid) -> tracing::Span {
 
 /// `swarm publish`.
 pub async fn run(settings: &Settings, args: PublishArgs) -> anyhow::Result<()> {
+    check_name("--project", &args.project)?;
+    check_name("--site", &args.site)?;
     let samples = read_samples(&args)?;
-    if samples.is_empty() {
+    let Some(first) = samples.first() else {
         bail!("the files hold no samples");
+    };
+    if let Some(client) = super::precheck::connect(settings, "the project's kind").await {
+        let (kind, dimension) = shape(first);
+        super::precheck::publish(&client, &args.project, kind, dimension).await?;
     }
     let outlet = Outlet::connect(settings).await?;
     let job_id = Uuid::now_v7();
@@ -142,9 +194,65 @@ pub async fn run(settings: &Settings, args: PublishArgs) -> anyhow::Result<()> {
     bar.finish_and_clear();
     outlet.close().await;
     eprintln!(
-        "Published {n} samples of project {:?}, site {:?} in {messages} messages.",
-        args.project, args.site
+        "Published {} of project {:?}, site {:?} in {}.",
+        super::count(n, "sample"),
+        args.project,
+        args.site,
+        super::count(messages, "message")
     );
     println!("{job_id}");
+    if args.wait {
+        wait_for_ingest(settings, job_id, n, Duration::from_secs(args.timeout)).await?;
+    }
     Ok(())
+}
+
+/// Polls the job's status until its `published` samples are all ingested and featurised, or
+/// refused; fails if any was refused, or at the deadline.
+pub async fn wait_for_ingest(
+    settings: &Settings,
+    job_id: Uuid,
+    published: usize,
+    timeout: Duration,
+) -> anyhow::Result<IngestStatus> {
+    let pool = swarm_runtime::db::connect_and_migrate(&settings.database_url, 1).await?;
+    let deadline = Instant::now() + timeout;
+    let bar = progress(published as u64, "featurising");
+    let status = loop {
+        let client = pool.get().await.context("Failed to connect to Postgres")?;
+        let status = status::ingest_status(&client, job_id).await?;
+        drop(client);
+        bar.set_position(
+            (status.featurised as u64 + status.refused() as u64).min(published as u64),
+        );
+        if status.is_settled(published) {
+            break status;
+        }
+        if Instant::now() > deadline {
+            bar.abandon();
+            bail!(
+                "job {job_id}: after {timeout:?}, {} of {published} ingested and {} featurised: \
+                 are the ingest and features workers running? (`swarm status {job_id}` shows it later)",
+                status.ingested,
+                status.featurised
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    bar.finish_and_clear();
+    let refused = status.refused();
+    for line in status.refusal_lines() {
+        eprintln!("{line}");
+    }
+    if refused > 0 {
+        bail!(
+            "{} of {published} refused (job {job_id}); fix them and publish those again",
+            super::count(refused, "sample")
+        );
+    }
+    eprintln!(
+        "Ingested and featurised {}.",
+        super::count(status.featurised as usize, "sample")
+    );
+    Ok(status)
 }

@@ -7,6 +7,7 @@ use anyhow::{bail, Context as _};
 use broker_schemas::{CrossValidation, CvScheme, ScalerKind, TrainOptions, TrainRequest, TrainV1};
 use swarm_runtime::db::Pool;
 use swarm_runtime::Settings;
+use swarm_train::cv::RunConfig;
 use uuid::Uuid;
 
 /// Arguments of `swarm train`.
@@ -31,8 +32,8 @@ pub struct TrainArgs {
     /// Shorthand for `--scheme leave-one-site-out`.
     #[arg(long)]
     pub leave_site_out: bool,
-    /// Repeats of `repeated-k-fold` (default 10).
-    #[arg(long, default_value_t = 0)]
+    /// Repeats of `repeated-k-fold`.
+    #[arg(long, default_value_t = 10)]
     pub repeats: u32,
     /// `held-out-sites`: the sites to test on (comma-separated); the others are trained on.
     #[arg(long, value_delimiter = ',')]
@@ -106,15 +107,21 @@ fn parse_scaler(s: &str) -> Result<ScalerKind, String> {
 }
 
 impl TrainArgs {
-    /// The full job (`train.v1` with its options), checked as the worker will check it.
-    pub fn request(&self, run_id: Uuid) -> anyhow::Result<TrainRequest> {
+    /// The full job (`train.v1` with its options) and the run it asks for, checked as the worker
+    /// will check it.
+    pub fn request(&self, run_id: Uuid) -> anyhow::Result<(TrainRequest, RunConfig)> {
         let mut options = TrainOptions::default();
         options.validation.scheme = if self.leave_site_out {
             CvScheme::LeaveOneSiteOut
         } else {
             self.scheme
         };
-        options.validation.repeats = self.repeats;
+        // The message's 0 means the default; the flag shows the default itself.
+        options.validation.repeats = if options.validation.scheme == CvScheme::RepeatedKFold {
+            self.repeats
+        } else {
+            0
+        };
         options.validation.test_sites = self.test_sites.clone();
         options.pipeline.scaler = self.scaler;
         options.pipeline.select_percentile = self.select_percentile;
@@ -131,8 +138,9 @@ impl TrainArgs {
             train: self.message(run_id),
             options,
         };
-        swarm_train::handler::validate_request(&request).map_err(|e| anyhow::anyhow!(e))?;
-        Ok(request)
+        let config = swarm_train::handler::validate_request(&request)
+            .map_err(|e| anyhow::anyhow!(flag_names(&e)))?;
+        Ok((request, config))
     }
 
     /// The job message for a new run.
@@ -149,6 +157,26 @@ impl TrainArgs {
             sites: self.sites.clone(),
         }
     }
+}
+
+/// The worker's message for a refused request, with the message's field names replaced by the
+/// flags that set them (`cv.folds` → `--cv`).
+fn flag_names(error: &str) -> String {
+    const FLAGS: [(&str, &str); 8] = [
+        ("cv.folds", "--cv"),
+        ("validation.repeats", "--repeats"),
+        ("validation.test_sites", "--test-sites"),
+        ("the held_out_sites scheme", "--scheme held-out-sites"),
+        ("pipeline.pca_components", "--pca"),
+        ("pipeline.select_percentile", "--select-percentile"),
+        ("permutations must", "--permutations must"),
+        ("nested validation", "--nested"),
+    ];
+    let mut error = error.strip_prefix("train.v1: ").unwrap_or(error).to_owned();
+    for (field, flag) in FLAGS {
+        error = error.replace(field, flag);
+    }
+    error.replacen("grid parameter", "--grid parameter", 1)
 }
 
 /// The headline of a finished run.
@@ -207,7 +235,11 @@ pub async fn wait_for_report(
 /// `swarm train`.
 pub async fn run(settings: &Settings, args: TrainArgs) -> anyhow::Result<()> {
     let run_id = Uuid::now_v7();
-    let message = args.request(run_id)?;
+    let (message, config) = args.request(run_id)?;
+    if let Some(client) = super::precheck::connect(settings, "the project, sites and labels").await
+    {
+        super::precheck::train(&client, &args.project, &args.sites, &config).await?;
+    }
     let outlet = super::Outlet::connect(settings).await?;
     outlet.send(&message, &run_id.to_string()).await?;
     outlet.close().await;

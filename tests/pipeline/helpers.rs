@@ -226,9 +226,13 @@ impl TestEnv {
         self.cli_with_env(&[], args).await
     }
 
-    /// Like [`TestEnv::cli`], with more environment variables.
-    pub async fn cli_with_env(&self, extra_env: &[(&str, String)], args: &[&str]) -> String {
-        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_swarm"))
+    /// Runs the `swarm` binary against the test's namespace and database, whatever its exit.
+    pub async fn cli_output(
+        &self,
+        extra_env: &[(&str, String)],
+        args: &[&str],
+    ) -> std::process::Output {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_swarm"))
             .args(args)
             .env("AMQP_URL", &self.settings.amqp_url)
             .env("DATABASE_URL", &self.settings.database_url)
@@ -236,7 +240,23 @@ impl TestEnv {
             .envs(extra_env.iter().map(|(k, v)| (*k, v.as_str())))
             .output()
             .await
-            .expect("the swarm binary runs");
+            .expect("the swarm binary runs")
+    }
+
+    /// Runs the `swarm` binary expecting it to fail; returns its stderr.
+    pub async fn cli_fails(&self, args: &[&str]) -> String {
+        let output = self.cli_output(&[], args).await;
+        assert!(
+            !output.status.success(),
+            "swarm {args:?} should fail: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    }
+
+    /// Like [`TestEnv::cli`], with more environment variables.
+    pub async fn cli_with_env(&self, extra_env: &[(&str, String)], args: &[&str]) -> String {
+        let output = self.cli_output(extra_env, args).await;
         assert!(
             output.status.success(),
             "swarm {args:?} failed: {}",

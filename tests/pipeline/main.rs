@@ -1,7 +1,9 @@
 //! The whole pipeline against the real RabbitMQ and Postgres: each test has its own namespace and
 //! database, and runs the workers in-process.
 
+mod checks;
 mod helpers;
+mod status;
 mod upsert;
 
 use std::collections::BTreeMap;
@@ -836,6 +838,13 @@ async fn the_cli_publishes_files_trains_and_shows_the_report() {
     assert_eq!(json["project"], "csv");
     let listed = env.cli(&["report", "list", "--project", "csv"]).await;
     assert!(listed.contains(&run.to_string()), "{listed}");
+    let status = env.cli(&["status", &run.to_string()]).await;
+    assert!(
+        status.contains("finished") && status.contains("accuracy"),
+        "{status}"
+    );
+    let status = env.cli(&["status", &jobs[0].to_string()]).await;
+    assert!(status.contains("featurised: 30 samples"), "{status}");
 
     // Time series, one .1D file per subject, labels from a CSV.
     let series = swarm::synth::timeseries_dataset(&["a"], 4, 30, 5, 2);
