@@ -3,6 +3,7 @@
 
 mod checks;
 mod helpers;
+mod reproducibility;
 mod status;
 mod upsert;
 
