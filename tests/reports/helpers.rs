@@ -526,3 +526,41 @@ pub async fn wait_for(db: &TestDb, sql: &str, expected: i64) {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// Polls until the run's report is stored (`Ok`) or a message of its job is dead-lettered
+/// (`Err` with the queue and reason), failing after [`PATIENCE`].
+pub async fn wait_for_report(db: &TestDb, run_id: Uuid) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let job = run_id.to_string();
+    loop {
+        let client = db.client().await;
+        let reports: i64 = client
+            .query_one("SELECT count(*) FROM reports WHERE run_id = $1", &[&run_id])
+            .await
+            .unwrap()
+            .get(0);
+        if reports == 1 {
+            return Ok(());
+        }
+        if let Some(dead) = client
+            .query_opt(
+                "SELECT queue, reason FROM dead_letters WHERE correlation_id = $1 LIMIT 1",
+                &[&job],
+            )
+            .await
+            .unwrap()
+        {
+            return Err(format!(
+                "dead-lettered in {}: {}",
+                dead.get::<_, String>(0),
+                dead.get::<_, String>(1)
+            ));
+        }
+        drop(client);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no report of run {run_id} after {PATIENCE:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -615,6 +615,96 @@ pub fn volcano(effect_label: &str, points: &[(f64, f64, bool)]) -> Option<Svg> {
     }))
 }
 
+/// A regression's fit: each out-of-fold prediction against its true value, with the identity
+/// line (a perfect prediction lies on it).
+pub fn predicted_vs_true(points: &[(f64, f64)]) -> Option<Svg> {
+    let pts: Vec<(f64, f64)> = points
+        .iter()
+        .copied()
+        .filter(|(t, p)| t.is_finite() && p.is_finite())
+        .collect();
+    if pts.is_empty() {
+        return None;
+    }
+    // One range for both axes, so the identity line is the diagonal.
+    let (lo, hi) = span(
+        pts.iter().flat_map(|&(t, p)| [t, p]),
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+    );
+    let title = format!(
+        "Predicted against true value of {} out-of-fold predictions; grey line: prediction = truth",
+        pts.len()
+    );
+    Some(svg("scatter", &title, (460, 440), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .margin(14)
+            .x_label_area_size(40)
+            .y_label_area_size(56)
+            .build_cartesian_2d(lo..hi, lo..hi)?;
+        chart
+            .configure_mesh()
+            .x_desc("true value")
+            .y_desc("predicted value")
+            .house_style(15)
+            .draw()?;
+        chart.draw_series(std::iter::once(PathElement::new(
+            vec![(lo, lo), (hi, hi)],
+            GREY.stroke_width(1),
+        )))?;
+        chart.draw_series(
+            pts.iter()
+                .map(|&(t, p)| Circle::new((t, p), 3, ACCENT.mix(0.7).filled())),
+        )?;
+        Ok(())
+    }))
+}
+
+/// A regression's residuals: prediction − truth against the prediction, with the zero line (a
+/// pattern around it is bias the model left).
+pub fn residuals(points: &[(f64, f64)]) -> Option<Svg> {
+    let pts: Vec<(f64, f64)> = points
+        .iter()
+        .copied()
+        .filter(|(t, p)| t.is_finite() && p.is_finite())
+        .map(|(t, p)| (p, p - t))
+        .collect();
+    if pts.is_empty() {
+        return None;
+    }
+    let (xlo, xhi) = span(pts.iter().map(|p| p.0), f64::INFINITY, f64::NEG_INFINITY);
+    let (ylo, yhi) = span(pts.iter().map(|p| p.1), 0.0, 0.0);
+    let bound = ylo.abs().max(yhi.abs());
+    let title = format!(
+        "Residual (predicted − true) against the prediction of {} out-of-fold predictions",
+        pts.len()
+    );
+    Some(svg("residuals", &title, (600, 300), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .margin(14)
+            .x_label_area_size(40)
+            .y_label_area_size(56)
+            .build_cartesian_2d(xlo..xhi, -bound..bound)?;
+        chart
+            .configure_mesh()
+            .x_desc("predicted value")
+            .y_desc("residual")
+            .house_style(15)
+            .draw()?;
+        chart.draw_series(std::iter::once(DashedPathElement::new(
+            vec![(xlo, 0.0), (xhi, 0.0)],
+            8,
+            5,
+            GREY.stroke_width(1),
+        )))?;
+        chart.draw_series(
+            pts.iter()
+                .map(|&(x, r)| Circle::new((x, r), 3, ORANGE.mix(0.7).filled())),
+        )?;
+        Ok(())
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -640,6 +730,8 @@ mod tests {
             permutation("accuracy", &[0.4, 0.5, 0.55, 0.45, 0.5, 0.6], 0.8, 0.01),
             features("coefficients", &names(4), &[1.0, -0.8, 0.5, -0.1]),
             volcano("Cohen's d", &[(0.5, 0.001, true), (-0.1, 0.5, false)]),
+            predicted_vs_true(&[(1.0, 1.2), (2.0, 1.7), (3.0, f64::NAN)]),
+            residuals(&[(1.0, 1.2), (2.0, 1.7)]),
         ];
         for chart in charts {
             let svg = chart.expect("something to draw").expect("drawn");
@@ -662,6 +754,8 @@ mod tests {
         assert!(permutation("accuracy", &[f64::NAN], 0.5, 1.0).is_none());
         assert!(features("coefficients", &[], &[]).is_none());
         assert!(volcano("d", &[(f64::NAN, 0.1, false)]).is_none());
+        assert!(predicted_vs_true(&[(f64::NAN, 1.0)]).is_none());
+        assert!(residuals(&[]).is_none());
     }
 
     #[test]

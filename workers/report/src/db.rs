@@ -116,7 +116,8 @@ where
 ///
 /// Parses the jsonb columns (`params`, `cv`, `data_summary`, `metrics`, `results`,
 /// `folds.confusion`, `folds.metrics`) and checks that every confusion matrix is
-/// `classes.len()` square.
+/// `classes.len()` square. A regression run's folds have no confusion matrix (`null`, read as
+/// empty) and no accuracy (NULL, read as NaN).
 #[tracing::instrument(skip_all, fields(run_id = %run_id), err)]
 pub async fn load_run<C>(client: &C, run_id: Uuid) -> Result<Option<RunData>, LoadError>
 where
@@ -141,25 +142,33 @@ where
     let mut folds = Vec::new();
     for fold_row in client.query(SELECT_FOLDS, &[&run_id]).await? {
         let fold = non_negative(fold_row.try_get("fold")?, "folds.fold").map_err(bad)?;
-        let confusion: Vec<Vec<u64>> = serde_json::from_value(fold_row.try_get("confusion")?)
-            .map_err(|e| bad(format!("folds.confusion of fold {fold}: {e}")))?;
+        // A regression fold has no confusion matrix (null) and no accuracy (NULL).
+        let confusion: Option<Vec<Vec<u64>>> =
+            serde_json::from_value(fold_row.try_get("confusion")?)
+                .map_err(|e| bad(format!("folds.confusion of fold {fold}: {e}")))?;
+        let confusion = confusion.unwrap_or_default();
         let k = classes.len();
-        if confusion.len() != k || confusion.iter().any(|r| r.len() != k) {
+        if !confusion.is_empty() && (confusion.len() != k || confusion.iter().any(|r| r.len() != k))
+        {
             return Err(bad(format!(
                 "folds.confusion of fold {fold} is not {k}×{k} (one row and column per class)"
             )));
         }
-        let accuracy: f64 = fold_row.try_get("accuracy")?;
-        let balanced_accuracy: f64 = fold_row.try_get("balanced_accuracy")?;
+        let accuracy: Option<f64> = fold_row.try_get("accuracy")?;
+        let balanced_accuracy: Option<f64> = fold_row.try_get("balanced_accuracy")?;
         let mut fold_metrics = parse_fold_metrics(fold_row.try_get("metrics")?)
             .map_err(|e| bad(format!("folds.metrics of fold {fold}: {e}")))?;
         // Rows from before the metrics map: its two columns.
-        fold_metrics
-            .entry("accuracy".to_owned())
-            .or_insert(accuracy);
-        fold_metrics
-            .entry("balanced_accuracy".to_owned())
-            .or_insert(balanced_accuracy);
+        for (name, value) in [
+            ("accuracy", accuracy),
+            ("balanced_accuracy", balanced_accuracy),
+        ] {
+            if let Some(value) = value {
+                fold_metrics.entry(name.to_owned()).or_insert(value);
+            }
+        }
+        let accuracy = accuracy.unwrap_or(f64::NAN);
+        let balanced_accuracy = balanced_accuracy.unwrap_or(f64::NAN);
         folds.push(FoldRow {
             fold,
             n_train: non_negative(fold_row.try_get("n_train")?, "folds.n_train").map_err(bad)?,
@@ -378,10 +387,16 @@ mod tests {
             ),
         ] {
             let cv: CvScheme = serde_json::from_value(stored.clone()).unwrap();
-            assert_eq!(cv.describe(), want, "{stored}");
+            assert_eq!(cv.describe(false), want, "{stored}");
             // What is read is written back unchanged (unknown keys included).
             assert_eq!(serde_json::to_value(&cv).unwrap(), stored);
         }
+        // A regression's k-fold is shuffled, not stratified.
+        let cv: CvScheme = serde_json::from_value(json!({"folds": 5, "seed": 0})).unwrap();
+        assert_eq!(
+            cv.describe(true),
+            "shuffled 5-fold cross-validation (shuffle seed 0)"
+        );
     }
 
     #[test]

@@ -263,6 +263,84 @@ pub fn complete_run(n_folds: usize, n_metrics: usize, n_subjects: usize) -> RunD
     }
 }
 
+/// A regression run (an age-like target, 3 sites) with `n_folds` folds of R², MAE, RMSE and
+/// Pearson r, `n_subjects` numeric out-of-fold predictions, per-site scores and 45 connectivity
+/// coefficients, stored as the train worker stores a regression: no classes, no confusion
+/// matrices, no accuracy.
+pub fn regression_run(n_folds: usize, n_subjects: usize) -> RunData {
+    let mut rng = Mix(7);
+    let mut run = complete_run(n_folds, 2, n_subjects);
+    run.model = "ridge".to_owned();
+    run.params = [("alpha".to_owned(), "1.0".to_owned())]
+        .into_iter()
+        .collect();
+    run.classes.clear();
+    run.data_summary.clear();
+    for p in &mut run.predictions {
+        let truth = (40.0 + 40.0 * rng.next()).round();
+        let predicted = truth + 12.0 * (rng.next() - 0.5);
+        *run.data_summary
+            .entry(p.site.clone())
+            .or_default()
+            .entry(truth.to_string())
+            .or_default() += 1;
+        p.y_true = truth.to_string();
+        p.y_pred = predicted.to_string();
+        p.score = None;
+    }
+    let names = ["r2", "mae", "rmse", "pearson_r"];
+    let value = |name: &str, u: f64| match name {
+        "r2" => 0.55 + 0.2 * u,
+        "pearson_r" => 0.75 + 0.15 * u,
+        _ => 3.0 + 2.0 * u,
+    };
+    for fold in &mut run.folds {
+        fold.accuracy = f64::NAN;
+        fold.balanced_accuracy = f64::NAN;
+        fold.confusion.clear();
+        fold.metrics = names
+            .iter()
+            .map(|m| ((*m).to_owned(), value(m, rng.next())))
+            .collect();
+    }
+    run.metrics = names
+        .iter()
+        .map(|m| {
+            let values: Vec<f64> = run.folds.iter().map(|f| f.metrics[*m]).collect();
+            let mean = values.iter().sum::<f64>() / values.len().max(1) as f64;
+            let sd = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>()
+                / (values.len() as f64 - 1.0).max(1.0))
+            .sqrt();
+            ((*m).to_owned(), MetricSummary { mean, sd })
+        })
+        .collect();
+    run.results.task = "regression".to_owned();
+    run.results.positive_class = None;
+    run.results.roc = None;
+    run.results.grid = None;
+    run.results.permutation = None;
+    run.results.metrics = run
+        .metrics
+        .iter()
+        .map(|(k, m)| {
+            (
+                k.clone(),
+                MeanSd {
+                    mean: m.mean,
+                    sd: m.sd,
+                },
+            )
+        })
+        .collect();
+    for site in &mut run.results.per_site {
+        site.metrics = names
+            .iter()
+            .map(|m| ((*m).to_owned(), value(m, rng.next())))
+            .collect();
+    }
+    run
+}
+
 /// A Welch t-test job over the 45 connectivity features of [`REGIONS`], 9 of them significant.
 pub fn complete_stats() -> StatsData {
     let mut rng = Mix(7);

@@ -194,8 +194,9 @@ pub struct CvScheme {
 }
 
 impl CvScheme {
-    /// A sentence fragment, e.g. `stratified 5-fold cross-validation (shuffle seed 0)`.
-    pub fn describe(&self) -> String {
+    /// A sentence fragment, e.g. `stratified 5-fold cross-validation (shuffle seed 0)`. A
+    /// regression's k-fold is shuffled, not stratified (there are no classes).
+    pub fn describe(&self, regression: bool) -> String {
         use serde_json::Value;
         // The train worker also stores `k` (= folds), `repeats` and `test_sites`.
         let folds = self.folds.or_else(|| {
@@ -216,12 +217,13 @@ impl CvScheme {
                 .collect(),
             _ => Vec::new(),
         };
+        let k_fold = if regression { "shuffled" } else { "stratified" };
         let mut text = match (self.scheme.as_deref(), folds) {
             (None | Some("stratified_k_fold" | "repeated_k_fold"), Some(k)) => {
-                format!("stratified {k}-fold cross-validation")
+                format!("{k_fold} {k}-fold cross-validation")
             }
             (None | Some("stratified_k_fold" | "repeated_k_fold"), None) => {
-                "stratified k-fold cross-validation".to_owned()
+                format!("{k_fold} k-fold cross-validation")
             }
             (Some("leave_site_out" | "leave_one_site_out"), _) => {
                 "leave-one-site-out cross-validation".to_owned()
@@ -281,18 +283,23 @@ pub struct FoldRow {
     pub n_train: u32,
     /// Test samples in the fold.
     pub n_test: u32,
-    /// Test accuracy.
+    /// Test accuracy (NaN for regression).
     pub accuracy: f64,
-    /// Test balanced accuracy.
+    /// Test balanced accuracy (NaN for regression).
     pub balanced_accuracy: f64,
     /// Every metric of the fold by name (`folds.metrics`); non-finite means not available.
     pub metrics: BTreeMap<String, f64>,
     /// Test confusion matrix: rows are true classes, columns predicted classes, both in
-    /// [`RunData::classes`] order.
+    /// [`RunData::classes`] order; empty for regression.
     pub confusion: Vec<Vec<u64>>,
 }
 
 impl RunData {
+    /// The validation scheme as a sentence fragment ([`CvScheme::describe`]).
+    pub fn cv_description(&self) -> String {
+        self.cv.describe(self.is_regression())
+    }
+
     /// The confusion matrix summed over the folds, `classes.len()` square. Cells outside that
     /// square (a malformed fold) are ignored.
     pub fn confusion_total(&self) -> Vec<Vec<u64>> {
@@ -335,6 +342,105 @@ impl RunData {
     /// A metric by name.
     pub fn metric(&self, name: &str) -> Option<MetricSummary> {
         self.metrics.get(name).copied()
+    }
+
+    /// Whether the run is a regression (numeric labels, no classes).
+    pub fn is_regression(&self) -> bool {
+        self.results.task == "regression" || self.metrics.contains_key("r2")
+    }
+
+    /// The out-of-fold predictions of the first repeat as (true, predicted) numbers: a
+    /// regression's fit. Predictions whose values are not numbers are left out.
+    pub fn regression_points(&self) -> Vec<(f64, f64)> {
+        self.predictions
+            .iter()
+            .filter(|p| p.repeat == 0)
+            .filter_map(|p| Some((p.true_value()?, p.predicted_value()?)))
+            .collect()
+    }
+
+    /// Per site, the target of a regression: `(site, n, [mean, sd, min, max])` of the numeric
+    /// labels counted in [`RunData::data_summary`] (labels that are not numbers are left out).
+    pub fn target_by_site(&self) -> Vec<(String, u64, [f64; 4])> {
+        self.data_summary
+            .iter()
+            .map(|(site, counts)| {
+                let values = numeric_counts(counts);
+                (site.clone(), total(&values), describe(&values))
+            })
+            .collect()
+    }
+
+    /// The target of a regression over all sites: `(n, [mean, sd, min, max])`.
+    pub fn target_overall(&self) -> (u64, [f64; 4]) {
+        let values: Vec<(f64, u64)> = self
+            .data_summary
+            .values()
+            .flat_map(numeric_counts)
+            .collect();
+        (total(&values), describe(&values))
+    }
+}
+
+/// The labels of a `{label: count}` map that are finite numbers, with their counts.
+fn numeric_counts(counts: &BTreeMap<String, u64>) -> Vec<(f64, u64)> {
+    counts
+        .iter()
+        .filter_map(|(label, n)| Some((label.trim().parse::<f64>().ok()?, *n)))
+        .filter(|(v, _)| v.is_finite())
+        .collect()
+}
+
+fn total(values: &[(f64, u64)]) -> u64 {
+    values.iter().map(|(_, n)| n).sum()
+}
+
+/// Mean, sample sd, min and max of weighted values (NaN where undefined).
+fn describe(values: &[(f64, u64)]) -> [f64; 4] {
+    let n = total(values);
+    if n == 0 {
+        return [f64::NAN; 4];
+    }
+    let mean = values.iter().map(|(v, k)| v * *k as f64).sum::<f64>() / n as f64;
+    let sd = if n < 2 {
+        f64::NAN
+    } else {
+        let ss: f64 = values
+            .iter()
+            .map(|(v, k)| (v - mean).powi(2) * *k as f64)
+            .sum();
+        (ss / (n - 1) as f64).sqrt()
+    };
+    let min = values.iter().map(|(v, _)| *v).fold(f64::INFINITY, f64::min);
+    let max = values
+        .iter()
+        .map(|(v, _)| *v)
+        .fold(f64::NEG_INFINITY, f64::max);
+    [mean, sd, min, max]
+}
+
+impl Prediction {
+    /// The true label as a number (regression), when it is one.
+    pub fn true_value(&self) -> Option<f64> {
+        self.y_true
+            .trim()
+            .parse()
+            .ok()
+            .filter(|v: &f64| v.is_finite())
+    }
+
+    /// Predicted − true (regression), when both are numbers.
+    pub fn residual(&self) -> Option<f64> {
+        Some(self.predicted_value()? - self.true_value()?)
+    }
+
+    /// The prediction as a number (regression), when it is one.
+    pub fn predicted_value(&self) -> Option<f64> {
+        self.y_pred
+            .trim()
+            .parse()
+            .ok()
+            .filter(|v: &f64| v.is_finite())
     }
 }
 

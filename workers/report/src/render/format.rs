@@ -55,6 +55,7 @@ pub(crate) fn metric_label(name: &str) -> String {
         "r2" => "R²".to_owned(),
         "mae" => "MAE".to_owned(),
         "rmse" => "RMSE".to_owned(),
+        "pearson_r" => "Pearson r".to_owned(),
         other => {
             let spaced = other.replace('_', " ");
             let mut chars = spaced.chars();

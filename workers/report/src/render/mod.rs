@@ -194,7 +194,7 @@ pub fn json(run: &RunData, options: &RenderOptions) -> serde_json::Value {
         kind: "run",
         run,
         summary: summary(run),
-        cv_description: run.cv.describe(),
+        cv_description: run.cv_description(),
         main_metric: main_metric(run),
         confusion_total: run.confusion_total(),
         top_features: views::top_features(run),
@@ -205,7 +205,7 @@ pub fn json(run: &RunData, options: &RenderOptions) -> serde_json::Value {
 
 /// The metric that ranks runs: `r2` for regression, else `balanced_accuracy`.
 pub fn main_metric(run: &RunData) -> &'static str {
-    if run.results.task == "regression" || run.metrics.contains_key("r2") {
+    if run.is_regression() {
         "r2"
     } else {
         "balanced_accuracy"
@@ -396,7 +396,7 @@ mod tests {
             "an unescaped < in the Markdown"
         );
         // CSV: quoted, and not a formula.
-        let csv = predictions_csv(&run.predictions);
+        let csv = predictions_csv(&run.predictions, false);
         assert!(
             csv.contains("\"'=cmd|' /C calc'!A0,x<script>"),
             "{}",
@@ -526,6 +526,44 @@ mod tests {
         );
         assert_eq!(main_metric(&run), "r2");
         assert!(summary(&run).contains("R² **0.400 ± 0.100**"));
+    }
+
+    #[test]
+    fn a_regression_run_shows_its_fit_instead_of_a_confusion_matrix() {
+        let run = fixtures::regression_run(5, 60);
+        let page = html(&run, &RenderOptions::default()).unwrap();
+        for chart in ["scatter", "residuals", "folds", "sites", "features"] {
+            assert_eq!(
+                page.matches(&format!("data-chart=\"{chart}\"")).count(),
+                1,
+                "the {chart} chart"
+            );
+        }
+        assert!(page.contains("<section id=\"fit\">"));
+        assert!(!page.contains("<section id=\"confusion\">"));
+        assert!(!page.contains("<section id=\"roc\">"));
+        for label in ["R²", "MAE", "RMSE", "Pearson r"] {
+            assert!(
+                page.contains(&format!("<div>{label}<b>")),
+                "headline {label}"
+            );
+        }
+        assert!(page.contains("<th>Residual</th>"));
+        assert!(!page.contains(" correct."));
+        let md = markdown(&run, &RenderOptions::default()).unwrap();
+        for needle in [
+            "## Predicted and true values",
+            "| Site | Samples | Mean | SD | Min | Max |",
+            "| All sites | 60 |",
+            "| Fold | Train | Test | R² | MAE | RMSE | Pearson r |",
+            "predictions; residual = predicted − true",
+            "```csv\nrepeat,site,subject,fold,y_true,y_pred,residual\n",
+        ] {
+            assert!(md.contains(needle), "the Markdown lacks {needle:?}:\n{md}");
+        }
+        assert!(!md.contains("## Confusion matrix"));
+        assert!(summary(&run).contains("R² **"));
+        assert_eq!(json(&run, &RenderOptions::default())["main_metric"], "r2");
     }
 
     #[test]

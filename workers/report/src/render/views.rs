@@ -51,6 +51,8 @@ pub(crate) struct RunView {
     n_samples: u32,
     n_features: u32,
     data: DataTable,
+    /// Regression: the target per site (the data table counts classes).
+    target: Vec<TargetRow>,
     params: Vec<(String, String)>,
     pipeline: Vec<(&'static str, String)>,
     validation: Vec<(&'static str, String)>,
@@ -63,6 +65,8 @@ pub(crate) struct RunView {
     confusion: Vec<ConfusionRow>,
     confusion_chart: Option<String>,
     roc: Option<RocView>,
+    /// Regression: predicted against true values, and the residuals.
+    fit: Option<FitView>,
     sites: Option<SitesView>,
     grid: Option<GridView>,
     permutation: Option<PermutationView>,
@@ -93,6 +97,26 @@ struct ConfusionCell {
     /// Share of the row, e.g. `83%`.
     share: String,
     diagonal: bool,
+}
+
+/// A regression's target at one site (or over all sites).
+#[derive(Debug, Serialize)]
+struct TargetRow {
+    site: String,
+    n: u64,
+    mean: String,
+    sd: String,
+    min: String,
+    max: String,
+}
+
+/// A regression's fit: the charts of its out-of-fold predictions.
+#[derive(Debug, Serialize)]
+struct FitView {
+    /// Predictions drawn (those of the first repeat).
+    n: usize,
+    scatter: Option<String>,
+    residuals: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -160,6 +184,8 @@ struct HeldOutView {
 struct PredictionsView {
     n: usize,
     correct: usize,
+    /// Regression: a residual column instead of right and wrong.
+    regression: bool,
     has_score: bool,
     shown: Vec<PredictionRow>,
     csv: String,
@@ -179,6 +205,8 @@ struct PredictionRow {
     y_pred: String,
     score: String,
     correct: bool,
+    /// Regression: predicted − true, formatted.
+    residual: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -252,7 +280,13 @@ impl RunView {
             .map(chart_html);
 
         let mut headline = vec![(metric_label(main), metric_text(run, main))];
-        if main != "r2" {
+        if run.is_regression() {
+            for name in ["mae", "rmse", "pearson_r"] {
+                if run.metrics.contains_key(name) {
+                    headline.push((metric_label(name), metric_text(run, name)));
+                }
+            }
+        } else {
             headline.push(("Accuracy".to_owned(), metric_text(run, "accuracy")));
         }
         if let Some(auc) = run.results.roc.as_ref().map(|r| r.auc) {
@@ -280,6 +314,7 @@ impl RunView {
             n_samples: run.n_samples,
             n_features: run.n_features,
             data: DataTable::new(run),
+            target: target_rows(run),
             params: run
                 .params
                 .iter()
@@ -296,6 +331,7 @@ impl RunView {
             confusion,
             confusion_chart,
             roc: roc_view(run, with_charts),
+            fit: fit_view(run, with_charts),
             sites: sites_view(run, with_charts),
             grid: grid_view(run, with_charts),
             permutation: permutation_view(run, with_charts),
@@ -366,7 +402,7 @@ pub(crate) fn summary(run: &RunData, flavour: Flavour) -> String {
          {n_sites}{site_list}{classes} (run {run_id}).",
         project = flavour.strong(&run.project),
         model = flavour.strong(&run.model),
-        cv = flavour.escape(&run.cv.describe()),
+        cv = flavour.escape(&run.cv_description()),
         n = run.n_samples,
         n_sites = plural(sites.len(), "site", "sites"),
         run_id = run.run_id,
@@ -418,6 +454,7 @@ fn fold_metric_names(run: &RunData) -> Vec<String> {
         "r2",
         "mae",
         "rmse",
+        "pearson_r",
     ];
     let mut names: Vec<String> = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
@@ -462,6 +499,49 @@ fn confusion_rows(run: &RunData, total: &[Vec<u64>]) -> Vec<ConfusionRow> {
             }
         })
         .collect()
+}
+
+/// Regression: the target per site, then over all sites.
+fn target_rows(run: &RunData) -> Vec<TargetRow> {
+    if !run.is_regression() {
+        return Vec::new();
+    }
+    let row = |site: String, n: u64, [mean, sd, min, max]: [f64; 4]| TargetRow {
+        site,
+        n,
+        mean: num(mean),
+        sd: num(sd),
+        min: num(min),
+        max: num(max),
+    };
+    let mut rows: Vec<TargetRow> = run
+        .target_by_site()
+        .into_iter()
+        .map(|(site, n, stats)| row(site, n, stats))
+        .collect();
+    if rows.len() > 1 {
+        let (n, stats) = run.target_overall();
+        rows.push(row("All sites".to_owned(), n, stats));
+    }
+    rows
+}
+
+fn fit_view(run: &RunData, with_charts: bool) -> Option<FitView> {
+    if !run.is_regression() {
+        return None;
+    }
+    let points = run.regression_points();
+    let draw = |chart: fn(&[(f64, f64)]) -> Option<charts::Svg>| {
+        with_charts
+            .then(|| chart(&points))
+            .flatten()
+            .map(chart_html)
+    };
+    Some(FitView {
+        n: points.len(),
+        scatter: draw(charts::predicted_vs_true),
+        residuals: draw(charts::residuals),
+    })
 }
 
 fn roc_view(run: &RunData, with_charts: bool) -> Option<RocView> {
@@ -635,16 +715,18 @@ fn mean_sd(values: &[f64]) -> (f64, f64) {
 }
 
 fn predictions_view(run: &RunData, with_charts: bool) -> PredictionsView {
-    let has_score = run.predictions.iter().any(|p| p.score.is_some());
+    let regression = run.is_regression();
+    let has_score = !regression && run.predictions.iter().any(|p| p.score.is_some());
     let correct = run
         .predictions
         .iter()
         .filter(|p| p.y_true == p.y_pred)
         .count();
-    let csv = predictions_csv(&run.predictions);
+    let csv = predictions_csv(&run.predictions, regression);
     PredictionsView {
         n: run.predictions.len(),
         correct,
+        regression,
         has_score,
         shown: run
             .predictions
@@ -656,9 +738,13 @@ fn predictions_view(run: &RunData, with_charts: bool) -> PredictionsView {
                 subject: p.subject.clone(),
                 fold: p.fold,
                 y_true: p.y_true.clone(),
-                y_pred: p.y_pred.clone(),
+                y_pred: match p.predicted_value() {
+                    Some(v) if regression => num(v),
+                    _ => p.y_pred.clone(),
+                },
                 score: p.score.map(num).unwrap_or_else(|| "–".to_owned()),
                 correct: p.y_true == p.y_pred,
+                residual: p.residual().map(num).unwrap_or_else(|| "–".to_owned()),
             })
             .collect(),
         csv_kib: csv_kib(&csv),
@@ -668,12 +754,31 @@ fn predictions_view(run: &RunData, with_charts: bool) -> PredictionsView {
     }
 }
 
-/// The predictions as CSV (RFC 4180): `repeat,site,subject,fold,y_true,y_pred,score,correct`.
-pub fn predictions_csv(predictions: &[Prediction]) -> String {
+/// The predictions as CSV (RFC 4180): `repeat,site,subject,fold,y_true,y_pred,score,correct`,
+/// or for a regression `…,y_pred,residual` (predicted − true).
+pub fn predictions_csv(predictions: &[Prediction], regression: bool) -> String {
+    use std::fmt::Write as _;
     let mut out = String::with_capacity(predictions.len() * 48 + 64);
-    out.push_str("repeat,site,subject,fold,y_true,y_pred,score,correct\n");
+    if regression {
+        out.push_str("repeat,site,subject,fold,y_true,y_pred,residual\n");
+    } else {
+        out.push_str("repeat,site,subject,fold,y_true,y_pred,score,correct\n");
+    }
     for p in predictions {
-        use std::fmt::Write as _;
+        if regression {
+            let residual = p.residual().map(|r| r.to_string()).unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "{},{},{},{},{},{},{residual}",
+                p.repeat,
+                csv_field(&p.site),
+                csv_field(&p.subject),
+                p.fold,
+                csv_field(&p.y_true),
+                csv_field(&p.y_pred),
+            );
+            continue;
+        }
         let score = p
             .score
             .filter(|s| s.is_finite())
@@ -864,7 +969,7 @@ fn pipeline_rows(run: &RunData) -> Vec<(&'static str, String)> {
 
 /// Validation settings as (label, value) pairs.
 fn validation_rows(run: &RunData) -> Vec<(&'static str, String)> {
-    let mut rows = vec![("Scheme", run.cv.describe())];
+    let mut rows = vec![("Scheme", run.cv_description())];
     rows.push(("Folds run", run.folds.len().to_string()));
     let sites = if run.sites.is_empty() {
         "all".to_owned()
