@@ -10,6 +10,13 @@ Writes, under tests/data/:
     5-fold run took (one thread); for the tree models (whose result depends on how the random
     feature order breaks ties between equally good splits) also the 5-fold mean accuracy averaged
     over random_state 0..SEEDS-1, the expectation a comparison with another random stream needs;
+    It also holds a "regression" section (diabetes: KFold(5, shuffle=True, random_state=0), per
+    model the per-fold R² and the out-of-fold predictions of make_pipeline(StandardScaler(), model))
+    and a "knn_ties" section: a small integer data set with duplicate rows and noisy labels
+    (knn_ties.csv) and the out-of-fold predictions of KNeighborsClassifier(algorithm="brute") on
+    the raw features — brute force, whose bounded max-heap decides among rows tied at the k-th
+    distance (the default k-d tree for <= 15 features orders ties by its own traversal);
+  - diabetes.csv (the regression target first), knn_ties.csv;
   - stats_reference.json: a small fixture and SciPy's ttest_ind(equal_var=False), f_oneway,
     pearsonr, spearmanr per feature, with statsmodels' fdrcorrection and Bonferroni.
 
@@ -32,8 +39,9 @@ import numpy as np
 from scipy import stats
 from sklearn import datasets
 from sklearn.ensemble import RandomForestClassifier
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold
+from sklearn.linear_model import ElasticNet, Lasso, LinearRegression, LogisticRegression, Ridge
+from sklearn.metrics import r2_score
+from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.naive_bayes import GaussianNB
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
@@ -62,6 +70,14 @@ MODELS = {
 }
 
 
+REGRESSORS = {
+    "linear": lambda: LinearRegression(),
+    "ridge": lambda: Ridge(),
+    "lasso": lambda: Lasso(),
+    "elastic_net": lambda: ElasticNet(),
+}
+
+
 # Random states the tree models are averaged over.
 SEEDS = 10
 SEEDED = {
@@ -85,6 +101,38 @@ def run(x, y, test_folds, make):
         model.fit(x[~mask], y[~mask])
         accuracies.append(float((model.predict(x[mask]) == y[mask]).mean()))
     return accuracies, time.perf_counter() - started
+
+
+def regression_reference():
+    x, y = datasets.load_diabetes(return_X_y=True)
+    test_folds = [test.tolist() for _, test in KFold(5, shuffle=True, random_state=0).split(x)]
+    entry = {"n_samples": int(x.shape[0]), "n_features": int(x.shape[1]), "folds": test_folds, "models": {}}
+    for name, make in REGRESSORS.items():
+        predictions = np.zeros(len(y))
+        r2 = []
+        for test in test_folds:
+            mask = np.zeros(len(y), dtype=bool)
+            mask[test] = True
+            model = make_pipeline(StandardScaler(), make()).fit(x[~mask], y[~mask])
+            predictions[mask] = model.predict(x[mask])
+            r2.append(float(r2_score(y[mask], predictions[mask])))
+        entry["models"][name] = {"fold_r2": r2, "predictions": predictions.tolist()}
+    return x, y, entry
+
+
+def knn_ties_reference():
+    rng = np.random.default_rng(1)
+    n, p = 300, 4
+    x = rng.integers(0, 3, size=(n, p)).astype(float)
+    y = ((x[:, 0] + x[:, 1] + rng.normal(0, 1, n)) > 2).astype(int)
+    test_folds = folds(y)
+    predictions = np.zeros(n, dtype=int)
+    for test in test_folds:
+        mask = np.zeros(n, dtype=bool)
+        mask[test] = True
+        model = KNeighborsClassifier(algorithm="brute").fit(x[~mask], y[~mask])
+        predictions[mask] = model.predict(x[mask])
+    return x, y, {"folds": test_folds, "predictions": predictions.tolist()}
 
 
 def write_csv(name, x, y):
@@ -149,6 +197,10 @@ def main():
     if bench:
         json.dump(timings, sys.stdout)
         return
+    x, y, reference["regression"] = regression_reference()
+    write_csv("diabetes", x, y)
+    x, y, reference["knn_ties"] = knn_ties_reference()
+    write_csv("knn_ties", x, y)
     with open(os.path.join(DATA, "sklearn_reference.json"), "w") as f:
         json.dump(reference, f, indent=1)
     with open(os.path.join(DATA, "stats_reference.json"), "w") as f:

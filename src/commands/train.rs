@@ -18,7 +18,7 @@ pub struct TrainArgs {
     pub project: String,
     /// Model, with scikit-learn's defaults: classification `logistic`, `svc`, `random_forest`,
     /// `knn`, `decision_tree`, `gaussian_nb`; regression (numeric labels) `linear`, `ridge`,
-    /// `lasso`, `svr`, `random_forest_regressor`.
+    /// `lasso`, `elastic_net`, `svr`, `random_forest_regressor`.
     #[arg(long, default_value = "logistic")]
     pub model: String,
     /// A model parameter as key=value (repeatable), e.g. `--param C=0.5`; unknown parameters and

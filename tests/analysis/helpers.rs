@@ -49,6 +49,25 @@ pub fn dataset(name: &str) -> Data {
     }
 }
 
+/// A regression data set exported by the script: `label,f0,f1,…` with a numeric label.
+pub fn regression_dataset(name: &str) -> Data {
+    let mut reader =
+        csv::Reader::from_path(data_path(&format!("{name}.csv"))).expect("the CSV exists");
+    let mut rows = Vec::new();
+    let mut values = Vec::new();
+    for record in reader.records() {
+        let record = record.expect("a row");
+        let mut cells = record.iter().map(|v| v.parse::<f64>().expect("a number"));
+        values.push(cells.next().expect("a label"));
+        rows.push(cells.collect::<Vec<f64>>());
+    }
+    Data {
+        x: Matrix::from_rows(&rows),
+        sites: vec!["site".to_owned(); rows.len()],
+        target: TargetData::Values(values),
+    }
+}
+
 /// The reference's folds as splits.
 pub fn reference_splits(folds: &serde_json::Value, n: usize) -> Vec<Split> {
     folds

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use broker_schemas::{
     CrossValidation, CvScheme, ScalerKind, StatsTest, TrainOptions, TrainRequest, TrainV1,
 };
-use helpers::{dataset, json, reference_splits, TestDb};
+use helpers::{dataset, json, reference_splits, regression_dataset, TestDb};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use swarm_runtime::process::{handle_once, Outcome};
@@ -127,6 +127,52 @@ fn tree_models_match_scikit_learn_averaged_over_seeds() {
             assert!(
                 (got - want).abs() <= 0.01,
                 "{set}/{model} over {seeds} seeds: ours {got:.4}, scikit-learn {want:.4}"
+            );
+        }
+    }
+}
+
+/// Linear, ridge, lasso and elastic net on diabetes, standardised inside each fold, predict what
+/// scikit-learn's pipelines predict on the same folds (coordinate descent stops on the same
+/// duality gap, so the two solvers land within its tolerance).
+#[test]
+fn linear_regressors_match_scikit_learn_prediction_by_prediction() {
+    let reference = json("sklearn_reference.json");
+    let data = regression_dataset("diabetes");
+    let entry = &reference["regression"];
+    let splits = reference_splits(&entry["folds"], data.sites.len());
+    for name in ["linear", "ridge", "lasso", "elastic_net"] {
+        let e = evaluate(
+            &spec(name, &[]),
+            &PipelineConfig::default(),
+            &data,
+            &splits,
+            false,
+            0,
+        )
+        .expect("cross-validates");
+        let want = &entry["models"][name];
+        for p in &e.predictions {
+            let ours = p.value.expect("a regression prediction");
+            let theirs = want["predictions"][p.row].as_f64().expect("a number");
+            assert!(
+                (ours - theirs).abs() <= 1e-3 * theirs.abs().max(1.0),
+                "{name} row {}: ours {ours}, scikit-learn {theirs}",
+                p.row
+            );
+        }
+        for (fold, (f, r2)) in e
+            .folds
+            .iter()
+            .zip(want["fold_r2"].as_array().expect("R² per fold"))
+            .enumerate()
+        {
+            let r2 = r2.as_f64().expect("a number");
+            assert!(
+                (f.metrics["r2"] - r2).abs() <= 1e-5,
+                "{name} fold {}: R² ours {}, scikit-learn {r2}",
+                fold + 1,
+                f.metrics["r2"]
             );
         }
     }

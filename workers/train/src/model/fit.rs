@@ -149,6 +149,14 @@ impl ModelSpec {
                         self.num("tol"),
                         self.count("max_iter").unwrap_or(1),
                     )),
+                    ModelKind::ElasticNet => Estimator::Linear(LinearRegression::fit_elastic_net(
+                        x,
+                        z,
+                        self.num("alpha"),
+                        self.num("l1_ratio"),
+                        self.num("tol"),
+                        self.count("max_iter").unwrap_or(1),
+                    )),
                     ModelKind::Svr => Estimator::Svr(Svr::fit(
                         x,
                         z,

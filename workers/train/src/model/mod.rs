@@ -12,6 +12,7 @@
 //! | `linear` | regression | — |
 //! | `ridge` | regression | `alpha` (1) |
 //! | `lasso` | regression | `alpha` (1), `max_iter` (1000), `tol` (1e-4) |
+//! | `elastic_net` | regression | `alpha` (1), `l1_ratio` (0.5), `max_iter` (1000), `tol` (1e-4) |
 //! | `svr` | regression | `C` (1), `epsilon` (0.1), `kernel` (`rbf`), `gamma` (`scale`), `tol` (1e-3) |
 //! | `random_forest_regressor` | regression | as `random_forest`, `max_features` default `all` |
 //!

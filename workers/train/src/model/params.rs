@@ -42,12 +42,13 @@ pub enum ModelKind {
     Linear,
     Ridge,
     Lasso,
+    ElasticNet,
     Svr,
     RandomForestRegressor,
 }
 
 /// Every model, in the order the errors list them.
-pub const KINDS: [ModelKind; 11] = [
+pub const KINDS: [ModelKind; 12] = [
     ModelKind::Logistic,
     ModelKind::Svc,
     ModelKind::RandomForest,
@@ -57,6 +58,7 @@ pub const KINDS: [ModelKind; 11] = [
     ModelKind::Linear,
     ModelKind::Ridge,
     ModelKind::Lasso,
+    ModelKind::ElasticNet,
     ModelKind::Svr,
     ModelKind::RandomForestRegressor,
 ];
@@ -72,6 +74,7 @@ pub const MODELS: &[&str] = &[
     "linear",
     "ridge",
     "lasso",
+    "elastic_net",
     "svr",
     "random_forest_regressor",
 ];
@@ -83,6 +86,8 @@ enum ParamKind {
     Positive,
     /// A non-negative finite number.
     NonNegative,
+    /// A number from 0 to 1.
+    Fraction,
     /// An integer ≥ 1.
     Count,
     /// `None` (no limit) or an integer ≥ 1.
@@ -100,6 +105,7 @@ impl ParamKind {
         match self {
             ParamKind::Positive => "a positive finite number",
             ParamKind::NonNegative => "a non-negative finite number",
+            ParamKind::Fraction => "a number from 0 to 1",
             ParamKind::Count => "a whole number of at least 1",
             ParamKind::Depth => "`None` (no limit) or a whole number of at least 1",
             ParamKind::Kernel => "`rbf` or `linear`",
@@ -174,6 +180,12 @@ const LASSO: &[ParamDef] = &[
     def("max_iter", ParamKind::Count, "1000"),
     def("tol", ParamKind::Positive, "1e-4"),
 ];
+const ELASTIC_NET: &[ParamDef] = &[
+    def("alpha", ParamKind::Positive, "1.0"),
+    def("l1_ratio", ParamKind::Fraction, "0.5"),
+    def("max_iter", ParamKind::Count, "1000"),
+    def("tol", ParamKind::Positive, "1e-4"),
+];
 const SVR: &[ParamDef] = &[
     def("C", ParamKind::Positive, "1.0"),
     def("epsilon", ParamKind::NonNegative, "0.1"),
@@ -194,6 +206,7 @@ impl ModelKind {
             ModelKind::Linear
             | ModelKind::Ridge
             | ModelKind::Lasso
+            | ModelKind::ElasticNet
             | ModelKind::Svr
             | ModelKind::RandomForestRegressor => Task::Regression,
             _ => Task::Classification,
@@ -211,6 +224,7 @@ impl ModelKind {
             ModelKind::Linear => NONE,
             ModelKind::Ridge => RIDGE,
             ModelKind::Lasso => LASSO,
+            ModelKind::ElasticNet => ELASTIC_NET,
             ModelKind::Svr => SVR,
             ModelKind::RandomForestRegressor => FOREST_REGRESSOR,
         }
@@ -251,6 +265,11 @@ fn parse_value(model: &'static str, def: &ParamDef, raw: &str) -> Result<Value, 
                 .ok_or_else(bad)?,
         ),
         ParamKind::NonNegative => Value::Num(number().filter(|v| *v >= 0.0).ok_or_else(bad)?),
+        ParamKind::Fraction => Value::Num(
+            number()
+                .filter(|v| (0.0..=1.0).contains(v))
+                .ok_or_else(bad)?,
+        ),
         ParamKind::Count => Value::Int(whole().ok_or_else(bad)?),
         ParamKind::Depth => match text {
             "None" | "none" => Value::Word("None".to_owned()),
@@ -452,6 +471,7 @@ mod tests {
             ("knn", "n_neighbors", "0"),
             ("random_forest", "max_features", "half"),
             ("random_forest", "max_depth", "0"),
+            ("elastic_net", "l1_ratio", "1.5"),
             ("decision_tree", "max_depth", "-1"),
         ] {
             let err = ModelSpec::parse(model, &params(&[(param, value)])).unwrap_err();
