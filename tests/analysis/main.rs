@@ -178,6 +178,33 @@ fn linear_regressors_match_scikit_learn_prediction_by_prediction() {
     }
 }
 
+/// On integer features with duplicate rows and noisy labels, many rows tie at the fifth
+/// distance; KNN picks among them as scikit-learn's brute-force search does, so every
+/// out-of-fold prediction equals scikit-learn's on the same folds.
+#[test]
+fn knn_breaks_distance_ties_as_scikit_learn_on_duplicate_rows() {
+    let reference = json("sklearn_reference.json");
+    let data = dataset("knn_ties");
+    let entry = &reference["knn_ties"];
+    let splits = reference_splits(&entry["folds"], data.sites.len());
+    let raw = PipelineConfig {
+        scaler: ScalerKind::None,
+        ..PipelineConfig::default()
+    };
+    let e = evaluate(&spec("knn", &[]), &raw, &data, &splits, false, 0).expect("cross-validates");
+    let differing: Vec<usize> = e
+        .predictions
+        .iter()
+        .filter(|p| p.class.map(|c| c as u64) != entry["predictions"][p.row].as_u64())
+        .map(|p| p.row)
+        .collect();
+    assert_eq!(e.predictions.len(), data.sites.len());
+    assert!(
+        differing.is_empty(),
+        "rows predicted unlike scikit-learn: {differing:?}"
+    );
+}
+
 #[test]
 fn univariate_statistics_match_scipy_and_statsmodels() {
     let fixture = json("stats_reference.json");

@@ -25,31 +25,88 @@ pub struct Knn {
 }
 
 impl Knn {
-    /// Class votes per row (`n × classes`, fractions of k): ties among equally distant
-    /// neighbours go to the lower training index, ties among classes to the lower class.
+    /// Class votes per row (`n × classes`, fractions of k), with the neighbours chosen as
+    /// scikit-learn's brute-force search chooses them (see [`nearest`]); ties among classes go
+    /// to the lower class.
     pub fn proba(&self, x: &Matrix) -> Matrix {
         let n = self.x.rows();
         let k = self.k.min(n);
         let norms: Vec<f64> = (0..n).map(|i| dot(self.x.row(i), self.x.row(i))).collect();
         let mut out = Matrix::zeros(x.rows(), self.n_classes);
-        let mut dist: Vec<(f64, usize)> = Vec::with_capacity(n);
+        let mut key = vec![0.0; n];
+        let mut heap = Heap::new(k);
         let products = gram(x, &self.x);
         for i in 0..x.rows() {
-            let ni = dot(x.row(i), x.row(i));
-            let pi = products.row(i);
-            dist.clear();
-            dist.extend((0..n).map(|t| ((ni + norms[t] - 2.0 * pi[t]).max(0.0), t)));
-            let cmp = |a: &(f64, usize), b: &(f64, usize)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
-            if k < n {
-                dist.select_nth_unstable_by(k - 1, cmp);
+            // ‖t‖² − 2 x·t orders the training rows t as ‖x − t‖² does (‖x‖² is common), with
+            // scikit-learn's rounding: no clamping at zero that would make near-ties exact.
+            for ((kt, nt), pt) in key.iter_mut().zip(&norms).zip(products.row(i)) {
+                *kt = nt - 2.0 * pt;
             }
             let row = out.row_mut(i);
-            for &(_, t) in &dist[..k] {
+            for t in nearest(&key, &mut heap) {
                 row[self.y[t]] += 1.0 / k as f64;
             }
         }
         out
     }
+}
+
+/// A max-heap of the k smallest keys seen so far, as scikit-learn's `heap_push`
+/// (`sklearn.utils._heap`) keeps it.
+#[derive(Debug)]
+struct Heap {
+    values: Vec<f64>,
+    indices: Vec<usize>,
+}
+
+impl Heap {
+    fn new(k: usize) -> Self {
+        Self {
+            values: vec![f64::INFINITY; k],
+            indices: vec![usize::MAX; k],
+        }
+    }
+
+    /// Offers `(value, index)`: it replaces the root when strictly smaller, then sifts down,
+    /// preferring the left child on equal children.
+    fn push(&mut self, value: f64, index: usize) {
+        let size = self.values.len();
+        if size == 0 || value >= self.values[0] {
+            return;
+        }
+        let mut i = 0;
+        loop {
+            let left = 2 * i + 1;
+            let right = left + 1;
+            let swap = if left >= size {
+                break;
+            } else if right >= size || self.values[left] >= self.values[right] {
+                left
+            } else {
+                right
+            };
+            if value >= self.values[swap] {
+                break;
+            }
+            self.values[i] = self.values[swap];
+            self.indices[i] = self.indices[swap];
+            i = swap;
+        }
+        self.values[i] = value;
+        self.indices[i] = index;
+    }
+}
+
+/// The indices of the k smallest `keys`, chosen as scikit-learn's brute-force `kneighbors`
+/// chooses them: every training row offered in index order to a bounded max-heap, so among
+/// rows tied at the k-th distance the heap's order decides, not the lower index alone.
+fn nearest<'h>(keys: &[f64], heap: &'h mut Heap) -> impl Iterator<Item = usize> + 'h {
+    heap.values.fill(f64::INFINITY);
+    heap.indices.fill(usize::MAX);
+    for (t, &v) in keys.iter().enumerate() {
+        heap.push(v, t);
+    }
+    heap.indices.iter().copied().filter(|&t| t != usize::MAX)
 }
 
 /// A fitted Gaussian naive Bayes.
@@ -175,5 +232,24 @@ mod tests {
         let nb = GaussianNb::fit(&x, &y, 2, 1e-9);
         assert_eq!(nb.predict(&x), y);
         assert!(nb.joint_log_likelihood(&x).all_finite());
+    }
+
+    /// Keys (1, 1, 0, 0) and k = 3: scikit-learn's brute-force search keeps rows 1, 2, 3
+    /// (`NearestNeighbors(n_neighbors=3, algorithm="brute")` on points at those squared
+    /// distances), where ties to the lower index would keep 0, 2, 3 — and the vote follows.
+    #[test]
+    fn ties_at_the_kth_distance_are_broken_as_scikit_learn_breaks_them() {
+        let mut heap = Heap::new(3);
+        let mut kept: Vec<usize> = nearest(&[1.0, 1.0, 0.0, 0.0], &mut heap).collect();
+        kept.sort_unstable();
+        assert_eq!(kept, vec![1, 2, 3]);
+        let knn = Knn {
+            k: 3,
+            n_classes: 2,
+            x: Matrix::from_rows(&[vec![1.0], vec![-1.0], vec![0.0], vec![0.0]]),
+            y: vec![1, 0, 1, 0],
+        };
+        let p = knn.proba(&Matrix::from_rows(&[vec![0.0]]));
+        assert_eq!(argmax(p.row(0)), 0, "{:?}", p.row(0));
     }
 }
