@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use serde_yaml::Value;
+use serde_json::{json, Value};
 use swarm_runtime::topology::{Topology, WORKERS};
 
 use crate::helpers::root;
@@ -43,14 +43,14 @@ fn kustomize(dir: &Path) -> String {
     )
 }
 
+/// The documents of a YAML stream, as JSON values.
 fn documents(yaml: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(yaml)
-        .map(|d| Value::deserialize(d).expect("valid YAML"))
+    serde_saphyr::from_multiple::<Value>(yaml)
+        .expect("valid YAML")
+        .into_iter()
         .filter(|v| !v.is_null())
         .collect()
 }
-
-use serde::Deserialize as _;
 
 fn str_of<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
     let mut v = v;
@@ -77,7 +77,7 @@ fn swarm_config(docs: &[Value]) -> BTreeMap<String, String> {
                 && str_of(d, &["metadata", "name"]).is_some_and(|n| n.starts_with("swarm-config"))
         })
         .expect("the swarm-config ConfigMap");
-    serde_yaml::from_value(config["data"].clone()).unwrap()
+    serde_json::from_value(config["data"].clone()).unwrap()
 }
 
 fn check_rendering(dir: &str) {
@@ -147,10 +147,10 @@ fn check_rendering(dir: &str) {
         let container = &spec["containers"][0];
         assert_eq!(
             container["command"],
-            serde_yaml::to_value([name.as_str()]).unwrap(),
+            json!([name]),
             "{dir}: {name} runs its binary"
         );
-        let ports = container["ports"].as_sequence().expect("ports");
+        let ports = container["ports"].as_array().expect("ports");
         let http = ports
             .iter()
             .find(|p| p["name"] == "http")
@@ -177,7 +177,7 @@ fn check_rendering(dir: &str) {
                 );
             }
         }
-        let env_from = container["envFrom"].as_sequence().expect("envFrom");
+        let env_from = container["envFrom"].as_array().expect("envFrom");
         assert!(
             env_from
                 .iter()
@@ -190,7 +190,7 @@ fn check_rendering(dir: &str) {
             }),
             "{name} reads swarm-config"
         );
-        for env in container["env"].as_sequence().into_iter().flatten() {
+        for env in container["env"].as_array().into_iter().flatten() {
             let key = str_of(env, &["name"]).unwrap_or_default();
             assert!(
                 !matches!(key, "AMQP_URL" | "DATABASE_URL") || env.get("value").is_none(),
@@ -204,7 +204,7 @@ fn check_rendering(dir: &str) {
             str_of(so, &["spec", "scaleTargetRef", "name"]),
             Some(name.as_str())
         );
-        let triggers = so["spec"]["triggers"].as_sequence().expect("triggers");
+        let triggers = so["spec"]["triggers"].as_array().expect("triggers");
         assert_eq!(triggers.len(), 1);
         let trigger = &triggers[0];
         assert_eq!(str_of(trigger, &["type"]), Some("rabbitmq"));
@@ -240,10 +240,7 @@ fn check_rendering(dir: &str) {
 
     let job = find(&docs, "Job", "swarm-migrate");
     let init = &job["spec"]["template"]["spec"]["initContainers"][0];
-    assert_eq!(
-        init["command"],
-        serde_yaml::to_value(["swarm", "migrate"]).unwrap()
-    );
+    assert_eq!(init["command"], json!(["swarm", "migrate"]));
 }
 
 #[test]
@@ -271,7 +268,8 @@ fn compose_config(profile: Option<&str>) -> Option<Value> {
         "docker-compose config failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    Some(serde_yaml::from_slice(&out.stdout).unwrap())
+    let yaml = String::from_utf8(out.stdout).expect("UTF-8");
+    Some(serde_saphyr::from_str(&yaml).expect("valid YAML"))
 }
 
 #[test]
@@ -282,14 +280,14 @@ fn compose_runs_each_worker_as_its_own_user_with_replicas_and_health_checks() {
     let services = &config["services"];
     for (worker, _) in WORKERS {
         let service = &services[worker];
-        assert!(service.is_mapping(), "a {worker} service");
+        assert!(service.is_object(), "a {worker} service");
         assert!(
             service["deploy"]["replicas"]
                 .as_i64()
                 .is_some_and(|r| r >= 1),
             "{worker}: deploy.replicas"
         );
-        let test = serde_yaml::to_string(&service["healthcheck"]["test"]).unwrap();
+        let test = service["healthcheck"]["test"].to_string();
         assert!(
             test.contains("/healthz"),
             "{worker}: health check on /healthz"
@@ -334,7 +332,7 @@ fn compose_runs_each_worker_as_its_own_user_with_replicas_and_health_checks() {
     let demo = &services["demo"];
     assert_eq!(
         demo["profiles"],
-        serde_yaml::to_value(["demo"]).unwrap(),
+        json!(["demo"]),
         "the demo runs only with --profile demo"
     );
     // And the file is valid without the profile too (`docker compose config -q`).
