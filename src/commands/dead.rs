@@ -11,8 +11,6 @@ use anyhow::{bail, Context as _};
 use swarm_runtime::amqp::Outgoing;
 use swarm_runtime::Settings;
 
-use super::Outlet;
-
 /// `swarm dead ...`.
 #[derive(Debug, clap::Subcommand)]
 pub enum DeadCommand {
@@ -97,7 +95,7 @@ pub async fn run(settings: &Settings, command: DeadCommand) -> anyhow::Result<()
                     ids.iter().copied().filter(|i| !found.contains(i)).collect();
                 bail!("no dead letters to replay with ids {missing:?} (already replayed, or never there): see `swarm dead list`");
             }
-            let outlet = Outlet::connect(settings).await?;
+            let outlet = super::connect(settings).await?;
             let mut replayed = 0;
             for row in &rows {
                 let id: i64 = row.get(0);
@@ -111,7 +109,7 @@ pub async fn run(settings: &Settings, command: DeadCommand) -> anyhow::Result<()
                     serde_json::from_value(headers).unwrap_or_default();
                 headers.retain(|k, _| !k.starts_with("x-"));
                 let out = Outgoing {
-                    exchange: outlet.topology.exchange(),
+                    exchange: outlet.topology().exchange(),
                     routing_key: message_type.clone(),
                     message_type,
                     message_id: row
@@ -131,7 +129,7 @@ pub async fn run(settings: &Settings, command: DeadCommand) -> anyhow::Result<()
                     &[&id],
                 )
                 .await?;
-                outlet.publisher.publish(&out).await?;
+                outlet.publish(&out).await?;
                 tx.commit().await?;
                 replayed += 1;
             }

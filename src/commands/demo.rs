@@ -96,7 +96,7 @@ async fn pipeline(
     for (site, sample) in data {
         by_site.entry(site).or_default().push(sample);
     }
-    let outlet = super::Outlet::connect(settings).await?;
+    let outlet = super::connect(settings).await?;
     let job_id = Uuid::now_v7();
     let bar = progress(total as u64, "publishing");
     let span = super::publish::job_span(job_id);

@@ -11,7 +11,7 @@ pub mod stats;
 pub mod status;
 pub mod train;
 
-use swarm_runtime::{Publisher, Settings, Topology};
+use swarm_runtime::{Client, Settings};
 
 /// `n` and the noun, plural unless `n` is 1: "1 sample", "3 samples".
 pub fn count(n: usize, noun: &str) -> String {
@@ -32,46 +32,8 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A broker connection with a confirm-mode publisher and the topology declared (unless
+/// Connects to the broker as `swarm-cli` and declares the topology (unless
 /// `DECLARE_TOPOLOGY=false`).
-#[derive(Debug)]
-pub struct Outlet {
-    connection: lapin::Connection,
-    /// Publishes with confirms.
-    pub publisher: Publisher,
-    /// The namespace's names.
-    pub topology: Topology,
-}
-
-impl Outlet {
-    /// Connects and declares the topology.
-    pub async fn connect(settings: &Settings) -> anyhow::Result<Self> {
-        let connection = swarm_runtime::amqp::connect(&settings.amqp_url, "swarm-cli").await?;
-        let publisher = Publisher::new(&connection, "swarm-cli").await?;
-        let topology = Topology::new(settings.namespace.clone());
-        if settings.declare_topology {
-            topology.declare(publisher.channel()).await?;
-        }
-        Ok(Self {
-            connection,
-            publisher,
-            topology,
-        })
-    }
-
-    /// Publishes a message under a job id; returns its message id.
-    pub async fn send<M: broker_schemas::Message>(
-        &self,
-        message: &M,
-        job_id: &str,
-    ) -> anyhow::Result<String> {
-        self.publisher
-            .send(&self.topology, message, Some(job_id))
-            .await
-    }
-
-    /// Closes the connection.
-    pub async fn close(self) {
-        let _ = self.connection.close(200, "done".into()).await;
-    }
+pub async fn connect(settings: &Settings) -> anyhow::Result<Client> {
+    Client::connect(settings, "swarm-cli").await
 }

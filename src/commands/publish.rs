@@ -6,12 +6,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use broker_schemas::{limits, IngestV1, Sample, SampleKind};
 use indicatif::{ProgressBar, ProgressStyle};
-use swarm_runtime::Settings;
+use swarm_runtime::{Client, Settings};
 use tracing::Instrument;
 use uuid::Uuid;
 
 use super::status::{self, IngestStatus};
-use super::Outlet;
 use crate::load;
 
 /// Arguments of `swarm publish`.
@@ -134,7 +133,7 @@ pub fn progress(len: u64, what: &str) -> ProgressBar {
 
 /// Publishes samples of one site in batches under one job id; returns the number of messages.
 pub async fn publish_samples(
-    outlet: &Outlet,
+    outlet: &Client,
     project: &str,
     site: &str,
     samples: Vec<Sample>,
@@ -176,7 +175,7 @@ pub async fn run(settings: &Settings, args: PublishArgs) -> anyhow::Result<()> {
         let (kind, dimension) = shape(first);
         super::precheck::publish(&client, &args.project, kind, dimension).await?;
     }
-    let outlet = Outlet::connect(settings).await?;
+    let outlet = super::connect(settings).await?;
     let job_id = Uuid::now_v7();
     let bar = progress(samples.len() as u64, "publishing");
     let n = samples.len();

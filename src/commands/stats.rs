@@ -72,7 +72,7 @@ impl StatsArgs {
 pub async fn run(settings: &Settings, args: StatsArgs) -> anyhow::Result<()> {
     let job_id = Uuid::now_v7();
     let message = args.message(job_id)?;
-    let outlet = super::Outlet::connect(settings).await?;
+    let outlet = super::connect(settings).await?;
     outlet.send(&message, &job_id.to_string()).await?;
     outlet.close().await;
     println!("{job_id}");

@@ -240,7 +240,7 @@ pub async fn run(settings: &Settings, args: TrainArgs) -> anyhow::Result<()> {
     {
         super::precheck::train(&client, &args.project, &args.sites, &config).await?;
     }
-    let outlet = super::Outlet::connect(settings).await?;
+    let outlet = super::connect(settings).await?;
     outlet.send(&message, &run_id.to_string()).await?;
     outlet.close().await;
     println!("{run_id}");

@@ -11,6 +11,7 @@
 
 pub mod amqp;
 mod batch;
+pub mod client;
 mod client_cert;
 pub mod db;
 pub mod dead;
@@ -29,6 +30,7 @@ pub mod topology;
 pub mod worker;
 
 pub use amqp::Publisher;
+pub use client::Client;
 pub use handler::{HandleError, Handler, Incoming, MessageMeta, Work};
 pub use settings::Settings;
 pub use topology::Topology;
