@@ -15,6 +15,8 @@ use uuid::Uuid;
 /// Report formats.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum Format {
+    /// Plain text for a terminal: the Markdown report without escapes or emphasis.
+    Text,
     /// Markdown.
     Md,
     /// A self-contained HTML page.
@@ -38,7 +40,7 @@ pub enum ReportCommand {
         /// The run id (printed by `swarm train`) or statistics job id.
         run: Uuid,
         /// Output format.
-        #[arg(long, value_enum, default_value = "md")]
+        #[arg(long, value_enum, default_value = "text")]
         format: Format,
         /// Write to this file instead of stdout.
         #[arg(long)]
@@ -109,11 +111,11 @@ pub async fn run(settings: &Settings, command: ReportCommand) -> anyhow::Result<
             }
         }
         ReportCommand::Show { run, format, out } => {
-            let report = fetch(&client, run).await?;
             let text = match format {
-                Format::Md => report.markdown,
-                Format::Html => report.html,
-                Format::Json => serde_json::to_string_pretty(&report.json)?,
+                Format::Text => text_of(&client, run).await?,
+                Format::Md => fetch(&client, run).await?.markdown,
+                Format::Html => fetch(&client, run).await?.html,
+                Format::Json => serde_json::to_string_pretty(&fetch(&client, run).await?.json)?,
             };
             match out {
                 Some(path) => {
@@ -162,6 +164,17 @@ async fn fetch(client: &tokio_postgres::Client, id: Uuid) -> anyhow::Result<Rend
     };
     eprintln!("The report of {id} is not stored yet; rendering it now.");
     Ok(swarm_report::render::all(
+        &subject,
+        &RenderOptions::from_env(),
+    )?)
+}
+
+/// The report of `id` rendered now as plain text for a terminal.
+async fn text_of(client: &tokio_postgres::Client, id: Uuid) -> anyhow::Result<String> {
+    let Some(subject) = swarm_report::load_subject(client, id).await? else {
+        bail!("no run or statistics job {id}: `swarm report list` shows the finished ones");
+    };
+    Ok(swarm_report::render::text(
         &subject,
         &RenderOptions::from_env(),
     )?)

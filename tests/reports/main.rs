@@ -189,8 +189,9 @@ async fn a_statistics_job_gets_its_own_report() {
     renders(&db, &ReportHandler::default(), stats.id).await;
     let (kind, summary, markdown, html, json) = stored(&db, stats.id).await;
     assert_eq!(kind, "stats");
+    // The stored summary is plain text: terminals print it as it is.
     assert!(
-        summary.contains("**9** of 45 features significant"),
+        summary.contains(": 9 of 45 features significant") && !summary.contains("**"),
         "{summary}"
     );
     let document = scraper::Html::parse_document(&html);
@@ -339,6 +340,11 @@ async fn the_cli_lists_shows_and_opens_reports() {
 
     let md = swarm(&["report", "show", &run.run_id.to_string(), "--format", "md"]);
     assert!(md.starts_with(&format!("# Report for run {}", run.run_id)));
+    assert!(md.contains("model **logistic**"));
+    // Without --format: plain text for the terminal, no Markdown emphasis or escapes.
+    let text = swarm(&["report", "show", &run.run_id.to_string()]);
+    assert!(text.contains("model logistic (C=1.0)"), "{text}");
+    assert!(!text.contains("**") && !text.contains(r"\_"), "{text}");
     let json: serde_json::Value = serde_json::from_str(&swarm(&[
         "report",
         "show",

@@ -385,6 +385,15 @@ mod tests {
                 json!({"scheme": "leave_one_out"}),
                 "leave-one-out cross-validation",
             ),
+            // Nothing is shuffled: the stored seed is not shown.
+            (
+                json!({"scheme": "leave_one_out", "folds": 30, "seed": 0}),
+                "leave-one-out cross-validation",
+            ),
+            (
+                json!({"scheme": "leave_one_site_out", "seed": 0}),
+                "leave-one-site-out cross-validation",
+            ),
         ] {
             let cv: CvScheme = serde_json::from_value(stored.clone()).unwrap();
             assert_eq!(cv.describe(false), want, "{stored}");

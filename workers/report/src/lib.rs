@@ -34,6 +34,7 @@ pub mod db;
 pub mod fixtures;
 pub mod handler;
 pub mod model;
+pub mod pooled;
 pub mod render;
 
 pub use db::{load_run, load_stats, load_subject, store_report, LoadError, ReportLineage};

@@ -239,7 +239,12 @@ impl CvScheme {
             text.push_str(&format!(", repeated {repeats} times"));
         }
         let mut details: Vec<String> = Vec::new();
-        if let Some(seed) = self.seed {
+        // Only a k-fold shuffles; the other schemes' folds are fixed by the data.
+        let fixed = matches!(
+            self.scheme.as_deref(),
+            Some("leave_site_out" | "leave_one_site_out" | "leave_one_out" | "held_out_sites")
+        );
+        if let (Some(seed), false) = (self.seed, fixed) {
             details.push(format!("shuffle seed {seed}"));
         }
         if !test_sites.is_empty() {
@@ -295,6 +300,12 @@ pub struct FoldRow {
 }
 
 impl RunData {
+    /// Whether every fold tests one sample (leave-one-out): per-fold scores mean nothing, the
+    /// report shows pooled ones.
+    pub fn is_leave_one_out(&self) -> bool {
+        self.cv.scheme.as_deref() == Some("leave_one_out")
+    }
+
     /// The validation scheme as a sentence fragment ([`CvScheme::describe`]).
     pub fn cv_description(&self) -> String {
         self.cv.describe(self.is_regression())

@@ -67,6 +67,36 @@ pub(crate) fn metric_label(name: &str) -> String {
     }
 }
 
+/// Parameters whose values are whole numbers (counts and limits); the train worker stores every
+/// number as a float.
+const WHOLE_PARAMS: &[&str] = &[
+    "max_depth",
+    "max_features",
+    "max_iter",
+    "min_samples_leaf",
+    "min_samples_split",
+    "n_estimators",
+    "n_neighbors",
+];
+/// Limits that may be unlimited: stored as `None` (scikit-learn's spelling), or as 0 by older
+/// runs.
+const LIMITS: &[&str] = &["max_depth"];
+
+/// A parameter's value as its kind reads: `n_neighbors` `5.0` → `5`, `max_depth` `0` or `None`
+/// → `None (unlimited)`; anything else as stored.
+pub(crate) fn param_value(name: &str, value: &str) -> String {
+    let number = value.trim().parse::<f64>().ok().filter(|v| v.is_finite());
+    let limit = LIMITS.contains(&name);
+    match number {
+        Some(v) if v == 0.0 && limit => "None (unlimited)".to_owned(),
+        None if limit && value == "None" => "None (unlimited)".to_owned(),
+        Some(v) if v.fract() == 0.0 && v.abs() < 1e15 && WHOLE_PARAMS.contains(&name) => {
+            format!("{}", v as i64)
+        }
+        _ => value.to_owned(),
+    }
+}
+
 /// `mean ± sd` of a metric, or `n/a`.
 pub(crate) fn metric_text(run: &RunData, name: &str) -> String {
     match run.metric(name) {
@@ -228,6 +258,23 @@ mod tests {
             "t_1 (http://j)"
         );
         assert_eq!(Flavour::Plain.link("t_1", None), "t_1");
+    }
+
+    #[test]
+    fn parameters_read_as_their_kind() {
+        for (name, value, want) in [
+            ("n_neighbors", "5.0", "5"),
+            ("n_estimators", "100", "100"),
+            ("max_depth", "0.0", "None (unlimited)"),
+            ("max_depth", "None", "None (unlimited)"),
+            ("max_depth", "4.0", "4"),
+            ("max_features", "sqrt", "sqrt"),
+            ("C", "1.0", "1.0"),
+            ("tol", "0.0001", "0.0001"),
+            ("n_neighbors", "2.5", "2.5"),
+        ] {
+            assert_eq!(param_value(name, value), want, "{name}={value}");
+        }
     }
 
     #[test]

@@ -68,7 +68,7 @@ pub struct RenderError(#[from] minijinja::Error);
 /// Every rendering of one run or statistics job, as stored in a `reports` row.
 #[derive(Debug, Clone)]
 pub struct Rendered {
-    /// A short Markdown paragraph.
+    /// A short plain-text paragraph (no Markdown: terminals print it as it is).
     pub summary: String,
     /// The whole report as Markdown.
     pub markdown: String,
@@ -145,7 +145,7 @@ pub fn text(subject: &Subject, options: &RenderOptions) -> Result<String, Render
     }
 }
 
-/// Renders every format of a run.
+/// Renders every format of a run; the summary is plain text (terminals and SQL print it).
 pub fn run_report(run: &RunData, options: &RenderOptions) -> Result<Rendered, RenderError> {
     Ok(Rendered {
         summary: summary(run),
@@ -155,10 +155,11 @@ pub fn run_report(run: &RunData, options: &RenderOptions) -> Result<Rendered, Re
     })
 }
 
-/// A short Markdown paragraph: project, model, validation, the main score and accuracy (mean ±
-/// sd), samples, sites and classes.
+/// A short plain-text paragraph: project, model, validation, the main score and accuracy (mean ±
+/// sd, or pooled for leave-one-out), samples, sites and classes. The Markdown report opens with
+/// the same paragraph as Markdown.
 pub fn summary(run: &RunData) -> String {
-    views::summary(run, Flavour::Markdown)
+    views::summary(run, Flavour::Plain)
 }
 
 /// The whole report as Markdown, every section as a table.
@@ -173,8 +174,9 @@ pub fn html(run: &RunData, options: &RenderOptions) -> Result<String, RenderErro
 }
 
 /// The report as a JSON document: every [`RunData`] field (results and predictions included)
-/// plus `format` (`swarm.report.v1`), `summary`, `cv_description`, `main_metric`,
-/// `confusion_total`, `top_features` (named) and `trace_url`. Non-finite numbers become `null`.
+/// plus `format` (`swarm.report.v1`), `summary`, `cv_description`, `main_metric`, `pooled`
+/// (metrics over all out-of-fold predictions at once), `confusion_total`, `top_features` (named)
+/// and `trace_url`. Non-finite numbers become `null`.
 pub fn json(run: &RunData, options: &RenderOptions) -> serde_json::Value {
     #[derive(Serialize)]
     struct Document<'a> {
@@ -185,6 +187,7 @@ pub fn json(run: &RunData, options: &RenderOptions) -> serde_json::Value {
         summary: String,
         cv_description: String,
         main_metric: &'static str,
+        pooled: std::collections::BTreeMap<String, f64>,
         confusion_total: Vec<Vec<u64>>,
         top_features: Vec<views::FeatureRow>,
         trace_url: Option<String>,
@@ -196,6 +199,7 @@ pub fn json(run: &RunData, options: &RenderOptions) -> serde_json::Value {
         summary: summary(run),
         cv_description: run.cv_description(),
         main_metric: main_metric(run),
+        pooled: crate::pooled::pooled_metrics(run),
         confusion_total: run.confusion_total(),
         top_features: views::top_features(run),
         trace_url: run.trace_id.as_deref().and_then(|t| options.trace_url(t)),
@@ -307,6 +311,7 @@ mod tests {
     use super::*;
     use crate::fixtures;
     use crate::model::RunData;
+    use format::num;
 
     const EVIL: &str = "x<script>alert(1)</script>&co";
 
@@ -514,7 +519,7 @@ mod tests {
         assert!(!page.contains("<svg"));
         let md = markdown(&run, &RenderOptions::default()).unwrap();
         assert!(md.contains("## Metrics"));
-        assert!(summary(&run).contains("accuracy **n/a**"));
+        assert!(summary(&run).contains("accuracy n/a"));
     }
 
     #[test]
@@ -525,7 +530,7 @@ mod tests {
             crate::model::MetricSummary { mean: 0.4, sd: 0.1 },
         );
         assert_eq!(main_metric(&run), "r2");
-        assert!(summary(&run).contains("R² **0.400 ± 0.100**"));
+        assert!(summary(&run).contains("R² 0.400 ± 0.100"));
     }
 
     #[test]
@@ -562,8 +567,132 @@ mod tests {
             assert!(md.contains(needle), "the Markdown lacks {needle:?}:\n{md}");
         }
         assert!(!md.contains("## Confusion matrix"));
-        assert!(summary(&run).contains("R² **"));
+        assert!(summary(&run).contains("R² 0."));
         assert_eq!(json(&run, &RenderOptions::default())["main_metric"], "r2");
+    }
+
+    /// A leave-one-out run of `n` subjects, stored as the train worker stores one: one fold per
+    /// subject, per-fold accuracy and balanced accuracy of one sample, a stored seed.
+    fn leave_one_out_run(n: usize) -> RunData {
+        let mut run = fixtures::complete_run(n, 2, n);
+        run.cv = serde_json::from_value(serde_json::json!({
+            "scheme": "leave_one_out", "folds": n, "k": 5, "seed": 0, "repeats": 0,
+        }))
+        .unwrap();
+        for (fold, p) in run.folds.iter_mut().zip(&run.predictions) {
+            let right = f64::from(u8::from(p.y_true == p.y_pred));
+            fold.n_test = 1;
+            fold.metrics = [("accuracy", right), ("balanced_accuracy", right)]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect();
+        }
+        run.metrics.insert(
+            "balanced_accuracy".to_owned(),
+            crate::model::MetricSummary {
+                mean: 0.612,
+                sd: 0.0,
+            },
+        );
+        run
+    }
+
+    #[test]
+    fn leave_one_out_reports_pooled_metrics() {
+        let run = leave_one_out_run(30);
+        let pooled = crate::pooled::pooled_metrics(&run);
+        let (text, md, page) = (
+            summary(&run),
+            markdown(&run, &RenderOptions::default()).unwrap(),
+            html(&run, &RenderOptions::default()).unwrap(),
+        );
+        for output in [&text, &md, &page] {
+            assert!(!output.contains("± 0.000"), "a one-sample sd in {output}");
+            assert!(
+                !output.contains("shuffle seed"),
+                "nothing was shuffled: {output}"
+            );
+        }
+        // The mean of one-sample folds is shown nowhere.
+        assert!(!text.contains("0.612"), "{text}");
+        assert!(!md.contains("| Balanced accuracy | 0.612"), "{md}");
+        assert!(!page.contains("Balanced accuracy<b>0.612"));
+        let balanced = num(pooled["balanced_accuracy"]);
+        assert!(
+            text.contains(&format!("balanced accuracy {balanced} over")),
+            "{text}"
+        );
+        assert!(
+            md.contains(&format!("| Balanced accuracy | {balanced} |")),
+            "{md}"
+        );
+        assert!(md.contains("30 folds of one held-out sample each"));
+        assert!(!md.contains("| Fold | Train | Test |"));
+        assert!(!page.contains("data-chart=\"folds\""));
+    }
+
+    #[test]
+    fn the_pooled_auc_and_the_mean_auc_say_which_is_which() {
+        let run = fixtures::complete_run(5, 8, 60);
+        let page = html(&run, &RenderOptions::default()).unwrap();
+        let auc = num(run.results.roc.as_ref().unwrap().auc);
+        assert!(page.contains(&format!("<div>ROC AUC (pooled)<b>{auc}</b></div>")));
+        assert!(page.contains("<th>Mean over folds</th><th>± SD</th><th>Pooled</th>"));
+        let roc_row = format!(
+            "<tr><td>ROC AUC</td><td>{}</td><td>{}</td><td>{auc}</td></tr>",
+            num(run.metrics["roc_auc"].mean),
+            num(run.metrics["roc_auc"].sd)
+        );
+        assert!(page.contains(&roc_row), "{roc_row}");
+    }
+
+    #[test]
+    fn parameters_print_as_their_kind() {
+        let mut run = fixtures::complete_run(3, 2, 12);
+        run.model = "random_forest".to_owned();
+        run.params = [
+            ("n_estimators", "100.0"),
+            ("max_depth", "0.0"),
+            ("min_samples_leaf", "1.0"),
+            ("max_features", "sqrt"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let text = summary(&run);
+        assert!(
+            text.contains(
+                "(max_depth=None (unlimited), max_features=sqrt, min_samples_leaf=1, n_estimators=100)"
+            ),
+            "{text}"
+        );
+        let page = html(&run, &RenderOptions::default()).unwrap();
+        assert!(page.contains("<tr><th>n_estimators</th><td><code>100</code></td></tr>"));
+        assert!(page.contains("<tr><th>max_depth</th><td><code>None (unlimited)</code></td></tr>"));
+        assert!(!page.contains("100.0"));
+    }
+
+    #[test]
+    fn terminal_text_has_no_markdown_escapes() {
+        let mut run = fixtures::complete_run(3, 2, 12);
+        run.params.insert("max_iter".to_owned(), "100.0".to_owned());
+        let subject = Subject::Run(Box::new(run.clone()));
+        let text = text(&subject, &RenderOptions::default()).unwrap();
+        let stored = run_report(&run, &RenderOptions::default()).unwrap().summary;
+        for output in [&text, &stored] {
+            assert!(output.contains("max_iter=100"), "{output}");
+            assert!(
+                !output.contains(r"\_") && !output.contains("**"),
+                "{output}"
+            );
+        }
+        assert!(text.contains("| max_iter | 100 |"));
+        // The Markdown keeps its escapes and emphasis.
+        let md = markdown(&run, &RenderOptions::default()).unwrap();
+        assert!(md.contains(r"max\_iter=100") && md.contains("**logistic**"));
+        let stats = Subject::Stats(Box::new(fixtures::complete_stats()));
+        let text = super::text(&stats, &RenderOptions::default()).unwrap();
+        assert!(text.contains(": 9 of 45 features significant") && !text.contains("**"));
     }
 
     #[test]

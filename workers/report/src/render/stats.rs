@@ -27,9 +27,10 @@ pub fn report(stats: &StatsData, options: &RenderOptions) -> Result<Rendered, Re
     })
 }
 
-/// A short Markdown paragraph: project, test, how many features are significant.
+/// A short plain-text paragraph: project, test, how many features are significant. The
+/// Markdown report opens with the same paragraph as Markdown.
 pub fn summary(stats: &StatsData) -> String {
-    summary_in(stats, Flavour::Markdown)
+    summary_in(stats, Flavour::Plain)
 }
 
 fn summary_in(stats: &StatsData, flavour: Flavour) -> String {
@@ -364,7 +365,8 @@ mod tests {
         assert_eq!(doc["kind"], "stats");
         assert_eq!(doc["significant"].as_array().unwrap().len(), 9);
         assert_eq!(doc["results"]["features"].as_array().unwrap().len(), 45);
-        assert!(summary(&stats).contains("**9** of 45 features significant"));
+        assert!(summary(&stats).contains("Project adni-connectivity, Welch's t-test"));
+        assert!(summary(&stats).contains(": 9 of 45 features significant"));
     }
 
     #[test]

@@ -6,11 +6,13 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::format::{
-    csv_field, csv_href, csv_kib, duration, metric_label, metric_text, num, plural, pvalue, Flavour,
+    csv_field, csv_href, csv_kib, duration, metric_label, metric_text, num, param_value, plural,
+    pvalue, Flavour,
 };
 use super::{main_metric, RenderOptions, PREDICTION_ROWS_SHOWN, TOP_FEATURES};
 use crate::charts;
 use crate::model::{feature_name, Prediction, RunData};
+use crate::pooled::pooled_metrics;
 
 /// What a view is rendered into: the HTML page (with charts and a CSV download link) or a text
 /// report (Markdown or plain text, which carries the CSV itself).
@@ -47,6 +49,8 @@ pub(crate) struct RunView {
     model: String,
     created_at: String,
     task: String,
+    /// Leave-one-out: the metrics are pooled, the folds (one sample each) are not listed.
+    leave_one_out: bool,
     headline: Vec<(String, String)>,
     n_samples: u32,
     n_features: u32,
@@ -240,6 +244,8 @@ impl RunView {
     /// The view of `run` for `medium`.
     pub(crate) fn new(run: &RunData, options: &RenderOptions, medium: Medium) -> Self {
         let with_charts = medium.html();
+        let pooled = pooled_metrics(run);
+        let loo = run.is_leave_one_out();
         let main = main_metric(run);
         let fold_columns = fold_metric_names(run);
         let folds = run
@@ -260,7 +266,7 @@ impl RunView {
         } else {
             "accuracy"
         };
-        let fold_chart = with_charts
+        let fold_chart = (with_charts && !loo)
             .then(|| {
                 let values: Vec<(u32, f64)> = run
                     .folds
@@ -279,20 +285,25 @@ impl RunView {
             .flatten()
             .map(chart_html);
 
-        let mut headline = vec![(metric_label(main), metric_text(run, main))];
+        let score = |name: &str| score_text(run, &pooled, name);
+        let mut headline = vec![(metric_label(main), score(main))];
         if run.is_regression() {
             for name in ["mae", "rmse", "pearson_r"] {
-                if run.metrics.contains_key(name) {
-                    headline.push((metric_label(name), metric_text(run, name)));
+                if run.metrics.contains_key(name) || pooled.contains_key(name) {
+                    headline.push((metric_label(name), score(name)));
                 }
             }
         } else {
-            headline.push(("Accuracy".to_owned(), metric_text(run, "accuracy")));
+            headline.push(("Accuracy".to_owned(), score("accuracy")));
         }
+        // The curve's AUC is of the pooled scores; the stored metric is a mean over folds.
         if let Some(auc) = run.results.roc.as_ref().map(|r| r.auc) {
-            headline.push(("ROC AUC".to_owned(), num(auc)));
-        } else if run.metrics.contains_key("roc_auc") {
-            headline.push(("ROC AUC".to_owned(), metric_text(run, "roc_auc")));
+            headline.push(("ROC AUC (pooled)".to_owned(), num(auc)));
+        } else if run.metrics.contains_key("roc_auc") && !loo {
+            headline.push((
+                "ROC AUC (mean over folds)".to_owned(),
+                metric_text(run, "roc_auc"),
+            ));
         }
         if let Some(p) = &run.results.permutation {
             headline.push(("Permutation p".to_owned(), pvalue(p.p_value)));
@@ -310,6 +321,7 @@ impl RunView {
             model: run.model.clone(),
             created_at: run.created_at.format("%Y-%m-%d %H:%M UTC").to_string(),
             task: task(run).to_owned(),
+            leave_one_out: loo,
             headline,
             n_samples: run.n_samples,
             n_features: run.n_features,
@@ -318,11 +330,11 @@ impl RunView {
             params: run
                 .params
                 .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
+                .map(|(k, v)| (k.clone(), param_value(k, v)))
                 .collect(),
             pipeline: pipeline_rows(run),
             validation: validation_rows(run),
-            metrics: metric_rows(run),
+            metrics: metric_rows(run, &pooled),
             fold_columns: fold_columns.iter().map(|m| metric_label(m)).collect(),
             folds,
             fold_metric: metric_label(fold_metric),
@@ -373,13 +385,15 @@ pub(crate) fn summary(run: &RunData, flavour: Flavour) -> String {
             format!(" ({})", shown.join(", "))
         }
     };
+    let pooled = pooled_metrics(run);
+    let score = |name: &str| flavour.strong(&score_text(run, &pooled, name));
     let scores = if main_metric(run) == "r2" {
-        format!("R² {}", flavour.strong(&metric_text(run, "r2")))
+        format!("R² {}", score("r2"))
     } else {
         format!(
             "accuracy {}, balanced accuracy {}",
-            flavour.strong(&metric_text(run, "accuracy")),
-            flavour.strong(&metric_text(run, "balanced_accuracy"))
+            score("accuracy"),
+            score("balanced_accuracy")
         )
     };
     let classes = if run.classes.is_empty() {
@@ -393,7 +407,10 @@ pub(crate) fn summary(run: &RunData, flavour: Flavour) -> String {
         let params: Vec<String> = run
             .params
             .iter()
-            .map(|(k, v)| format!("{}={}", flavour.escape(k), flavour.escape(v)))
+            .map(|(k, v)| {
+                let v = param_value(k, v);
+                format!("{}={}", flavour.escape(k), flavour.escape(&v))
+            })
             .collect();
         format!(" ({})", params.join(", "))
     };
@@ -618,7 +635,7 @@ fn grid_view(run: &RunData, with_charts: bool) -> Option<GridView> {
     let label = |c: &broker_schemas::results::GridCandidate| {
         c.params
             .iter()
-            .map(|(k, v)| format!("{k}={v}"))
+            .map(|(k, v)| format!("{k}={}", param_value(k, &v.to_string())))
             .collect::<Vec<_>>()
             .join(", ")
     };
@@ -663,7 +680,12 @@ fn grid_view(run: &RunData, with_charts: bool) -> Option<GridView> {
                 index: i,
                 values: params
                     .iter()
-                    .map(|p| c.params.get(p).map(|v| v.to_string()).unwrap_or_default())
+                    .map(|p| {
+                        c.params
+                            .get(p)
+                            .map(|v| param_value(p, &v.to_string()))
+                            .unwrap_or_default()
+                    })
                     .collect(),
                 mean: num(c.score.mean),
                 sd: num(c.score.sd),
@@ -916,10 +938,13 @@ struct MetricRow {
     label: String,
     mean: String,
     sd: String,
+    /// Over all out-of-fold predictions at once, or `–`.
+    pooled: String,
 }
 
-/// `runs.metrics`, completed by `results.metrics` for names it lacks.
-fn metric_rows(run: &RunData) -> Vec<MetricRow> {
+/// `runs.metrics`, completed by `results.metrics` for names it lacks, with the pooled value of
+/// each; leave-one-out keeps only the pooled ones (a mean of one-sample folds means nothing).
+fn metric_rows(run: &RunData, pooled: &BTreeMap<String, f64>) -> Vec<MetricRow> {
     let mut all: BTreeMap<&str, (f64, f64)> = run
         .metrics
         .iter()
@@ -928,13 +953,30 @@ fn metric_rows(run: &RunData) -> Vec<MetricRow> {
     for (k, m) in &run.results.metrics {
         all.entry(k.as_str()).or_insert((m.mean, m.sd));
     }
+    for k in pooled.keys() {
+        all.entry(k.as_str()).or_insert((f64::NAN, f64::NAN));
+    }
+    let loo = run.is_leave_one_out();
     all.into_iter()
+        .filter(|(name, _)| !loo || pooled.contains_key(*name))
         .map(|(name, (mean, sd))| MetricRow {
             label: metric_label(name),
             mean: num(mean),
             sd: num(sd),
+            pooled: pooled.get(name).map_or_else(|| "–".to_owned(), |v| num(*v)),
         })
         .collect()
+}
+
+/// A headline score: pooled for leave-one-out, else `mean ± sd` over the folds.
+fn score_text(run: &RunData, pooled: &BTreeMap<String, f64>, name: &str) -> String {
+    if run.is_leave_one_out() {
+        pooled
+            .get(name)
+            .map_or_else(|| "n/a".to_owned(), |v| num(*v))
+    } else {
+        metric_text(run, name)
+    }
 }
 
 /// The preprocessing pipeline as (label, value) pairs.
