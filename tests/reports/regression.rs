@@ -158,3 +158,8 @@ async fn an_svr_regression_is_reported_end_to_end() {
 async fn a_random_forest_regression_is_reported_end_to_end() {
     a_regression_run_is_reported("random_forest_regressor", &[("n_estimators", "20")]).await;
 }
+
+#[tokio::test]
+async fn an_elastic_net_regression_is_reported_end_to_end() {
+    a_regression_run_is_reported("elastic_net", &[("alpha", "0.1")]).await;
+}
