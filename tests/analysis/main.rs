@@ -6,6 +6,7 @@
 //! statsmodels), committed under `tests/data/`, so this needs no Python.
 
 mod helpers;
+mod text;
 
 use std::collections::BTreeMap;
 

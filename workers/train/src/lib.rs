@@ -34,6 +34,7 @@ pub mod model;
 pub mod pipeline;
 pub mod preprocess;
 pub mod stats;
+pub mod tfidf;
 pub mod validation;
 
 pub use handler::{TrainHandler, TrainJob};
