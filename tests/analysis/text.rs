@@ -109,7 +109,7 @@ fn tfidf_and_linear_models_match_scikit_learn_fold_by_fold() {
                 &spec(name, &params),
                 &pipeline,
                 &data,
-                &[split.clone()],
+                std::slice::from_ref(&split),
                 false,
                 0,
             )
