@@ -19,7 +19,7 @@
 //!   `stats_jobs`, then `report.v1` with the job id.
 //!
 //! The algorithms ([`algo`]) are focused implementations over [`matrix::Matrix`] that follow
-//! scikit-learn's objectives and defaults (see ARCHITECTURE.md for why not smartcore's). Every
+//! scikit-learn's objectives and defaults (ARCHITECTURE.md, "Why our own solvers"). Every
 //! failure caused by the request or the data is permanent (dead-lettered with a reason); database
 //! errors are transient. The domain modules are pure and synchronous, so the CLI, tests and
 //! benchmarks call them without a broker or a database.

@@ -2,11 +2,9 @@
 //! Lin 2005) with a kernel-row cache, for C-SVC (one-vs-one for more than two classes, votes with
 //! ties to the lower class, as libsvm) and ε-SVR.
 //!
-//! Why not smartcore: its `SVC` is 20–58× slower than scikit-learn here, loses its parameters in
-//! a serde round trip (then panics in `predict`), and its multiclass wrapper has no serde and
-//! breaks vote ties in hash-map order. This solver follows libsvm (what scikit-learn wraps)
-//! step by step — same dual, same working-set rule, same stopping tolerance (`tol`, default
-//! 1e-3), same bias — so its models match scikit-learn's, and a fitted model is plain data.
+//! This solver follows libsvm (what scikit-learn wraps) step by step — same dual, same
+//! working-set rule, same stopping tolerance (`tol`, default 1e-3), same bias — so its models
+//! match scikit-learn's, and a fitted model is plain data.
 
 use serde::{Deserialize, Serialize};
 

@@ -4,9 +4,8 @@
 //! halfway between neighbouring values, bootstrap samples per tree, and forest probabilities
 //! averaged over trees (not votes). Seeded with ChaCha8: the same seed gives the same forest.
 //!
-//! Why not smartcore's: its forest has no class probabilities (so no ROC curve) and its trees'
-//! internals are private; this tree stores class proportions in its leaves and impurity-based
-//! feature importances, and is plain serialisable data.
+//! A tree stores class proportions in its leaves (so a forest has class probabilities and a ROC
+//! curve) and impurity-based feature importances, and is plain serialisable data.
 
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
