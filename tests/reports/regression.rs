@@ -1,7 +1,7 @@
 //! Regression runs through the whole pipeline: numeric labels published to the real workers
 //! (ingest → features → train → report, through the broker) get a stored report with HTML,
 //! Markdown and JSON, the predicted-vs-true and residual charts, and a `report_summary` row
-//! with `reported_at`, for every regression model.
+//! with `reported_at`, for every regression model; the subjects' covariates are listed.
 
 use broker_schemas::{IngestV1, Sample, TrainOptions, TrainRequest, TrainV1};
 use uuid::Uuid;
@@ -26,11 +26,15 @@ fn regression_samples(site_index: usize) -> Vec<Sample> {
                 .collect();
             let noise = ((i * 31 + site_index * 17) as f64 * 0.53).sin() * 0.3;
             let target = 50.0 + 6.0 * f64::from(values[0]) - 4.0 * f64::from(values[1]) + noise;
-            Sample::vector(
+            let mut sample = Sample::vector(
                 format!("{}-sub-{i:02}", SITES[site_index]),
                 format!("{target:.3}"),
                 values,
-            )
+            );
+            sample
+                .covariates
+                .insert("age".to_owned(), 20.0 + (i % 10) as f64);
+            sample
         })
         .collect()
 }
@@ -101,6 +105,8 @@ async fn a_regression_run_is_reported(model: &str, params: &[(&str, &str)]) {
         "| Fold | Train | Test | R² | MAE | RMSE | Pearson r |",
         "## Scores per site",
         "residual = predicted − true",
+        // The covariates of the run's subjects, in the data section: ages 20–29.
+        "| age | 40 | 24.500 |",
     ] {
         assert!(
             markdown.contains(needle),

@@ -11,7 +11,9 @@ use serde_json::Value;
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
-use crate::model::{CvScheme, FoldRow, MetricSummary, Prediction, RunData, StatsData, Subject};
+use crate::model::{
+    Covariate, CvScheme, FoldRow, MetricSummary, Prediction, RunData, StatsData, Subject,
+};
 use crate::render::Rendered;
 
 /// Reads one run, with its project's region labels.
@@ -27,6 +29,18 @@ pub const SELECT_FOLDS: &str = "SELECT fold, n_train, n_test, accuracy, balanced
 /// Reads a run's out-of-fold predictions.
 pub const SELECT_PREDICTIONS: &str = "SELECT repeat, site, subject, fold, y_true, y_pred, score \
      FROM predictions WHERE run_id = $1 ORDER BY repeat, site, subject, sample_id";
+
+/// Summarises the covariates of a run's subjects (those with an out-of-fold prediction in the
+/// first repeat): per name, how many subjects have it, and over the numeric values their count,
+/// mean, sd, min and max.
+pub const SELECT_COVARIATES: &str = "SELECT c.key AS name, count(*) AS n, \
+     count(x.v) AS numeric, avg(x.v) AS mean, stddev_samp(x.v) AS sd, min(x.v) AS min, \
+     max(x.v) AS max \
+     FROM predictions p JOIN samples s ON s.id = p.sample_id \
+     CROSS JOIN LATERAL jsonb_each(s.covariates) c \
+     CROSS JOIN LATERAL (SELECT CASE WHEN jsonb_typeof(c.value) = 'number' \
+         THEN c.value::text::float8 END AS v) x \
+     WHERE p.run_id = $1 AND p.repeat = 0 GROUP BY c.key ORDER BY c.key";
 
 /// Reads one statistics job, with its project's region labels.
 pub const SELECT_STATS: &str = "SELECT s.id, s.project, s.test, s.covariate, s.sites, \
@@ -195,6 +209,26 @@ where
         });
     }
 
+    let mut covariates = Vec::new();
+    for c in client.query(SELECT_COVARIATES, &[&run_id]).await? {
+        let count = |column: &str| -> Result<u64, LoadError> {
+            let n: i64 = c.try_get(column)?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        };
+        let number = |column: &str| -> Result<f64, LoadError> {
+            Ok(c.try_get::<_, Option<f64>>(column)?.unwrap_or(f64::NAN))
+        };
+        covariates.push(Covariate {
+            name: c.try_get("name")?,
+            n: count("n")?,
+            numeric: count("numeric")?,
+            mean: number("mean")?,
+            sd: number("sd")?,
+            min: number("min")?,
+            max: number("max")?,
+        });
+    }
+
     Ok(Some(RunData {
         run_id: row.try_get("id")?,
         project: row.try_get("project")?,
@@ -214,6 +248,7 @@ where
         created_at: row.try_get("created_at")?,
         results,
         predictions,
+        covariates,
         region_labels: row
             .try_get::<_, Option<Vec<String>>>("region_labels")?
             .unwrap_or_default(),
@@ -429,6 +464,7 @@ mod tests {
             SELECT_RUN,
             SELECT_FOLDS,
             SELECT_PREDICTIONS,
+            SELECT_COVARIATES,
             SELECT_STATS,
             UPSERT_REPORT,
         ] {

@@ -10,7 +10,7 @@ use broker_schemas::results::{
 use chrono::{TimeZone, Utc};
 use uuid::Uuid;
 
-use crate::model::{CvScheme, FoldRow, MetricSummary, Prediction, RunData, StatsData};
+use crate::model::{Covariate, CvScheme, FoldRow, MetricSummary, Prediction, RunData, StatsData};
 
 /// A small deterministic generator (SplitMix64), so fixtures need no `rand`.
 #[derive(Debug, Clone)]
@@ -259,6 +259,26 @@ pub fn complete_run(n_folds: usize, n_metrics: usize, n_subjects: usize) -> RunD
             .single()
             .unwrap_or_default(),
         predictions,
+        covariates: vec![
+            Covariate {
+                name: "age".to_owned(),
+                n: n_subjects as u64,
+                numeric: n_subjects as u64,
+                mean: 71.4,
+                sd: 6.2,
+                min: 55.0,
+                max: 90.0,
+            },
+            Covariate {
+                name: "sex".to_owned(),
+                n: n_subjects as u64,
+                numeric: n_subjects as u64,
+                mean: 0.48,
+                sd: 0.5,
+                min: 0.0,
+                max: 1.0,
+            },
+        ],
         region_labels: REGIONS.iter().map(|s| (*s).to_owned()).collect(),
     }
 }

@@ -81,9 +81,31 @@ pub struct RunData {
     pub results: RunResults,
     /// Per-subject out-of-fold predictions (`predictions`), ordered by repeat, site, subject.
     pub predictions: Vec<Prediction>,
+    /// The covariates recorded for the run's subjects (`samples.covariates`), by name.
+    pub covariates: Vec<Covariate>,
     /// The project's region labels (`projects.region_labels`), empty when it has none: names
     /// connectivity features as region pairs.
     pub region_labels: Vec<String>,
+}
+
+/// A covariate of a run's subjects: how many have it and, over its numeric values, a summary
+/// (NaN where undefined).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Covariate {
+    /// The covariate's name, e.g. `age`.
+    pub name: String,
+    /// Subjects that have it.
+    pub n: u64,
+    /// Subjects whose value is a number.
+    pub numeric: u64,
+    /// Mean of the numeric values.
+    pub mean: f64,
+    /// Sample standard deviation of the numeric values.
+    pub sd: f64,
+    /// Smallest numeric value.
+    pub min: f64,
+    /// Largest numeric value.
+    pub max: f64,
 }
 
 /// One subject's out-of-fold prediction (`predictions` row).

@@ -502,6 +502,7 @@ mod tests {
         run.metrics.clear();
         run.data_summary.clear();
         run.params.clear();
+        run.covariates.clear();
         run.results = Default::default();
         run.job_id = None;
         run.trace_id = None;
@@ -512,7 +513,8 @@ mod tests {
             "No parameter grid was searched.",
             "No permutation test was run.",
             "No per-subject predictions were stored.",
-            "No feature weights were stored.",
+            "No covariates were recorded for these subjects.",
+            "No feature weights: the train worker stored no weights for this logistic run.",
         ] {
             assert!(page.contains(note), "{note}");
         }
@@ -693,6 +695,79 @@ mod tests {
         let stats = Subject::Stats(Box::new(fixtures::complete_stats()));
         let text = super::text(&stats, &RenderOptions::default()).unwrap();
         assert!(text.contains(": 9 of 45 features significant") && !text.contains("**"));
+    }
+
+    #[test]
+    fn missing_feature_weights_say_why() {
+        let mut run = fixtures::complete_run(3, 2, 12);
+        run.results.feature_weights = None;
+        for (model, params, classes, want) in [
+            (
+                "svc",
+                vec![],
+                2,
+                "an SVC with the rbf kernel has no weight per feature",
+            ),
+            (
+                "svc",
+                vec![("kernel", "linear")],
+                3,
+                "a linear SVC of 3 classes has one weight vector per pair of classes",
+            ),
+            (
+                "knn",
+                vec![("n_neighbors", "5")],
+                2,
+                "KNN has no weight per feature",
+            ),
+            (
+                "gaussian_nb",
+                vec![],
+                2,
+                "Gaussian naive Bayes has no weight per feature",
+            ),
+        ] {
+            run.model = model.to_owned();
+            run.params = params
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            run.classes = ["a", "b", "c"][..classes]
+                .iter()
+                .map(|c| (*c).to_owned())
+                .collect();
+            let page = html(&run, &RenderOptions::default()).unwrap();
+            assert!(
+                page.contains(&format!("No feature weights: {want}")),
+                "{model}"
+            );
+            let md = markdown(&run, &RenderOptions::default()).unwrap();
+            assert!(
+                md.contains(&format!("No feature weights: {want}")),
+                "{model}"
+            );
+        }
+    }
+
+    #[test]
+    fn covariates_are_listed_with_the_data() {
+        let mut run = fixtures::complete_run(3, 2, 12);
+        run.covariates[1].numeric = 10;
+        let md = markdown(&run, &RenderOptions::default()).unwrap();
+        assert!(md.contains("Covariates recorded for these subjects (not used by the model):"));
+        assert!(
+            md.contains("| age | 12 | 71.400 | 6.200 | 55.000 | 90.000 |"),
+            "{md}"
+        );
+        assert!(md.contains("| sex (2 not numbers) | 12 |"), "{md}");
+        let data = md.split("## Model").next().unwrap();
+        assert!(
+            data.contains("| age |"),
+            "covariates belong to the data section"
+        );
+        let page = html(&run, &RenderOptions::default()).unwrap();
+        assert!(page.contains("<th>Covariate</th>"));
+        assert!(page.contains("<td class=\"name\">age</td><td>12</td><td>71.400</td>"));
     }
 
     #[test]

@@ -57,6 +57,8 @@ pub(crate) struct RunView {
     data: DataTable,
     /// Regression: the target per site (the data table counts classes).
     target: Vec<TargetRow>,
+    /// The covariates recorded for the run's subjects.
+    covariates: Vec<CovariateRow>,
     params: Vec<(String, String)>,
     pipeline: Vec<(&'static str, String)>,
     validation: Vec<(&'static str, String)>,
@@ -77,6 +79,8 @@ pub(crate) struct RunView {
     held_out: Option<HeldOutView>,
     predictions: PredictionsView,
     features: Option<FeaturesView>,
+    /// Why there are no feature weights (empty when there are).
+    no_features: String,
     lineage: Vec<LineageRow>,
 }
 
@@ -112,6 +116,19 @@ struct TargetRow {
     sd: String,
     min: String,
     max: String,
+}
+
+/// A covariate of the run's subjects, formatted.
+#[derive(Debug, Serialize)]
+struct CovariateRow {
+    name: String,
+    n: u64,
+    mean: String,
+    sd: String,
+    min: String,
+    max: String,
+    /// Subjects whose value is not a number (shown when some are).
+    not_numeric: u64,
 }
 
 /// A regression's fit: the charts of its out-of-fold predictions.
@@ -327,6 +344,19 @@ impl RunView {
             n_features: run.n_features,
             data: DataTable::new(run),
             target: target_rows(run),
+            covariates: run
+                .covariates
+                .iter()
+                .map(|c| CovariateRow {
+                    name: c.name.clone(),
+                    n: c.n,
+                    mean: num(c.mean),
+                    sd: num(c.sd),
+                    min: num(c.min),
+                    max: num(c.max),
+                    not_numeric: c.n.saturating_sub(c.numeric),
+                })
+                .collect(),
             params: run
                 .params
                 .iter()
@@ -358,6 +388,11 @@ impl RunView {
             }),
             predictions: predictions_view(run, with_charts),
             features: features_view(run, with_charts),
+            no_features: if run.results.feature_weights.is_some() {
+                String::new()
+            } else {
+                no_weights_reason(run)
+            },
             lineage: lineage_rows(
                 ("Run id", run.run_id),
                 run.job_id.as_deref(),
@@ -853,6 +888,34 @@ pub(crate) fn top_features(run: &RunData) -> Vec<FeatureRow> {
             value_text: format!("{:.4}", w.values[i]),
         })
         .collect()
+}
+
+/// Why a run has no feature weights, from its model: a report never just says there are none.
+pub(crate) fn no_weights_reason(run: &RunData) -> String {
+    let param = |name: &str| run.params.get(name).map(String::as_str);
+    let kernel = param("kernel").unwrap_or("rbf");
+    let pca = run.results.pipeline.pca_components.is_some();
+    match run.model.as_str() {
+        "svc" | "svr" if kernel != "linear" => format!(
+            "an {} with the {kernel} kernel has no weight per feature: its decision is made from \
+             its support vectors.",
+            run.model.to_uppercase()
+        ),
+        "svc" if run.classes.len() > 2 => format!(
+            "a linear SVC of {} classes has one weight vector per pair of classes (one-vs-one), \
+             which the run does not store.",
+            run.classes.len()
+        ),
+        "knn" => "KNN has no weight per feature: it predicts from the nearest training subjects."
+            .to_owned(),
+        "gaussian_nb" => "Gaussian naive Bayes has no weight per feature: it models each \
+                          feature's distribution per class."
+            .to_owned(),
+        "random_forest" | "random_forest_regressor" | "decision_tree" if pca => "importances of \
+             PCA components cannot be mapped back to the input features."
+            .to_owned(),
+        model => format!("the train worker stored no weights for this {model} run."),
+    }
 }
 
 fn features_view(run: &RunData, with_charts: bool) -> Option<FeaturesView> {
