@@ -30,8 +30,9 @@ enum Command {
     /// What became of a job: an ingest job's samples (ingested, featurised, refused and why),
     /// or a run.
     Status(commands::status::StatusArgs),
-    /// Name a time-series project's regions, so that reports name connectivity features by
-    /// region pair.
+    /// Name a project's features (or a time-series project's regions, so that connectivity
+    /// features are named by region pair); reports and statistics use the names.
+    #[command(visible_alias = "features")]
     Regions(commands::regions::RegionsArgs),
     /// Start a training run (cross-validation, then a final model); prints the run id.
     Train(TrainArgs),

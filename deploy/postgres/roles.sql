@@ -3,8 +3,8 @@
 --
 --     swarm_ingest    projects (read, add), samples (read, add, update)
 --     swarm_features  samples (read), features (read, add, update)
---     swarm_train     projects, samples, features (read); runs, folds, predictions, stats_jobs (read, add)
---     swarm_report    projects, runs, folds, predictions, stats_jobs (read); reports (read, add, update)
+--     swarm_train     projects, feature_names, samples, features (read); runs, folds, predictions, stats_jobs (read, add)
+--     swarm_report    projects, feature_names, runs, folds, predictions, stats_jobs (read); reports (read, add, update)
 --     every worker    processed_messages (add), outbox (read, add, lock, delete), dead_letters (add)
 --
 -- No worker may delete or truncate data, create or alter tables, or read what it does not use;
@@ -91,6 +91,7 @@ BEGIN
             ('swarm_features', 'features', 'SELECT, INSERT, UPDATE'),
             -- train: reads the data, writes a run and its results.
             ('swarm_train', 'projects',    'SELECT'),
+            ('swarm_train', 'feature_names', 'SELECT'),
             ('swarm_train', 'samples',     'SELECT'),
             ('swarm_train', 'features',    'SELECT'),
             ('swarm_train', 'runs',        'SELECT, INSERT'),
@@ -99,6 +100,7 @@ BEGIN
             ('swarm_train', 'stats_jobs',  'SELECT, INSERT'),
             -- report: reads a run and its results, upserts the report.
             ('swarm_report', 'projects',    'SELECT'),
+            ('swarm_report', 'feature_names', 'SELECT'),
             ('swarm_report', 'runs',        'SELECT'),
             ('swarm_report', 'folds',       'SELECT'),
             ('swarm_report', 'predictions', 'SELECT'),

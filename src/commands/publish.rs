@@ -10,6 +10,7 @@ use swarm_runtime::{Client, Settings};
 use tracing::Instrument;
 use uuid::Uuid;
 
+use super::regions::{self, Names};
 use super::status::{self, IngestStatus};
 use crate::load;
 
@@ -89,32 +90,43 @@ fn shape(sample: &Sample) -> (SampleKind, usize) {
     (sample.kind, dimension)
 }
 
-/// Reads the files into samples.
-pub fn read_samples(args: &PublishArgs) -> anyhow::Result<Vec<Sample>> {
+/// Reads the files into samples, with the names the files give their features or regions.
+pub fn read_samples(args: &PublishArgs) -> anyhow::Result<(Vec<Sample>, Option<Names>)> {
     match &args.labels {
         Some(labels) => {
             let labels = load::read_labels(labels)?;
             let is_text =
                 |p: &PathBuf| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("txt"));
             match args.files.iter().filter(|p| is_text(p)).count() {
-                0 => load::timeseries_samples(&args.files, &labels),
-                n if n == args.files.len() => load::text_samples(&args.files, &labels),
+                0 => Ok((
+                    load::timeseries_samples(&args.files, &labels)?,
+                    load::region_names(&args.files)?.map(Names::Regions),
+                )),
+                n if n == args.files.len() => Ok((load::text_samples(&args.files, &labels)?, None)),
                 _ => bail!("publish text (.txt) and time-series files in separate runs"),
             }
         }
         None => {
             let mut samples = Vec::new();
+            let mut names: Option<(&PathBuf, Vec<String>)> = None;
             for path in &args.files {
                 let bytes = std::fs::read(path)
                     .with_context(|| format!("Failed to read {}", path.display()))?;
-                samples.extend(load::read_table_with(
-                    path,
-                    &bytes,
-                    args.label.as_deref(),
-                    &args.covariates,
-                )?);
+                let (read, features) =
+                    load::read_table_with(path, &bytes, args.label.as_deref(), &args.covariates)?;
+                match &names {
+                    Some((first, first_names)) if *first_names != features => bail!(
+                        "{} and {} name their features differently; give the tables one header, \
+                         or publish them into separate projects",
+                        first.display(),
+                        path.display()
+                    ),
+                    Some(_) => {}
+                    None => names = Some((path, features)),
+                }
+                samples.extend(read);
             }
-            Ok(samples)
+            Ok((samples, names.map(|(_, n)| Names::Features(n))))
         }
     }
 }
@@ -167,13 +179,28 @@ pub fn job_span(job_id: Uuid) -> tracing::Span {
 pub async fn run(settings: &Settings, args: PublishArgs) -> anyhow::Result<()> {
     check_name("--project", &args.project)?;
     check_name("--site", &args.site)?;
-    let samples = read_samples(&args)?;
+    let (samples, names) = read_samples(&args)?;
     let Some(first) = samples.first() else {
         bail!("the files hold no samples");
     };
-    if let Some(client) = super::precheck::connect(settings, "the project's kind").await {
+    let what = if names.is_some() {
+        "the project's kind (and the feature names not stored)"
+    } else {
+        "the project's kind"
+    };
+    if let Some(client) = super::precheck::connect(settings, what).await {
         let (kind, dimension) = shape(first);
         super::precheck::publish(&client, &args.project, kind, dimension).await?;
+        if let Some(names) = &names {
+            if let Some(before) = regions::store(&client, &args.project, names).await? {
+                eprintln!(
+                    "note: project {:?}'s {} were named {}; the names in these files replace them",
+                    args.project,
+                    names.what(),
+                    before.join(", ")
+                );
+            }
+        }
     }
     let outlet = super::connect(settings).await?;
     let job_id = Uuid::now_v7();

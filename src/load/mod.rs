@@ -31,7 +31,7 @@ pub use neurolearn::{read_neurolearn_table, Covariates};
 pub use npy::read_npy;
 pub use table::{read_feature_table, read_table_with};
 pub use text::text_samples;
-pub use timeseries::{read_timeseries, timeseries_samples, Timeseries};
+pub use timeseries::{read_timeseries, region_names, timeseries_samples, Timeseries};
 
 use std::io::Read;
 use std::path::Path;

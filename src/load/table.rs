@@ -142,7 +142,45 @@ pub fn read_feature_table<R: Read>(path: &Path, mut reader: R) -> anyhow::Result
 /// `covariates` names the columns kept as each subject's covariates rather than as features (for
 /// a NEURO-LEARN table, among its other numeric `LABEL_*` columns, named without the prefix in
 /// lower case; empty keeps them all).
+///
+/// Returns the samples and their features' names, in column order: a plain table's header after
+/// `subject,label` (without the covariates), or a NEURO-LEARN table's columns after its
+/// `LABEL_*` ones.
 pub fn read_table_with(
+    path: &Path,
+    bytes: &[u8],
+    label: Option<&str>,
+    covariates: &[String],
+) -> anyhow::Result<(Vec<Sample>, Vec<String>)> {
+    let samples = read_samples_with(path, bytes, label, covariates)?;
+    let names = feature_names(path, bytes, covariates)?;
+    Ok((samples, names))
+}
+
+/// The names of a table's feature columns, without the covariates.
+fn feature_names(path: &Path, bytes: &[u8], covariates: &[String]) -> anyhow::Result<Vec<String>> {
+    let header = delimited_reader(path, bytes)
+        .records()
+        .next()
+        .transpose()?
+        .with_context(|| format!("{}: no header", path.display()))?;
+    let names = header.iter().map(|h| h.trim_start_matches('\u{feff}'));
+    Ok(if is_neurolearn(path, bytes) {
+        names
+            .skip(1)
+            .skip_while(|h| h.starts_with("LABEL_"))
+            .map(str::to_owned)
+            .collect()
+    } else {
+        names
+            .skip(2)
+            .filter(|h| !covariates.iter().any(|c| c == h))
+            .map(str::to_owned)
+            .collect()
+    })
+}
+
+fn read_samples_with(
     path: &Path,
     bytes: &[u8],
     label: Option<&str>,
@@ -212,6 +250,27 @@ mod tests {
 
     fn table(name: &str, content: &str) -> anyhow::Result<Vec<Sample>> {
         read_feature_table(Path::new(name), content.as_bytes())
+    }
+
+    #[test]
+    fn feature_names_come_from_the_header() {
+        let plain = "subject,label,age,score,thickness\ns1,a,30,1.5,2\n";
+        let (samples, names) =
+            read_table_with(Path::new("t.csv"), plain.as_bytes(), None, &[]).unwrap();
+        assert_eq!(names, ["age", "score", "thickness"]);
+        assert_eq!(samples[0].values.len(), names.len());
+        let (samples, names) =
+            read_table_with(Path::new("t.csv"), plain.as_bytes(), None, &["age".into()]).unwrap();
+        assert_eq!(
+            names,
+            ["score", "thickness"],
+            "a covariate is not a feature"
+        );
+        assert_eq!(samples[0].values, [1.5, 2.0]);
+        let neurolearn = "\u{feff}ID,LABEL_GROUP,LABEL_AGE,ALFF_1,ReHo_1\ns1,HC,30,0.5,1\n";
+        let (_, names) =
+            read_table_with(Path::new("n.csv"), neurolearn.as_bytes(), None, &[]).unwrap();
+        assert_eq!(names, ["ALFF_1", "ReHo_1"]);
     }
 
     #[test]

@@ -78,6 +78,50 @@ pub fn read_timeseries(path: &Path) -> anyhow::Result<Timeseries> {
     Ok((timepoints, regions, values))
 }
 
+/// The fewest timepoints (rows) a time series may have; the ingest worker refuses fewer.
+pub const MIN_TIMEPOINTS: usize = 3;
+
+/// The region names the files' header rows give (`.csv`/`.tsv` files whose first row holds no
+/// number), or `None` when none has one. Files that name their regions must name them alike.
+pub fn region_names<P: AsRef<Path>>(files: &[P]) -> anyhow::Result<Option<Vec<String>>> {
+    let mut named: Option<(&Path, Vec<String>)> = None;
+    for path in files {
+        let path = path.as_ref();
+        if !(has_extension(path, "csv") || has_extension(path, "tsv")) {
+            continue;
+        }
+        let opened =
+            File::open(path).with_context(|| format!("Failed to open {}", path.display()))?;
+        let Some(first) = delimited_reader(path, opened)
+            .records()
+            .next()
+            .transpose()?
+        else {
+            continue;
+        };
+        if !first.iter().all(|cell| parse_value(cell).is_err()) {
+            continue;
+        }
+        let names: Vec<String> = first
+            .iter()
+            .map(|c| c.trim_start_matches('\u{feff}').to_owned())
+            .collect();
+        match &named {
+            None => named = Some((path, names)),
+            Some((other, first_names)) if *first_names != names => bail!(
+                "{} and {} name their regions differently ({} and {}); name them alike, or \
+                 publish them separately",
+                other.display(),
+                path.display(),
+                first_names.join(","),
+                names.join(",")
+            ),
+            Some(_) => {}
+        }
+    }
+    Ok(named.map(|(_, names)| names))
+}
+
 /// The data rows of a `.csv`/`.tsv` time series, `(line, cells)`, without its optional header.
 fn delimited_rows(path: &Path, reader: File) -> anyhow::Result<Vec<(u64, Vec<String>)>> {
     let file = path.display();
@@ -145,6 +189,20 @@ pub fn timeseries_samples<P: AsRef<Path>>(
         };
         let (timepoints, regions, values) = read_timeseries(path)?;
         check_subject_and_label(&subject, label, &path.display().to_string())?;
+        // Connectivity needs variance over time and a pair of regions.
+        if timepoints < MIN_TIMEPOINTS {
+            bail!(
+                "{}: {timepoints} timepoint(s) (rows); a time series needs at least \
+                 {MIN_TIMEPOINTS}",
+                path.display()
+            );
+        }
+        if regions < 2 {
+            bail!(
+                "{}: 1 region (column); a time series needs at least 2",
+                path.display()
+            );
+        }
         match &first_shape {
             None => first_shape = Some((path.to_owned(), regions)),
             Some((first, r)) if *r != regions => bail!(
@@ -270,8 +328,8 @@ mod tests {
     #[test]
     fn timeseries_samples_join_files_and_labels() {
         let dir = TempDir::new();
-        let a = dir.write("sub-a.1D", "1 2 3\n4 5 6\n");
-        let b = dir.write("sub-b.csv", "r1,r2,r3\n0,0,1\n");
+        let a = dir.write("sub-a.1D", "1 2 3\n4 5 6\n7 8 9\n");
+        let b = dir.write("sub-b.csv", "r1,r2,r3\n0,0,1\n1,0,0\n0,1,0\n");
         let labels = HashMap::from([
             ("sub-a".to_owned(), "patient".to_owned()),
             ("sub-b".to_owned(), "control".to_owned()),
@@ -285,8 +343,8 @@ mod tests {
                     subject: "sub-a".into(),
                     label: "patient".into(),
                     kind: SampleKind::Timeseries,
-                    values: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
-                    timepoints: Some(2),
+                    values: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0],
+                    timepoints: Some(3),
                     covariates: Default::default(),
                     text: None,
                 },
@@ -294,27 +352,38 @@ mod tests {
                     subject: "sub-b".into(),
                     label: "control".into(),
                     kind: SampleKind::Timeseries,
-                    values: vec![0.0, 0.0, 1.0],
-                    timepoints: Some(1),
+                    values: vec![0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+                    timepoints: Some(3),
                     covariates: Default::default(),
                     text: None,
                 },
             ]
         );
+        assert_eq!(
+            region_names(&[&a, &b]).unwrap(),
+            Some(vec!["r1".to_owned(), "r2".into(), "r3".into()]),
+            "the header row of sub-b.csv names the regions"
+        );
+        assert_eq!(region_names(&[&a]).unwrap(), None);
+        let other = dir.write("sub-d.tsv", "x\ty\tz\n1\t2\t3\n");
+        assert!(error_of(region_names(&[&b, &other])).contains("name their regions differently"));
     }
 
     #[test]
     fn timeseries_samples_errors() {
         let dir = TempDir::new();
-        let a = dir.write("sub-a.1D", "1 2\n");
-        let b = dir.write("sub-b.1D", "1 2\n");
-        let c = dir.write("sub-c.1D", "1 2\n");
-        let wide = dir.write("sub-w.1D", "1 2 3\n");
+        let rows = "1 2\n3 4\n5 7\n";
+        let a = dir.write("sub-a.1D", rows);
+        let b = dir.write("sub-b.1D", rows);
+        let c = dir.write("sub-c.1D", rows);
+        let wide = dir.write("sub-w.1D", "1 2 3\n4 5 6\n7 8 9\n");
+        let one_row = dir.write("sub-r.1D", "1 2\n");
+        let one_region = dir.write("sub-o.1D", "1\n2\n3\n");
         let sub = dir.0.join("other");
         std::fs::create_dir_all(&sub).unwrap();
         let a_again = sub.join("sub-a.csv");
-        std::fs::write(&a_again, "1,2\n").unwrap();
-        let labels: HashMap<String, String> = ["sub-a", "sub-w"]
+        std::fs::write(&a_again, "1,2\n3,4\n5,6\n").unwrap();
+        let labels: HashMap<String, String> = ["sub-a", "sub-w", "sub-r", "sub-o"]
             .into_iter()
             .map(|s| (s.to_owned(), "x".to_owned()))
             .collect();
@@ -331,5 +400,12 @@ mod tests {
         assert!(error.contains("`sub-a` is given by two files"), "{error}");
         let error = error_of(timeseries_samples(&[&a, &wide], &labels));
         assert!(error.contains("has 3 regions (columns) but"), "{error}");
+        let error = error_of(timeseries_samples(&[&one_row], &labels));
+        assert!(
+            error.contains("sub-r.1D: 1 timepoint(s) (rows); a time series needs at least 3"),
+            "{error}"
+        );
+        let error = error_of(timeseries_samples(&[&one_region], &labels));
+        assert!(error.contains("sub-o.1D: 1 region (column)"), "{error}");
     }
 }

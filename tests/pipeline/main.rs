@@ -3,6 +3,7 @@
 
 mod checks;
 mod helpers;
+mod names;
 mod reproducibility;
 mod status;
 mod upsert;

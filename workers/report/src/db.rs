@@ -16,10 +16,13 @@ use crate::model::{
 };
 use crate::render::Rendered;
 
-/// Reads one run, with its project's region labels.
+/// Reads one run, with its project's region names (`feature_names`, stored by `swarm publish`
+/// and `swarm regions`; `projects.region_labels` for projects named before that table).
 pub const SELECT_RUN: &str = "SELECT r.id, r.project, r.model, r.params, r.cv, r.sites, \
      r.n_samples, r.n_features, r.classes, r.data_summary, r.metrics, r.results, r.duration_ms, \
-     r.job_id, r.trace_id, r.created_at, p.region_labels \
+     r.job_id, r.trace_id, r.created_at, \
+     coalesce((SELECT n.names FROM feature_names n WHERE n.project = r.project \
+               AND n.kind = 'regions'), p.region_labels) AS region_labels \
      FROM runs r LEFT JOIN projects p ON p.name = r.project WHERE r.id = $1";
 
 /// Reads a run's folds, in fold order.
@@ -42,10 +45,11 @@ pub const SELECT_COVARIATES: &str = "SELECT c.key AS name, count(*) AS n, \
          THEN c.value::text::float8 END AS v) x \
      WHERE p.run_id = $1 AND p.repeat = 0 GROUP BY c.key ORDER BY c.key";
 
-/// Reads one statistics job, with its project's region labels.
+/// Reads one statistics job, with its project's region names (as [`SELECT_RUN`]).
 pub const SELECT_STATS: &str = "SELECT s.id, s.project, s.test, s.covariate, s.sites, \
      s.n_samples, s.n_features, s.results, s.duration_ms, s.job_id, s.trace_id, s.created_at, \
-     p.region_labels \
+     coalesce((SELECT n.names FROM feature_names n WHERE n.project = s.project \
+               AND n.kind = 'regions'), p.region_labels) AS region_labels \
      FROM stats_jobs s LEFT JOIN projects p ON p.name = s.project WHERE s.id = $1";
 
 /// Stores a report, replacing an earlier one (re-rendering is idempotent).

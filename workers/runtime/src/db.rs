@@ -67,6 +67,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "dead_letters_once",
         include_str!("../../../migrations/0011_dead_letters_once.sql"),
     ),
+    (
+        15,
+        "feature_names",
+        include_str!("../../../migrations/0015_feature_names.sql"),
+    ),
 ];
 
 /// Any number the application picks; serialises concurrent migrators.
