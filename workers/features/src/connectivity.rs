@@ -30,7 +30,8 @@ thread_local! {
 }
 
 /// Connectivity of a `timepoints × regions` matrix in row-major order: for each pair i < j (row
-/// by row of the upper triangle), `atanh(r_ij)`. A region with no variance correlates 0 with all.
+/// by row of the upper triangle), `atanh(r_ij)`. A region with no variance correlates 0 with all
+/// (ingest refuses such a series, naming the region; this keeps the function total).
 pub fn fisher_z(values: &[f32], timepoints: usize) -> Vec<f32> {
     assert!(
         timepoints > 0 && values.len() % timepoints == 0,

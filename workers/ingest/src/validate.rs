@@ -132,6 +132,14 @@ pub fn sample_shape(sample: &Sample, limits: &Limits) -> Result<Shape, String> {
                     "time series of subject {subject:?} needs at least 2 regions, has {regions}"
                 ));
             }
+            if let Some(region) = constant_region(&sample.values, regions) {
+                return Err(format!(
+                    "time series of subject {subject:?}: region {} of {regions} (columns count from 1) \
+                     has the same value at all {t} timepoints, so its connectivity is undefined; \
+                     leave the region out for every subject, or fix its signal",
+                    region + 1
+                ));
+            }
             regions
         }
     };
@@ -139,6 +147,20 @@ pub fn sample_shape(sample: &Sample, limits: &Limits) -> Result<Shape, String> {
         kind: sample.kind,
         dimension,
     })
+}
+
+/// The first region (column, from 0) of a row-major `timepoints × regions` series whose values
+/// are all equal, if any: its correlation with every other region is undefined (0 / 0).
+fn constant_region(values: &[f32], regions: usize) -> Option<usize> {
+    let (first, rest) = values.split_at(regions);
+    let mut varies = vec![false; regions];
+    // Row by row without an early exit: the comparisons vectorise.
+    for row in rest.chunks_exact(regions) {
+        for ((v, f), varies) in row.iter().zip(first).zip(&mut varies) {
+            *varies |= v != f;
+        }
+    }
+    varies.iter().position(|varies| !varies)
 }
 
 /// Validates a whole batch against this process's limits and returns its shape.
@@ -260,7 +282,22 @@ mod tests {
             ),
             (batch_of(vec![]), "no samples"),
             (batch_of(vec![vector("1", vec![])]), "no values"),
-            (batch_of(vec![ts]), "rows of equal length"),
+            (batch_of(vec![ts.clone()]), "rows of equal length"),
+            (
+                // 3 timepoints × 3 regions; region 2 is flat.
+                batch_of(vec![Sample {
+                    values: vec![1.0, 5.0, 0.0, 2.0, 5.0, 1.0, 4.0, 5.0, 0.5],
+                    ..ts.clone()
+                }]),
+                "subject \"t\": region 2 of 3 (columns count from 1) has the same value at all 3 timepoints",
+            ),
+            (
+                batch_of(vec![Sample {
+                    values: vec![1.0, 2.0, 0.0, 3.0, 4.0, 0.0, 5.0, 6.0, 0.0],
+                    ..ts.clone()
+                }]),
+                "region 3 of 3",
+            ),
             (
                 batch_of(vec![Sample {
                     label: " ".into(),
@@ -284,6 +321,28 @@ mod tests {
                 "{err:?} should mention {expected:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_time_series_whose_regions_all_vary_is_accepted() {
+        // Region 3 is constant but for its last timepoint, by the least step an f32 allows.
+        let last = f32::from_bits(1.0f32.to_bits() + 1);
+        let ts = Sample {
+            subject: "t".into(),
+            label: "a".into(),
+            kind: SampleKind::Timeseries,
+            values: vec![1.0, 5.0, 1.0, 2.0, 6.0, 1.0, 4.0, 5.0, last],
+            timepoints: Some(3),
+            covariates: Default::default(),
+            text: None,
+        };
+        assert_eq!(
+            batch_within(&batch_of(vec![ts]), &Limits::default()),
+            Ok(Shape {
+                kind: SampleKind::Timeseries,
+                dimension: 3
+            })
+        );
     }
 
     #[test]
