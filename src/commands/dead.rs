@@ -6,6 +6,7 @@
 //! the row replayed. If it fails again it is dead-lettered again, as a new row.
 
 use std::collections::HashMap;
+use std::io::Write as _;
 
 use anyhow::{bail, Context as _};
 use swarm_runtime::amqp::Outgoing;
@@ -22,6 +23,11 @@ pub enum DeadCommand {
         /// At most this many rows.
         #[arg(long, default_value_t = 100)]
         limit: i64,
+    },
+    /// Show one dead letter whole: its reason, queue, type, ids and headers.
+    Show {
+        /// The dead letter's id (from `swarm dead list`).
+        id: i64,
     },
     /// Re-publish dead letters by id (from `swarm dead list`), or all of them.
     Replay {
@@ -53,23 +59,57 @@ pub async fn run(settings: &Settings, command: DeadCommand) -> anyhow::Result<()
                     &[&queue, &limit],
                 )
                 .await?;
-            println!(
+            // Written with `writeln!`: a closed pipe (`| head`) ends the listing, not a panic.
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
                 "{:>6}  {:<20}  {:<12}  {:<36}  {:<19}  reason",
                 "id", "queue", "type", "message id", "dead since"
-            );
+            )?;
             for row in &rows {
                 let reason: String = row.get(4);
-                let reason: String = reason.chars().take(120).collect();
-                println!(
-                    "{:>6}  {:<20}  {:<12}  {:<36}  {:<19}  {reason}",
+                let mut short: String = reason.chars().take(120).collect();
+                if short.len() < reason.len() {
+                    short.push_str(" … (swarm dead show ID)");
+                }
+                writeln!(
+                    out,
+                    "{:>6}  {:<20}  {:<12}  {:<36}  {:<19}  {short}",
                     row.get::<_, i64>(0),
                     row.get::<_, String>(1),
                     row.get::<_, String>(2),
                     row.get::<_, String>(3),
                     row.get::<_, Option<String>>(5).unwrap_or_default(),
-                );
+                )?;
             }
-            eprintln!("{} dead letters.", rows.len());
+            eprintln!("{}.", super::count(rows.len(), "dead letter"));
+        }
+        DeadCommand::Show { id } => {
+            let Some(row) = client
+                .query_opt(
+                    "SELECT queue, coalesce(message_type, ''), coalesce(message_id, ''),
+                            coalesce(correlation_id, ''), reason, headers::text,
+                            to_char(created_at, 'YYYY-MM-DD HH24:MI:SS'),
+                            to_char(replayed_at, 'YYYY-MM-DD HH24:MI:SS')
+                     FROM dead_letters WHERE id = $1",
+                    &[&id],
+                )
+                .await?
+            else {
+                bail!("no dead letter {id}: see `swarm dead list`");
+            };
+            let text = |i: usize| row.get::<_, Option<String>>(i).unwrap_or_default();
+            println!("dead letter {id}");
+            println!("  queue:       {}", text(0));
+            println!("  type:        {}", text(1));
+            println!("  message id:  {}", text(2));
+            println!("  job id:      {}", text(3));
+            println!("  dead since:  {}", text(6));
+            if let Some(replayed) = row.get::<_, Option<String>>(7) {
+                println!("  replayed at: {replayed}");
+            }
+            println!("  headers:     {}", text(5));
+            println!("  reason:      {}", text(4));
         }
         DeadCommand::Replay { ids, all, queue } => {
             let rows = if all {
@@ -134,7 +174,7 @@ pub async fn run(settings: &Settings, command: DeadCommand) -> anyhow::Result<()
                 replayed += 1;
             }
             outlet.close().await;
-            println!("Replayed {replayed} dead letters.");
+            println!("Replayed {}.", super::count(replayed, "dead letter"));
         }
     }
     Ok(())

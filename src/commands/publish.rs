@@ -1,6 +1,6 @@
 //! `swarm publish`: read a site's files and publish them as `ingest.v1` batches.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
@@ -90,14 +90,17 @@ fn shape(sample: &Sample) -> (SampleKind, usize) {
     (sample.kind, dimension)
 }
 
+fn has_txt(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("txt"))
+}
+
 /// Reads the files into samples, with the names the files give their features or regions.
 pub fn read_samples(args: &PublishArgs) -> anyhow::Result<(Vec<Sample>, Option<Names>)> {
     match &args.labels {
         Some(labels) => {
             let labels = load::read_labels(labels)?;
-            let is_text =
-                |p: &PathBuf| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("txt"));
-            match args.files.iter().filter(|p| is_text(p)).count() {
+            match args.files.iter().filter(|p| has_txt(p)).count() {
                 0 => Ok((
                     load::timeseries_samples(&args.files, &labels)?,
                     load::region_names(&args.files)?.map(Names::Regions),
@@ -107,6 +110,13 @@ pub fn read_samples(args: &PublishArgs) -> anyhow::Result<(Vec<Sample>, Option<N
             }
         }
         None => {
+            if let Some(document) = args.files.iter().find(|p| has_txt(p)) {
+                bail!(
+                    "{}: text documents need a labels file: --labels FILE, a CSV `subject,label` \
+                     giving each document's label (its subject is the file name without .txt)",
+                    document.display()
+                );
+            }
             let mut samples = Vec::new();
             let mut names: Option<(&PathBuf, Vec<String>)> = None;
             for path in &args.files {

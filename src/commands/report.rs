@@ -119,7 +119,7 @@ pub async fn run(settings: &Settings, command: ReportCommand) -> anyhow::Result<
             };
             match out {
                 Some(path) => {
-                    write_atomically(&path, text.as_bytes())?;
+                    write_atomically(&path, text.as_bytes(), false)?;
                     eprintln!("Wrote {}", path.display());
                 }
                 None => println!("{text}"),
@@ -127,13 +127,16 @@ pub async fn run(settings: &Settings, command: ReportCommand) -> anyhow::Result<
         }
         ReportCommand::Open { run, out } => {
             let report = fetch(&client, run).await?;
-            let path = match out {
-                Some(path) => path,
-                None => std::env::temp_dir()
-                    .join("swarm-reports")
-                    .join(format!("{run}.html")),
+            let (path, default) = match out {
+                Some(path) => (path, false),
+                None => (
+                    std::env::temp_dir()
+                        .join("swarm-reports")
+                        .join(format!("{run}.html")),
+                    true,
+                ),
             };
-            write_atomically(&path, report.html.as_bytes())?;
+            write_atomically(&path, report.html.as_bytes(), default)?;
             let path = path.canonicalize().unwrap_or(path);
             println!("{}", path.display());
         }
@@ -182,12 +185,22 @@ async fn text_of(client: &tokio_postgres::Client, id: Uuid) -> anyhow::Result<St
 
 /// Writes a file through a uniquely named temporary file and a rename, so a reader (or a
 /// concurrent writer) never sees half a page.
-fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+/// A directory the user named (`--out`) must exist: a typo is not silently made a directory.
+fn write_atomically(path: &Path, bytes: &[u8], create_dir: bool) -> anyhow::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    std::fs::create_dir_all(&dir).with_context(|| format!("Failed to create {}", dir.display()))?;
+    if create_dir {
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("Failed to create {}", dir.display()))?;
+    } else if !dir.is_dir() {
+        bail!(
+            "--out {}: the directory {} does not exist; create it first",
+            path.display(),
+            dir.display()
+        );
+    }
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -248,8 +261,16 @@ mod tests {
     fn files_are_replaced_whole() {
         let dir = std::env::temp_dir().join(format!("swarm-report-test-{}", Uuid::new_v4()));
         let path = dir.join("r.html");
-        write_atomically(&path, b"one").unwrap();
-        write_atomically(&path, b"two").unwrap();
+        let error = write_atomically(&path, b"one", false).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("does not exist; create it first"),
+            "--out does not create a missing directory: {error}"
+        );
+        assert!(!dir.exists());
+        write_atomically(&path, b"one", true).unwrap();
+        write_atomically(&path, b"two", false).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "two");
         assert_eq!(
             std::fs::read_dir(&dir).unwrap().count(),

@@ -153,8 +153,34 @@ pub fn read_table_with(
     covariates: &[String],
 ) -> anyhow::Result<(Vec<Sample>, Vec<String>)> {
     let samples = read_samples_with(path, bytes, label, covariates)?;
+    check_numeric_labels(path, &samples)?;
     let names = feature_names(path, bytes, covariates)?;
     Ok((samples, names))
+}
+
+/// Labels that are all numbers are a regression target: each must then be finite (`NaN` in a
+/// score column would fail the run later, without naming the subject).
+fn check_numeric_labels(path: &Path, samples: &[Sample]) -> anyhow::Result<()> {
+    let numbers: Vec<f64> = samples
+        .iter()
+        .filter_map(|s| s.label.parse().ok())
+        .collect();
+    if numbers.len() < samples.len() {
+        return Ok(());
+    }
+    if let Some(sample) = samples
+        .iter()
+        .find(|s| !s.label.parse::<f64>().is_ok_and(f64::is_finite))
+    {
+        bail!(
+            "{}: the label `{}` of subject `{}` is not a finite number; a regression target \
+             needs one for every subject (leave the subject out, or give its value)",
+            path.display(),
+            sample.label,
+            sample.subject
+        );
+    }
+    Ok(())
 }
 
 /// The names of a table's feature columns, without the covariates.
@@ -271,6 +297,27 @@ mod tests {
         let (_, names) =
             read_table_with(Path::new("n.csv"), neurolearn.as_bytes(), None, &[]).unwrap();
         assert_eq!(names, ["ALFF_1", "ReHo_1"]);
+    }
+
+    #[test]
+    fn a_non_finite_regression_label_names_its_subject() {
+        let table = "ID,LABEL_GROUP,LABEL_SCORE,ALFF_1\ns1,HC,12.5,0.5\ns2,PT,NaN,1\n";
+        let error = format!(
+            "{:#}",
+            read_table_with(
+                Path::new("n.csv"),
+                table.as_bytes(),
+                Some("LABEL_SCORE"),
+                &[]
+            )
+            .unwrap_err()
+        );
+        assert!(
+            error.contains("the label `NaN` of subject `s2` is not a finite number"),
+            "{error}"
+        );
+        // Class labels are not numbers: nothing to check.
+        assert!(read_table_with(Path::new("n.csv"), table.as_bytes(), None, &[]).is_ok());
     }
 
     #[test]

@@ -57,7 +57,12 @@ async fn the_cli_refuses_mistakes_before_publishing_and_names_the_flag() {
     let long = "p".repeat(65);
     let series = write("sub-1.csv", "1,2\n3,4\n5,6\n7,8\n");
     let labels = write("labels.csv", "subject,label\nsub-1,control\n");
+    let note = write("note.txt", "the patient sleeps poorly");
     let refusals: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["publish", "--project", "q", "--site", "s", &note],
+            "note.txt: text documents need a labels file: --labels FILE",
+        ),
         (vec!["publish", "--project", "", "--site", "s", &lab_a], "--project: the name is empty"),
         (vec!["publish", "--project", "  ", "--site", "s", &lab_a], "--project: the name is empty"),
         (vec!["publish", "--project", &long, "--site", "s", &lab_a], "--project: the name is 65 characters long"),

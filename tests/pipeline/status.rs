@@ -86,3 +86,44 @@ async fn publish_wait_names_the_refused_rows_and_exits_non_zero() {
     ingest.terminate().await;
     env.finish(vec![features]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_list_into_a_closed_pipe_exits_0_and_dead_show_gives_the_whole_reason() {
+    let env = TestEnv::new().await;
+    // Enough rows that the listing outlives `head` (more than a pipe's 64 KiB buffer).
+    let reason = format!("subject \"s1\" is refused: {}", "a long reason ".repeat(20));
+    let client = env.pool.get().await.unwrap();
+    client
+        .execute(
+            "INSERT INTO dead_letters (queue, message_id, message_type, reason, body)
+             SELECT 'q', 'm' || i, 'ingest.v1', $1, '\\x00' FROM generate_series(1, 2000) i",
+            &[&reason],
+        )
+        .await
+        .unwrap();
+    let output = tokio::process::Command::new("bash")
+        .args([
+            "-c",
+            &format!(
+                "set -o pipefail; {} dead list --limit 2000 | head -1",
+                env!("CARGO_BIN_EXE_swarm")
+            ),
+        ])
+        .env("DATABASE_URL", &env.settings.database_url)
+        .env("SWARM_NAMESPACE", &env.settings.namespace)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(String::from_utf8_lossy(&output.stdout).starts_with("    id"));
+
+    let listed = env.cli(&["dead", "list", "--limit", "1"]).await;
+    assert!(listed.contains("… (swarm dead show ID)"), "{listed}");
+    let id: i64 = env.scalar("SELECT min(id) FROM dead_letters", &[]).await;
+    let shown = env.cli(&["dead", "show", &id.to_string()]).await;
+    assert!(shown.contains(reason.trim_end()), "{shown}");
+    drop(client);
+    env.finish(Vec::new()).await;
+}
