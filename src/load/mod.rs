@@ -72,8 +72,15 @@ fn line_of(record: &csv::StringRecord) -> u64 {
 
 /// Parses one cell as a finite `f32`.
 fn parse_value(cell: &str) -> Result<f32, String> {
+    // Missing values are not imputed: say so, and what to do, rather than guess.
+    const MISSING: &str = "fill it in, or leave the subject out (missing values are not imputed)";
     if cell.is_empty() {
-        return Err("is empty, expected a number".to_owned());
+        return Err(format!(
+            "is empty, expected a number: a missing value; {MISSING}"
+        ));
+    }
+    if ["NA", "N/A", "nan", "NaN"].contains(&cell) {
+        return Err(format!("`{cell}` is a missing value; {MISSING}"));
     }
     match cell.parse::<f32>() {
         Ok(v) if v.is_finite() => Ok(v),

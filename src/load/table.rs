@@ -386,7 +386,8 @@ mod tests {
             ),
             (
                 "subject,label,f1,f2\ns1,a,NaN,2\n",
-                "t.csv line 2, column 3 (`f1`): `NaN` is not a finite number",
+                "t.csv line 2, column 3 (`f1`): `NaN` is a missing value; fill it in, or leave \
+                 the subject out (missing values are not imputed)",
             ),
             (
                 "subject,label,f1,f2\ns1,a,1,inf\n",

@@ -283,7 +283,7 @@ mod tests {
             (
                 "g.tsv",
                 "r1\tr2\n1\tnan\n",
-                "g.tsv line 2, column 2: `nan` is not a finite number",
+                "g.tsv line 2, column 2: `nan` is a missing value; fill it in",
             ),
             // A header is only a header on the first row, and only when it has no number.
             (
