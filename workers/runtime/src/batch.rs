@@ -36,7 +36,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use crate::amqp::Publisher;
 use crate::handler::{HandleError, Handler, Work};
 use crate::metrics::Handled;
-use crate::process::{catching_panics, prepare, record, Outcome};
+use crate::process::{catching_panics, failed, prepare, record, Outcome};
 use crate::worker::{handle, stopped, InFlight, Shared};
 use crate::{dead, outbox, telemetry};
 
@@ -197,6 +197,13 @@ async fn commit<H: Handler>(
     prepared: Vec<(crate::MessageMeta, H::Message)>,
 ) -> Outcome {
     let result = async {
+        // Each message's work before the transaction, side by side.
+        let prepared = try_join_all(prepared.into_iter().map(|(meta, message)| async move {
+            let message = shared.handler.compute(&shared.pool, &meta, message).await?;
+            Ok::<_, HandleError>((meta, message))
+        }))
+        .instrument(tracing::info_span!("compute"))
+        .await?;
         let mut client = shared.pool.get().await.map_err(anyhow::Error::new)?;
         let tx = client.transaction().await?;
         // One statement per message, not one `RETURNING` for the batch (a worker's role may
@@ -223,7 +230,6 @@ async fn commit<H: Handler>(
         .await
     {
         Ok(emitted) => Outcome::Processed(emitted),
-        Err(HandleError::Permanent(reason)) => Outcome::DeadLettered(reason),
-        Err(HandleError::Transient(e)) => Outcome::Retry(e),
+        Err(e) => failed(e),
     }
 }

@@ -4,11 +4,15 @@
 //! then calls [`Handler::handle`] with a [`Work`]: the open transaction plus an outbox writer. The
 //! handler writes its derived rows through [`Work::tx`] and its downstream messages through
 //! [`Work::emit`]; the runtime commits, acks, and publishes the outbox.
+//!
+//! A handler with long, CPU-bound work does it in [`Handler::compute`], before the transaction
+//! opens, and keeps [`Handler::handle`] to the short transaction that stores the result: a
+//! transaction is never held open (with its connection and locks) while a model is fitted.
 
 use std::future::Future;
 
 use broker_schemas::Message;
-use deadpool_postgres::Transaction;
+use deadpool_postgres::{Pool, Transaction};
 
 use crate::outbox;
 
@@ -134,9 +138,30 @@ pub trait Handler: Send + Sync + 'static {
     /// The worker's name and queue suffix: `ingest` consumes `<namespace>.ingest`.
     const NAME: &'static str;
 
+    /// Deliveries are long work units: the broker sends this worker at most `CONCURRENCY` at a
+    /// time (its prefetch is capped there), so waiting units stay in the queue for whichever
+    /// replica is free instead of queueing behind a busy one.
+    const PREFETCH_AT_MOST_CONCURRENCY: bool = false;
+
     /// Checks a decoded message before any transaction; `Err(reason)` dead-letters it.
     fn validate(&self, _message: &Self::Message) -> Result<(), String> {
         Ok(())
+    }
+
+    /// Work before the transaction: long, CPU-bound work that must not hold a transaction open
+    /// while it runs. It may read the database through `pool` (outside any transaction) and
+    /// returns the message that [`Handler::handle`] then gets in the transaction, e.g. with the
+    /// computed result in it. It runs for every delivery, a redelivery of a message already
+    /// committed included (the runtime cannot tell before its transaction): a handler whose
+    /// work is costly checks its own state first. Its errors mean what `handle`'s do. Default:
+    /// the message as it is.
+    fn compute(
+        &self,
+        _pool: &Pool,
+        _meta: &MessageMeta,
+        message: Self::Message,
+    ) -> impl Future<Output = Result<Self::Message, HandleError>> + Send {
+        async { Ok(message) }
     }
 
     /// Writes the derived rows and downstream messages of one message.

@@ -4,8 +4,9 @@
 //! and topology, the Postgres pool and migrations, idempotency (`processed_messages`), the
 //! transactional outbox, dead letters, trace propagation, health endpoints and the run loop:
 //!
-//! decode → validate → BEGIN → record message id (a redelivery is acked and skipped) → handler
-//! writes derived rows + outbox rows → COMMIT → ack → publish the outbox with publisher confirms.
+//! decode → validate → the handler's long work, outside any transaction (`Handler::compute`) →
+//! BEGIN → record message id (a redelivery is acked and skipped) → handler writes derived rows +
+//! outbox rows → COMMIT → ack → publish the outbox with publisher confirms.
 //!
 //! Architecture invariant: only this crate talks to lapin; workers never depend on each other.
 

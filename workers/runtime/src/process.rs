@@ -6,6 +6,7 @@ use std::panic::AssertUnwindSafe;
 use deadpool_postgres::{Pool, Transaction};
 use futures_util::FutureExt;
 use lapin::message::Delivery;
+use tracing::Instrument;
 
 use crate::handler::{HandleError, Handler, Incoming, MessageMeta, Work};
 
@@ -132,8 +133,9 @@ pub(crate) async fn record(tx: &Transaction<'_>, meta: &MessageMeta) -> Result<b
     Ok(inserted == 1)
 }
 
-/// Runs a decoded message through the handler in one transaction with the idempotency record:
-/// the core of [`process`], public so handlers can be tested against a real database without a
+/// Runs a decoded message through the handler: its [`Handler::compute`] outside any
+/// transaction, then its [`Handler::handle`] in one transaction with the idempotency record.
+/// The core of [`process`], public so handlers can be tested against a real database without a
 /// broker.
 pub async fn handle_once<H: Handler>(
     handler: &H,
@@ -141,6 +143,14 @@ pub async fn handle_once<H: Handler>(
     meta: MessageMeta,
     message: H::Message,
 ) -> Outcome {
+    let computed = handler
+        .compute(pool, &meta, message)
+        .instrument(tracing::info_span!("compute"))
+        .await;
+    let message = match computed {
+        Ok(message) => message,
+        Err(e) => return failed(e),
+    };
     let span = tracing::info_span!("transaction", db.system = "postgresql");
     let result = async {
         let mut client = pool.get().await.map_err(anyhow::Error::new)?;
@@ -154,11 +164,18 @@ pub async fn handle_once<H: Handler>(
         tx.commit().await?;
         Ok(Some(emitted))
     };
-    match tracing::Instrument::instrument(result, span).await {
+    match result.instrument(span).await {
         Ok(Some(emitted)) => Outcome::Processed(emitted),
         Ok(None) => Outcome::Duplicate,
-        Err(HandleError::Permanent(reason)) => Outcome::DeadLettered(reason),
-        Err(HandleError::Transient(e)) => Outcome::Retry(e),
+        Err(e) => failed(e),
+    }
+}
+
+/// What a handler's error means for its delivery.
+pub(crate) fn failed(error: HandleError) -> Outcome {
+    match error {
+        HandleError::Permanent(reason) => Outcome::DeadLettered(reason),
+        HandleError::Transient(e) => Outcome::Retry(e),
     }
 }
 

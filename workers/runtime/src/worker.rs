@@ -144,8 +144,14 @@ async fn session<H: Handler>(
         shared.topology.declare(publisher.channel()).await?;
     }
     let channel = connection.create_channel().await?;
+    let prefetch = if H::PREFETCH_AT_MOST_CONCURRENCY {
+        let concurrency = u16::try_from(settings.concurrency.max(1)).unwrap_or(u16::MAX);
+        settings.prefetch.min(concurrency)
+    } else {
+        settings.prefetch
+    };
     channel
-        .basic_qos(settings.prefetch, BasicQosOptions::default())
+        .basic_qos(prefetch, BasicQosOptions::default())
         .await?;
     let queue = shared.topology.queue(H::NAME);
     let mut consumer = channel
