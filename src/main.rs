@@ -36,6 +36,8 @@ enum Command {
     Regions(commands::regions::RegionsArgs),
     /// Start a training run (cross-validation, then a final model); prints the run id.
     Train(TrainArgs),
+    /// Stop a training run: its remaining work units are dropped without computing.
+    Cancel(commands::cancel::CancelArgs),
     /// Start a univariate statistics job (per feature, FDR-corrected); prints the job id.
     Stats(commands::stats::StatsArgs),
     /// List, show and open reports (of runs and statistics jobs).
@@ -77,6 +79,7 @@ async fn main() -> std::process::ExitCode {
         Command::Regions(args) => commands::regions::run(&settings, args).await,
         Command::Train(args) => commands::train::run(&settings, args).await,
         Command::Stats(args) => commands::stats::run(&settings, args).await,
+        Command::Cancel(args) => commands::cancel::run(&settings, args).await,
         Command::Report(cmd) => commands::report::run(&settings, cmd).await,
         Command::Demo(args) => commands::demo::run(&settings, args).await,
         Command::Dead(cmd) => commands::dead::run(&settings, cmd).await,

@@ -74,6 +74,7 @@ pub fn all_schemas() -> Vec<(&'static str, String)> {
         (TrainV1::TYPE, schema_json::<TrainRequest>()),
         (ReportV1::TYPE, schema_json::<ReportV1>()),
         (StatsV1::TYPE, schema_json::<StatsV1>()),
+        (TrainUnitV1::TYPE, schema_json::<TrainUnitV1>()),
     ]
 }
 
@@ -369,6 +370,22 @@ pub struct ReportV1 {
 
 impl Message for ReportV1 {
     const TYPE: &'static str = "report.v1";
+}
+
+/// `train.unit.v1`: one work unit of a `train.v1` run (emitted by the train worker to the train
+/// workers): validate what unit `unit` of the run's stored plan names, store its result, and
+/// — for the run's last unit — assemble and store the run. Every replica computes the same unit
+/// the same way, so any may take it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TrainUnitV1 {
+    /// The run (`train.v1`'s `run_id`).
+    pub run_id: Uuid,
+    /// The unit's number in the run's plan (`run_units.unit`).
+    pub unit: u32,
+}
+
+impl Message for TrainUnitV1 {
+    const TYPE: &'static str = "train.unit.v1";
 }
 
 /// `stats.v1`: univariate statistics per feature of a project (handled by the train worker).

@@ -12,7 +12,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use broker_schemas::{
-    decode, encode, FeaturesV1, IngestV1, Message, ReportV1, StatsV1, TrainRequest, TrainV1,
+    decode, encode, FeaturesV1, IngestV1, Message, ReportV1, StatsV1, TrainRequest, TrainUnitV1,
+    TrainV1,
 };
 use serde_json::Value;
 
@@ -157,6 +158,8 @@ fn examples_are_valid_messages() {
             check_example::<ReportV1>(path);
         } else if is(StatsV1::TYPE) {
             check_example::<StatsV1>(path);
+        } else if is(TrainUnitV1::TYPE) {
+            check_example::<TrainUnitV1>(path);
         } else {
             panic!(
                 "{} is not named after a message type (`<type>.json` or `<type>.<variant>.json`)",

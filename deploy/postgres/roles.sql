@@ -3,7 +3,8 @@
 --
 --     swarm_ingest    projects (read, add), samples (read, add, update)
 --     swarm_features  samples (read), features (read, add, update)
---     swarm_train     projects, feature_names, samples, features (read); runs, folds, predictions, stats_jobs (read, add)
+--     swarm_train     projects, feature_names, samples, features (read); runs, folds, predictions, stats_jobs (read, add);
+--                     run_jobs, run_units (read, add, update)
 --     swarm_report    projects, feature_names, runs, folds, predictions, stats_jobs (read); reports (read, add, update)
 --     every worker    processed_messages (add), outbox (read, add, lock, delete), dead_letters (add)
 --
@@ -98,6 +99,8 @@ BEGIN
             ('swarm_train', 'folds',       'SELECT, INSERT'),
             ('swarm_train', 'predictions', 'SELECT, INSERT'),
             ('swarm_train', 'stats_jobs',  'SELECT, INSERT'),
+            ('swarm_train', 'run_jobs',    'SELECT, INSERT, UPDATE'),
+            ('swarm_train', 'run_units',   'SELECT, INSERT, UPDATE'),
             -- report: reads a run and its results, upserts the report.
             ('swarm_report', 'projects',    'SELECT'),
             ('swarm_report', 'feature_names', 'SELECT'),

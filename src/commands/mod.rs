@@ -1,5 +1,6 @@
 //! The CLI's commands, one module each.
 
+pub mod cancel;
 pub mod dead;
 pub mod demo;
 pub mod precheck;

@@ -63,7 +63,7 @@ impl StatsArgs {
             sites: self.sites.clone(),
             alpha: self.alpha,
         };
-        swarm_train::handler::validate_stats(&message).map_err(|e| anyhow::anyhow!(e))?;
+        swarm_train::request::validate_stats(&message).map_err(|e| anyhow::anyhow!(e))?;
         Ok(message)
     }
 }

@@ -5,9 +5,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use broker_schemas::{CrossValidation, CvScheme, ScalerKind, TrainOptions, TrainRequest, TrainV1};
+use indicatif::{ProgressBar, ProgressStyle};
 use swarm_runtime::db::Pool;
 use swarm_runtime::Settings;
 use swarm_train::cv::RunConfig;
+use swarm_train::runs::Progress;
 use uuid::Uuid;
 
 /// Arguments of `swarm train`.
@@ -138,7 +140,7 @@ impl TrainArgs {
             train: self.message(run_id),
             options,
         };
-        let config = swarm_train::handler::validate_request(&request)
+        let config = swarm_train::request::validate_request(&request)
             .map_err(|e| anyhow::anyhow!(flag_names(&e)))?;
         Ok((request, config))
     }
@@ -190,11 +192,22 @@ pub struct RunResult {
     pub summary: String,
 }
 
-/// Polls until the run's report exists, the job is dead-lettered, or the deadline passes.
+/// Polls until the run's report exists, the run fails or is cancelled, the job is
+/// dead-lettered, or the deadline passes.
 pub async fn wait_for_report(
     pool: &Pool,
     run_id: Uuid,
     timeout: Duration,
+) -> anyhow::Result<RunResult> {
+    wait(pool, run_id, timeout, |_| {}).await
+}
+
+/// [`wait_for_report`], telling `on_progress` where the run is at every poll.
+async fn wait(
+    pool: &Pool,
+    run_id: Uuid,
+    timeout: Duration,
+    mut on_progress: impl FnMut(&Progress),
 ) -> anyhow::Result<RunResult> {
     let deadline = Instant::now() + timeout;
     let job = run_id.to_string();
@@ -214,6 +227,15 @@ pub async fn wait_for_report(
                 summary: row.get(2),
             });
         }
+        if let Some(progress) = swarm_train::runs::progress(&**client, run_id).await? {
+            on_progress(&progress);
+            let reason = progress.reason.as_deref().unwrap_or("no reason given");
+            match progress.state.as_str() {
+                "failed" => bail!("run {run_id} failed: {reason}"),
+                "cancelled" => bail!("run {run_id} was cancelled: {reason}"),
+                _ => {}
+            }
+        }
         if let Some(dead) = client
             .query_opt(
                 "SELECT queue, reason FROM dead_letters WHERE correlation_id = $1 AND replayed_at IS NULL ORDER BY id LIMIT 1",
@@ -232,6 +254,35 @@ pub async fn wait_for_report(
     }
 }
 
+/// A progress bar over a run's units on stderr (drawn only on a terminal).
+fn units_bar() -> ProgressBar {
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{msg:>10} [{bar:40}] {pos}/{len} units ({elapsed}, eta {eta})",
+        )
+        .expect("a valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_message("queued");
+    bar
+}
+
+/// Shows a run's progress on the bar.
+fn show(bar: &ProgressBar, progress: &Progress) {
+    bar.set_length(progress.units_total);
+    bar.set_position(progress.units_done);
+    bar.set_message(
+        match progress.state.as_str() {
+            "running" if progress.is_queued() => "queued",
+            "running" => "training",
+            "finished" => "reporting",
+            other => other,
+        }
+        .to_owned(),
+    );
+}
+
 /// `swarm train`.
 pub async fn run(settings: &Settings, args: TrainArgs) -> anyhow::Result<()> {
     let run_id = Uuid::now_v7();
@@ -246,8 +297,13 @@ pub async fn run(settings: &Settings, args: TrainArgs) -> anyhow::Result<()> {
     println!("{run_id}");
     if args.wait {
         let pool = swarm_runtime::db::connect_and_migrate(&settings.database_url, 1).await?;
-        eprintln!("Waiting for the report of run {run_id}...");
-        let result = wait_for_report(&pool, run_id, Duration::from_secs(args.timeout)).await?;
+        let bar = units_bar();
+        let result = wait(&pool, run_id, Duration::from_secs(args.timeout), |p| {
+            show(&bar, p)
+        })
+        .await;
+        bar.finish_and_clear();
+        let result = result?;
         println!(
             "accuracy {:.3} ± {:.3} ({})",
             result.accuracy,

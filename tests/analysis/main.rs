@@ -11,7 +11,8 @@ mod text;
 use std::collections::BTreeMap;
 
 use broker_schemas::{
-    CrossValidation, CvScheme, ScalerKind, StatsTest, TrainOptions, TrainRequest, TrainV1,
+    CrossValidation, CvScheme, Message, ScalerKind, StatsTest, TrainOptions, TrainRequest,
+    TrainUnitV1, TrainV1,
 };
 use helpers::{dataset, json, reference_splits, regression_dataset, TestDb};
 use rand::{Rng, SeedableRng};
@@ -253,7 +254,7 @@ fn univariate_statistics_match_scipy_and_statsmodels() {
             (x.clone(), groups.clone())
         };
         let got =
-            swarm_train::handler::compute_stats(test, &rows, &labels, Some(&covariate), &[], 0.05)
+            swarm_train::stats::compute_stats(test, &rows, &labels, Some(&covariate), &[], 0.05)
                 .unwrap();
         let want = &fixture["tests"][name];
         for (j, feature) in got.features.iter().enumerate() {
@@ -713,6 +714,35 @@ async fn seed_samples(pool: &swarm_runtime::db::Pool, data: &Data) {
     }
 }
 
+/// Handles the `train.unit.v1` messages a train worker emitted, and those they emit in turn,
+/// until none is left; returns what else was emitted (the run's `report.v1`).
+async fn run_units(
+    handler: &TrainHandler,
+    pool: &swarm_runtime::db::Pool,
+    mut emitted: Vec<swarm_runtime::outbox::Emitted>,
+) -> Vec<swarm_runtime::outbox::Emitted> {
+    let mut others = Vec::new();
+    while let Some(next) = emitted.pop() {
+        if next.message.message_type != TrainUnitV1::TYPE {
+            others.push(next);
+            continue;
+        }
+        let unit: TrainUnitV1 = broker_schemas::decode(&next.message.body).unwrap();
+        match handle_once(
+            handler,
+            pool,
+            meta("t.train", TrainUnitV1::TYPE),
+            TrainJob::Unit(unit),
+        )
+        .await
+        {
+            Outcome::Processed(more) => emitted.extend(more),
+            other => panic!("{other:?}"),
+        }
+    }
+    others
+}
+
 #[tokio::test]
 async fn train_and_stats_jobs_store_what_the_report_renders() {
     let db = TestDb::new().await;
@@ -738,17 +768,21 @@ async fn train_and_stats_jobs_store_what_the_report_renders() {
         },
         options,
     };
+    let handler = TrainHandler::default();
     let outcome = handle_once(
-        &TrainHandler::default(),
+        &handler,
         &db.pool,
         meta("t.train", "train.v1"),
         TrainJob::Train(Box::new(request)),
     )
     .await;
-    assert!(
-        matches!(outcome, Outcome::Processed(ref e) if e.len() == 1),
-        "{outcome:?}"
-    );
+    let Outcome::Processed(units) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(!units.is_empty());
+    let last = run_units(&handler, &db.pool, units).await;
+    assert_eq!(last.len(), 1);
+    assert_eq!(last[0].message.message_type, "report.v1");
     let client = db.pool.get().await.unwrap();
     let run = client.query_one("SELECT metrics, results, cv->>'scheme', model_format, model_blob FROM runs WHERE id = $1", &[&run_id]).await.unwrap();
     let metrics: serde_json::Value = run.get(0);
@@ -796,7 +830,7 @@ async fn train_and_stats_jobs_store_what_the_report_renders() {
         .get(0);
     assert!(view >= 3);
 
-    // A bad request is a dead letter with a reason, not a retry.
+    // A model its data cannot train is not a dead letter…
     let bad = TrainRequest::from(TrainV1 {
         run_id: Uuid::now_v7(),
         project: "p".into(),
@@ -805,6 +839,7 @@ async fn train_and_stats_jobs_store_what_the_report_renders() {
         cv: CrossValidation::default(),
         sites: vec![],
     });
+    let bad_id = bad.train.run_id;
     match handle_once(
         &TrainHandler::default(),
         &db.pool,
@@ -813,9 +848,21 @@ async fn train_and_stats_jobs_store_what_the_report_renders() {
     )
     .await
     {
-        Outcome::DeadLettered(reason) => assert!(reason.contains("numeric labels"), "{reason}"),
+        Outcome::Processed(emitted) => assert!(emitted.is_empty()),
         other => panic!("{other:?}"),
     }
+    // …but a failed run with the reason: the request is well-formed, its data make it
+    // impossible.
+    let failed = client
+        .query_one(
+            "SELECT state, reason FROM run_jobs WHERE run_id = $1",
+            &[&bad_id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(failed.get::<_, String>(0), "failed");
+    let reason: String = failed.get(1);
+    assert!(reason.contains("numeric labels"), "{reason}");
 
     let job_id = Uuid::now_v7();
     let stats = broker_schemas::StatsV1 {

@@ -154,13 +154,23 @@ async fn each_worker_role_runs_its_handler_through_a_whole_job() {
         .send(&broker.topology, &request, Some(&run_id.to_string()))
         .await
         .unwrap();
-    processes(
-        &broker,
-        &swarm_train::TrainHandler::default(),
-        &train,
-        "swarm_train",
-    )
-    .await;
+    // The job, then its units (the last one stores the run): as many deliveries as run_units
+    // rows, plus the job's own.
+    let train_handler = swarm_train::TrainHandler::default();
+    processes(&broker, &train_handler, &train, "swarm_train").await;
+    let owner = db.owner.get().await.unwrap();
+    let units: i64 = owner
+        .query_one(
+            "SELECT count(*) FROM run_units WHERE run_id = $1",
+            &[&run_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    drop(owner);
+    for _ in 0..units {
+        processes(&broker, &train_handler, &train, "swarm_train").await;
+    }
     processes(
         &broker,
         &swarm_report::ReportHandler::default(),

@@ -68,6 +68,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../../../migrations/0011_dead_letters_once.sql"),
     ),
     (
+        12,
+        "run_units",
+        include_str!("../../../migrations/0012_run_units.sql"),
+    ),
+    (
         15,
         "feature_names",
         include_str!("../../../migrations/0015_feature_names.sql"),

@@ -8,7 +8,7 @@
 //! keep each worker's user to its own dead queue. Declaring is idempotent, so every worker and the
 //! CLI declare all of it: a message published before its worker ever ran is kept, never dropped.
 
-use broker_schemas::{FeaturesV1, IngestV1, Message, ReportV1, StatsV1, TrainV1};
+use broker_schemas::{FeaturesV1, IngestV1, Message, ReportV1, StatsV1, TrainUnitV1, TrainV1};
 use lapin::options::{
     ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
     QueueDeleteOptions,
@@ -24,7 +24,7 @@ pub const DELIVERY_LIMIT: i32 = 20;
 pub const WORKERS: [(&str, &[&str]); 4] = [
     ("ingest", &[IngestV1::TYPE]),
     ("features", &[FeaturesV1::TYPE]),
-    ("train", &[TrainV1::TYPE, StatsV1::TYPE]),
+    ("train", &[TrainV1::TYPE, StatsV1::TYPE, TrainUnitV1::TYPE]),
     ("report", &[ReportV1::TYPE]),
 ];
 

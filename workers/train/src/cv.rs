@@ -10,9 +10,14 @@
 //! never saw the choice. A permutation test repeats on permuted labels whatever produced the
 //! observed score — the folds (re-stratified on the permuted labels), the grid's choice of the
 //! best candidate, the nested search — so its null distribution is the observed score's.
-//! Everything here is
-//! CPU-bound, synchronous and deterministic for a given seed; async callers run it on a blocking
-//! thread.
+//!
+//! A run is cut into independent units ([`crate::plan`]): [`plan`] makes the splits and the
+//! candidates the units are cut from, [`compute_unit`] validates one (its fits side by side on the current rayon pool), and
+//! [`assemble`] turns every unit's results into the run's outcome and fits the final model.
+//! [`run`] does all three in this process. Each permutation draws its labels from a stream of
+//! its own (the run's seed, stream = permutation number), so a result never depends on which
+//! unit, thread or replica computed it, nor in which order. Everything here is CPU-bound,
+//! synchronous and deterministic for a given seed; async callers run it on a blocking thread.
 
 use std::collections::BTreeMap;
 
@@ -24,11 +29,14 @@ use broker_schemas::CvScheme;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 
 use crate::matrix::Matrix;
 use crate::metrics::{self, MetricsError};
 use crate::model::{FittedModel, Labels, ModelError, ModelSpec, Task};
 use crate::pipeline::PipelineConfig;
+use crate::plan::{self, Pick, Shape, UnitSpec};
 use crate::validation::{make_splits, Scheme, Split};
 
 /// The rows of a run.
@@ -91,6 +99,14 @@ impl TargetData {
         }
     }
 
+    /// The labels of permutation `p`: the targets shuffled by the `p`th stream of the run's
+    /// seed, the same whichever unit asks.
+    pub fn permutation(&self, seed: u64, p: usize) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5045_524D_5554_4521);
+        rng.set_stream(p as u64);
+        self.permuted(&mut rng)
+    }
+
     fn labels<'a>(
         &'a self,
         rows: &[usize],
@@ -140,6 +156,25 @@ impl TargetData {
 }
 
 impl Data {
+    fn view(&self) -> View<'_> {
+        View {
+            x: &self.x,
+            sites: &self.sites,
+            target: &self.target,
+        }
+    }
+}
+
+/// The rows of a run with some labelling: the observed one, or a permutation's (which shares
+/// the features instead of copying them).
+#[derive(Debug, Clone, Copy)]
+struct View<'a> {
+    x: &'a Matrix,
+    sites: &'a [String],
+    target: &'a TargetData,
+}
+
+impl View<'_> {
     /// The rows `rows`, in that order.
     fn subset(&self, rows: &[usize]) -> Data {
         Data {
@@ -180,7 +215,7 @@ pub struct RunConfig {
 }
 
 /// One fold's outcome.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FoldResult {
     /// Repeat (0-based).
     pub repeat: usize,
@@ -199,7 +234,7 @@ pub struct FoldResult {
 }
 
 /// One out-of-fold prediction.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Prediction {
     /// Repeat.
     pub repeat: usize,
@@ -285,6 +320,9 @@ pub enum CvError {
     /// Scoring failed.
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    /// The units' results do not fit the plan (a unit missing or of another plan).
+    #[error("the units' results do not fit the run's plan: {0}")]
+    Units(String),
 }
 
 /// The metric a grid and a permutation test use.
@@ -302,7 +340,13 @@ fn strata(target: &TargetData) -> Option<&[usize]> {
     }
 }
 
-/// Validates `spec` on `data` under `splits`.
+/// Whether a run's score pools the out-of-fold predictions (leave-one-out) instead of averaging
+/// the folds' metrics.
+fn is_pooled(config: &RunConfig) -> bool {
+    config.scheme.kind == CvScheme::LeaveOneOut
+}
+
+/// Validates `spec` on `data` under `splits`, one split after another.
 pub fn evaluate(
     spec: &ModelSpec,
     pipeline: &PipelineConfig,
@@ -313,65 +357,12 @@ pub fn evaluate(
 ) -> Result<Evaluation, CvError> {
     let mut folds = Vec::with_capacity(splits.len());
     let mut predictions = Vec::with_capacity(data.sites.len());
-    let (mut by, mut bv) = (Vec::new(), Vec::new());
     for split in splits {
-        // One span per fold, in the job's trace.
-        let _fold = tracing::info_span!("fold", fold = split.fold, repeat = split.repeat).entered();
-        let fold_error = |source| CvError::Fold {
-            fold: split.fold,
-            source,
-        };
-        let train_x = data.x.select_rows(&split.train);
-        let train_sites: Vec<String> = split.train.iter().map(|&i| data.sites[i].clone()).collect();
-        let labels = data.target.labels(&split.train, &mut by, &mut bv);
-        let model = FittedModel::fit(spec, pipeline, &train_x, &train_sites, labels, seed)
-            .map_err(fold_error)?;
-        let test_x = data.x.select_rows(&split.test);
-        let test_sites: Vec<String> = split.test.iter().map(|&i| data.sites[i].clone()).collect();
-        let p = model
-            .predict_rows(&test_x, &test_sites)
-            .map_err(fold_error)?;
-        let (metrics, confusion) = match &data.target {
-            TargetData::Classes { y, classes } => {
-                let truth: Vec<usize> = split.test.iter().map(|&i| y[i]).collect();
-                let (m, c) = metrics::classification_metrics(
-                    &truth,
-                    &p.classes,
-                    p.scores.as_deref(),
-                    classes.len(),
-                )?;
-                (m, Some(c))
-            }
-            TargetData::Values(v) => {
-                let truth: Vec<f64> = split.test.iter().map(|&i| v[i]).collect();
-                (metrics::regression_metrics(&truth, &p.values)?, None)
-            }
-        };
-        for (k, &row) in split.test.iter().enumerate() {
-            predictions.push(Prediction {
-                repeat: split.repeat,
-                fold: split.fold,
-                row,
-                class: p.classes.get(k).copied(),
-                value: p.values.get(k).copied(),
-                score: p
-                    .scores
-                    .as_ref()
-                    .map(|s| s[k])
-                    .or_else(|| p.values.get(k).copied()),
-            });
-        }
-        folds.push(FoldResult {
-            repeat: split.repeat,
-            fold: split.fold,
-            name: split.name.clone(),
-            n_train: split.train.len(),
-            n_test: split.test.len(),
-            metrics,
-            confusion,
-        });
+        let (fold, p) = evaluate_split(spec, pipeline, data.view(), split, seed)?;
+        folds.push(fold);
+        predictions.extend(p);
     }
-    let summary = summarise(data, &folds, &predictions, pooled)?;
+    let summary = summarise(&data.target, &folds, &predictions, pooled)?;
     Ok(Evaluation {
         folds,
         predictions,
@@ -379,15 +370,85 @@ pub fn evaluate(
     })
 }
 
+/// Fits `spec` on one split's training rows and scores it on its test rows.
+fn evaluate_split(
+    spec: &ModelSpec,
+    pipeline: &PipelineConfig,
+    data: View<'_>,
+    split: &Split,
+    seed: u64,
+) -> Result<(FoldResult, Vec<Prediction>), CvError> {
+    // One span per fold, in the job's trace.
+    let _fold = tracing::info_span!("fold", fold = split.fold, repeat = split.repeat).entered();
+    let fold_error = |source| CvError::Fold {
+        fold: split.fold,
+        source,
+    };
+    let (mut by, mut bv) = (Vec::new(), Vec::new());
+    let train_x = data.x.select_rows(&split.train);
+    let train_sites: Vec<String> = split.train.iter().map(|&i| data.sites[i].clone()).collect();
+    let labels = data.target.labels(&split.train, &mut by, &mut bv);
+    let model = FittedModel::fit(spec, pipeline, &train_x, &train_sites, labels, seed)
+        .map_err(fold_error)?;
+    let test_x = data.x.select_rows(&split.test);
+    let test_sites: Vec<String> = split.test.iter().map(|&i| data.sites[i].clone()).collect();
+    let p = model
+        .predict_rows(&test_x, &test_sites)
+        .map_err(fold_error)?;
+    let (metrics, confusion) = match data.target {
+        TargetData::Classes { y, classes } => {
+            let truth: Vec<usize> = split.test.iter().map(|&i| y[i]).collect();
+            let (m, c) = metrics::classification_metrics(
+                &truth,
+                &p.classes,
+                p.scores.as_deref(),
+                classes.len(),
+            )?;
+            (m, Some(c))
+        }
+        TargetData::Values(v) => {
+            let truth: Vec<f64> = split.test.iter().map(|&i| v[i]).collect();
+            (metrics::regression_metrics(&truth, &p.values)?, None)
+        }
+    };
+    let predictions = split
+        .test
+        .iter()
+        .enumerate()
+        .map(|(k, &row)| Prediction {
+            repeat: split.repeat,
+            fold: split.fold,
+            row,
+            class: p.classes.get(k).copied(),
+            value: p.values.get(k).copied(),
+            score: p
+                .scores
+                .as_ref()
+                .map(|s| s[k])
+                .or_else(|| p.values.get(k).copied()),
+        })
+        .collect();
+    let fold = FoldResult {
+        repeat: split.repeat,
+        fold: split.fold,
+        name: split.name.clone(),
+        n_train: split.train.len(),
+        n_test: split.test.len(),
+        metrics,
+        confusion,
+    };
+    Ok((fold, predictions))
+}
+
 /// Metric → mean and sd over the folds, or of the pooled predictions (leave-one-out).
 fn summarise(
-    data: &Data,
+    target: &TargetData,
     folds: &[FoldResult],
     predictions: &[Prediction],
     pooled: bool,
 ) -> Result<BTreeMap<String, MeanSd>, CvError> {
     Ok(if pooled {
-        pooled_metrics(data, predictions, 0)?
+        pooled_metrics(target, predictions, 0)?
             .into_iter()
             .map(|(k, v)| (k, MeanSd { mean: v, sd: 0.0 }))
             .collect()
@@ -417,6 +478,7 @@ fn summarise(
 }
 
 /// One candidate of a grid: the model with the candidate's values, and the numeric ones.
+#[derive(Debug, Clone)]
 struct Candidate {
     spec: ModelSpec,
     params: BTreeMap<String, f64>,
@@ -465,23 +527,22 @@ fn best_of(scores: &[f64]) -> Option<usize> {
     best
 }
 
-/// Nested validation of a grid: in each outer split, every candidate is scored by an inner
-/// stratified k-fold ([`inner_folds`]) over the split's training rows only; the best is fitted
-/// on those rows and tested on the split's test rows. Returns the evaluation and the candidate
-/// chosen per split.
-fn evaluate_nested(
+/// Inner folds of a nested search: the run's k, at least 2.
+fn inner_folds(scheme: &Scheme) -> usize {
+    scheme.folds.max(2)
+}
+
+/// The nested search in one outer split: every candidate is scored by an inner stratified
+/// k-fold ([`inner_folds`]) over the split's training rows only; the best is fitted on those
+/// rows and tested on the split's test rows. Returns that fold and the candidate chosen.
+fn nested_split(
     config: &RunConfig,
     candidates: &[Candidate],
-    data: &Data,
-    splits: &[Split],
-    metric: &str,
-) -> Result<(Evaluation, Vec<usize>), CvError> {
-    let pipeline = &config.pipeline;
-    let pooled = config.scheme.kind == CvScheme::LeaveOneOut;
+    data: View<'_>,
+    split: &Split,
+) -> Result<(FoldResult, Vec<Prediction>, usize), CvError> {
+    let metric = selection_metric(config.spec.task());
     let seed = config.scheme.seed;
-    let mut folds = Vec::with_capacity(splits.len());
-    let mut predictions = Vec::with_capacity(data.sites.len());
-    let mut chosen = Vec::with_capacity(splits.len());
     let inner_scheme = Scheme {
         kind: CvScheme::StratifiedKFold,
         folds: inner_folds(&config.scheme),
@@ -489,58 +550,39 @@ fn evaluate_nested(
         repeats: 0,
         test_sites: Vec::new(),
     };
-    for split in splits {
-        let inner_data = data.subset(&split.train);
-        let inner = make_splits(&inner_scheme, strata(&inner_data.target), &inner_data.sites)
-            .map_err(|e| CvError::Scheme(format!("nested, outer fold {}: {e}", split.fold)))?;
-        let scores = candidates
-            .iter()
-            .map(|c| {
-                evaluate(&c.spec, pipeline, &inner_data, &inner, false, seed)
-                    .map(|e| e.score(metric))
-            })
-            .collect::<Result<Vec<f64>, CvError>>()?;
-        let best =
-            best_of(&scores).ok_or_else(|| CvError::Grid("the grid has no candidates".into()))?;
-        let e = evaluate(
-            &candidates[best].spec,
-            pipeline,
-            data,
-            std::slice::from_ref(split),
-            false,
-            seed,
-        )?;
-        folds.extend(e.folds);
-        predictions.extend(e.predictions);
-        chosen.push(best);
-    }
-    let summary = summarise(data, &folds, &predictions, pooled)?;
-    Ok((
-        Evaluation {
-            folds,
-            predictions,
-            summary,
-        },
-        chosen,
-    ))
+    let inner_data = data.subset(&split.train);
+    let inner = make_splits(&inner_scheme, strata(&inner_data.target), &inner_data.sites)
+        .map_err(|e| CvError::Scheme(format!("nested, outer fold {}: {e}", split.fold)))?;
+    let scores = in_order(candidates.par_iter().map(|c| {
+        evaluate(&c.spec, &config.pipeline, &inner_data, &inner, false, seed)
+            .map(|e| e.score(metric))
+    }))?;
+    let best =
+        best_of(&scores).ok_or_else(|| CvError::Grid("the grid has no candidates".into()))?;
+    let (fold, predictions) =
+        evaluate_split(&candidates[best].spec, &config.pipeline, data, split, seed)?;
+    Ok((fold, predictions, best))
 }
 
-/// Inner folds of a nested search: the run's k, at least 2.
-fn inner_folds(scheme: &Scheme) -> usize {
-    scheme.folds.max(2)
+/// Results computed side by side, in their order; the first error in that order, so a failure
+/// reads the same with any number of threads.
+fn in_order<T: Send>(
+    results: impl IndexedParallelIterator<Item = Result<T, CvError>>,
+) -> Result<Vec<T>, CvError> {
+    results.collect::<Vec<_>>().into_iter().collect()
 }
 
 /// Metrics of the out-of-fold predictions of one repeat, optionally restricted to some rows.
 fn pooled_metrics(
-    data: &Data,
+    target: &TargetData,
     predictions: &[Prediction],
     repeat: usize,
 ) -> Result<BTreeMap<String, f64>, CvError> {
-    pooled_metrics_where(data, predictions, repeat, |_| true)
+    pooled_metrics_where(target, predictions, repeat, |_| true)
 }
 
 fn pooled_metrics_where(
-    data: &Data,
+    target: &TargetData,
     predictions: &[Prediction],
     repeat: usize,
     keep: impl Fn(usize) -> bool,
@@ -549,7 +591,7 @@ fn pooled_metrics_where(
         .iter()
         .filter(|p| p.repeat == repeat && keep(p.row))
         .collect();
-    Ok(match &data.target {
+    Ok(match target {
         TargetData::Classes { y, classes } => {
             let truth: Vec<usize> = chosen.iter().map(|p| y[p.row]).collect();
             let pred: Vec<usize> = chosen.iter().map(|p| p.class.unwrap_or(0)).collect();
@@ -566,36 +608,6 @@ fn pooled_metrics_where(
             metrics::regression_metrics(&truth, &pred)?
         }
     })
-}
-
-/// The score of one label permutation, produced as the observed one was: folds made from the
-/// permuted labels, then the model, the grid's best candidate, or the nested search.
-fn null_score(
-    config: &RunConfig,
-    candidates: &[Candidate],
-    spec: &ModelSpec,
-    permuted: &Data,
-    metric: &str,
-) -> Result<f64, CvError> {
-    let splits = make_splits(&config.scheme, strata(&permuted.target), &permuted.sites)
-        .map_err(CvError::Scheme)?;
-    let pooled = config.scheme.kind == CvScheme::LeaveOneOut;
-    let seed = config.scheme.seed;
-    let pipeline = &config.pipeline;
-    if candidates.is_empty() {
-        return Ok(evaluate(spec, pipeline, permuted, &splits, pooled, seed)?.score(metric));
-    }
-    if config.nested {
-        let (e, _) = evaluate_nested(config, candidates, permuted, &splits, metric)?;
-        return Ok(e.score(metric));
-    }
-    let mut best = f64::NAN;
-    for c in candidates {
-        // f64::max ignores a NaN, as the grid's choice does.
-        best =
-            best.max(evaluate(&c.spec, pipeline, permuted, &splits, pooled, seed)?.score(metric));
-    }
-    Ok(best)
 }
 
 /// Every combination of the grid's values, in key order then value order.
@@ -615,18 +627,204 @@ pub fn grid_candidates(grid: &BTreeMap<String, Vec<String>>) -> Vec<BTreeMap<Str
     out
 }
 
-/// Runs the whole analysis.
-pub fn run(config: &RunConfig, data: &Data) -> Result<RunOutcome, CvError> {
-    let task = config.spec.task();
-    let metric = selection_metric(task);
+/// A run's splits and grid candidates, and the shape its units are cut from
+/// ([`plan::units`]).
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The splits of the observed labels.
+    pub splits: Vec<Split>,
+    candidates: Vec<Candidate>,
+    /// What the units are cut from.
+    pub shape: Shape,
+}
+
+/// Makes the splits and candidates of a run; an error when the data cannot be split as asked
+/// or the grid is bad.
+pub fn plan(config: &RunConfig, data: &Data) -> Result<Plan, CvError> {
     let splits =
         make_splits(&config.scheme, strata(&data.target), &data.sites).map_err(CvError::Scheme)?;
-    let pooled = config.scheme.kind == CvScheme::LeaveOneOut;
-    let seed = config.scheme.seed;
-
     let candidates = candidates(config)?;
+    let shape = Shape {
+        rows: data.sites.len(),
+        features: data.x.cols(),
+        splits: splits.len(),
+        candidates: candidates.len(),
+        inner_folds: if config.nested && !candidates.is_empty() {
+            inner_folds(&config.scheme)
+        } else {
+            0
+        },
+        permutations: config.permutations,
+    };
+    Ok(Plan {
+        splits,
+        candidates,
+        shape,
+    })
+}
+
+/// What a unit computed for one split of one labelling.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SplitResult {
+    /// The permutation (`None`: the observed labels).
+    pub permutation: Option<usize>,
+    /// The model validated.
+    pub pick: Pick,
+    /// The split's index.
+    pub split: usize,
+    /// Its fold's metrics.
+    pub fold: FoldResult,
+    /// Its out-of-fold predictions: always for the observed labels, for a permutation only
+    /// where its score pools them (leave-one-out).
+    pub predictions: Vec<Prediction>,
+    /// The nested search's choice.
+    pub chosen: Option<usize>,
+}
+
+/// Computes one unit: its fits side by side on the current rayon pool, its results in a fixed
+/// order.
+pub fn compute_unit(
+    config: &RunConfig,
+    plan: &Plan,
+    data: &Data,
+    unit: &UnitSpec,
+) -> Result<Vec<SplitResult>, CvError> {
+    // Each labelling of the unit with its splits: the observed ones are the plan's, a
+    // permutation's are made from its labels, as the observed ones were.
+    let labellings: Vec<(Option<usize>, TargetData, Vec<Split>)> = match &unit.permutations {
+        None => vec![(None, data.target.clone(), plan.splits.clone())],
+        Some(range) => in_order(range.clone().into_par_iter().map(|p| {
+            let target = data.target.permutation(config.scheme.seed, p);
+            let splits = make_splits(&config.scheme, strata(&target), &data.sites)
+                .map_err(CvError::Scheme)?;
+            Ok((Some(p), target, splits))
+        }))?,
+    };
+    let items: Vec<(usize, usize)> = (0..labellings.len())
+        .flat_map(|l| unit.splits.clone().map(move |s| (l, s)))
+        .collect();
+    let keep_predictions = is_pooled(config);
+    in_order(items.into_par_iter().map(|(l, s)| {
+        let (permutation, target, splits) = &labellings[l];
+        let view = View {
+            x: &data.x,
+            sites: &data.sites,
+            target,
+        };
+        let split = splits
+            .get(s)
+            .ok_or_else(|| CvError::Units(format!("split {s} of {}", splits.len())))?;
+        let candidate = |c: usize| {
+            plan.candidates.get(c).ok_or_else(|| {
+                CvError::Units(format!("candidate {c} of {}", plan.candidates.len()))
+            })
+        };
+        let seed = config.scheme.seed;
+        let (fold, predictions, chosen) = match unit.pick {
+            Pick::Base => {
+                let (f, p) = evaluate_split(&config.spec, &config.pipeline, view, split, seed)?;
+                (f, p, None)
+            }
+            Pick::Candidate(c) => {
+                let spec = &candidate(c)?.spec;
+                let (f, p) = evaluate_split(spec, &config.pipeline, view, split, seed)?;
+                (f, p, None)
+            }
+            Pick::Nested => {
+                let (f, p, best) = nested_split(config, &plan.candidates, view, split)?;
+                (f, p, Some(best))
+            }
+        };
+        Ok(SplitResult {
+            permutation: *permutation,
+            pick: unit.pick,
+            split: s,
+            fold,
+            predictions: if permutation.is_none() || keep_predictions {
+                predictions
+            } else {
+                Vec::new()
+            },
+            chosen,
+        })
+    }))
+}
+
+/// The results of every unit, by labelling and pick.
+struct Families(BTreeMap<(Option<usize>, Pick), Vec<SplitResult>>);
+
+impl Families {
+    fn new(results: Vec<SplitResult>) -> Self {
+        let mut families: BTreeMap<_, Vec<SplitResult>> = BTreeMap::new();
+        for r in results {
+            families.entry((r.permutation, r.pick)).or_default().push(r);
+        }
+        for family in families.values_mut() {
+            family.sort_by_key(|r| r.split);
+            family.dedup_by_key(|r| r.split);
+        }
+        Families(families)
+    }
+
+    /// A labelling's validation of `pick`, its folds in split order, and each split's nested
+    /// choice.
+    fn evaluation(
+        &mut self,
+        permutation: Option<usize>,
+        pick: Pick,
+        splits: usize,
+        target: &TargetData,
+        pooled: bool,
+    ) -> Result<(Evaluation, Vec<Option<usize>>), CvError> {
+        let family = self.0.remove(&(permutation, pick)).unwrap_or_default();
+        if family.len() != splits {
+            let labels = permutation.map_or("the observed labels".to_owned(), |p| {
+                format!("permutation {p}")
+            });
+            return Err(CvError::Units(format!(
+                "{} of {splits} splits of {pick:?} on {labels}",
+                family.len()
+            )));
+        }
+        let mut folds = Vec::with_capacity(splits);
+        let mut predictions = Vec::new();
+        let mut chosen = Vec::with_capacity(splits);
+        for r in family {
+            folds.push(r.fold);
+            predictions.extend(r.predictions);
+            chosen.push(r.chosen);
+        }
+        let summary = summarise(target, &folds, &predictions, pooled)?;
+        Ok((
+            Evaluation {
+                folds,
+                predictions,
+                summary,
+            },
+            chosen,
+        ))
+    }
+}
+
+/// Turns every unit's results into the run's outcome: the grid's choice, the nested and
+/// permutation scores, ROC and per-site scores, and the final model fitted on all rows (on the
+/// training sites for `held_out_sites`).
+pub fn assemble(
+    config: &RunConfig,
+    plan: &Plan,
+    data: &Data,
+    results: Vec<SplitResult>,
+) -> Result<RunOutcome, CvError> {
+    let task = config.spec.task();
+    let metric = selection_metric(task);
+    let pooled = is_pooled(config);
+    let seed = config.scheme.seed;
+    let n_splits = plan.splits.len();
+    let candidates = &plan.candidates;
+    let mut families = Families::new(results);
+
     let (spec, evaluation, grid) = if candidates.is_empty() {
-        let e = evaluate(&config.spec, &config.pipeline, data, &splits, pooled, seed)?;
+        let (e, _) = families.evaluation(None, Pick::Base, n_splits, &data.target, pooled)?;
         (config.spec.clone(), e, None)
     } else {
         // Every candidate under the run's folds: the optimisation curve, and the choice of the
@@ -634,7 +832,8 @@ pub fn run(config: &RunConfig, data: &Data) -> Result<RunOutcome, CvError> {
         let mut rows = Vec::with_capacity(candidates.len());
         let mut best: Option<(usize, f64, Evaluation)> = None;
         for (i, c) in candidates.iter().enumerate() {
-            let e = evaluate(&c.spec, &config.pipeline, data, &splits, pooled, seed)?;
+            let (e, _) =
+                families.evaluation(None, Pick::Candidate(i), n_splits, &data.target, pooled)?;
             let score = e.summary.get(metric).copied().unwrap_or(MeanSd {
                 mean: f64::NAN,
                 sd: f64::NAN,
@@ -656,7 +855,14 @@ pub fn run(config: &RunConfig, data: &Data) -> Result<RunOutcome, CvError> {
             return Err(CvError::Grid("the grid has no candidates".into()));
         };
         let (evaluation, nested_folds, chosen) = if config.nested {
-            let (e, chosen) = evaluate_nested(config, &candidates, data, &splits, metric)?;
+            let (e, chosen) =
+                families.evaluation(None, Pick::Nested, n_splits, &data.target, pooled)?;
+            let chosen = chosen
+                .into_iter()
+                .map(|c| {
+                    c.ok_or_else(|| CvError::Units("a nested split without its choice".into()))
+                })
+                .collect::<Result<Vec<usize>, CvError>>()?;
             (e, Some(inner_folds(&config.scheme) as u32), chosen)
         } else {
             (e, None, Vec::new())
@@ -673,15 +879,32 @@ pub fn run(config: &RunConfig, data: &Data) -> Result<RunOutcome, CvError> {
 
     let permutation = if config.permutations > 0 {
         let observed = evaluation.score(metric);
-        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5045_524D_5554_4521);
+        // Each permutation's score is produced as the observed one was: the model, the grid's
+        // best candidate, or the nested search.
+        let picks: Vec<Pick> = if candidates.is_empty() {
+            vec![Pick::Base]
+        } else if config.nested {
+            vec![Pick::Nested]
+        } else {
+            (0..candidates.len()).map(Pick::Candidate).collect()
+        };
         let mut scores = Vec::with_capacity(config.permutations);
-        for _ in 0..config.permutations {
-            let permuted = Data {
-                x: data.x.clone(),
-                sites: data.sites.clone(),
-                target: data.target.permuted(&mut rng),
+        for p in 0..config.permutations {
+            // Only a pooled score reads the (permuted) truth again.
+            let permuted;
+            let target = if pooled {
+                permuted = data.target.permutation(seed, p);
+                &permuted
+            } else {
+                &data.target
             };
-            scores.push(null_score(config, &candidates, &spec, &permuted, metric)?);
+            let mut best = f64::NAN;
+            for &pick in &picks {
+                let (e, _) = families.evaluation(Some(p), pick, n_splits, target, pooled)?;
+                // f64::max ignores a NaN, as the grid's choice does.
+                best = best.max(e.score(metric));
+            }
+            scores.push(best);
         }
         let at_least = scores.iter().filter(|s| **s >= observed).count();
         Some(PermutationTest {
@@ -726,7 +949,7 @@ pub fn run(config: &RunConfig, data: &Data) -> Result<RunOutcome, CvError> {
             .iter()
             .filter(|p| p.repeat == 0 && &data.sites[p.row] == site)
             .count();
-        let metrics = pooled_metrics_where(data, &evaluation.predictions, 0, |row| {
+        let metrics = pooled_metrics_where(&data.target, &evaluation.predictions, 0, |row| {
             &data.sites[row] == site
         })?;
         per_site.push(SiteScores {
@@ -738,7 +961,7 @@ pub fn run(config: &RunConfig, data: &Data) -> Result<RunOutcome, CvError> {
 
     let (final_rows, held_out): (Vec<usize>, Option<HeldOut>) =
         if config.scheme.kind == CvScheme::HeldOutSites {
-            let split = &splits[0];
+            let split = &plan.splits[0];
             let mut train_sites: Vec<String> =
                 split.train.iter().map(|&i| data.sites[i].clone()).collect();
             train_sites.sort();
@@ -795,4 +1018,17 @@ pub fn run(config: &RunConfig, data: &Data) -> Result<RunOutcome, CvError> {
         model,
         feature_weights,
     })
+}
+
+/// Runs the whole analysis in this process: [`plan`], every unit side by side on the current
+/// rayon pool, [`assemble`].
+pub fn run(config: &RunConfig, data: &Data) -> Result<RunOutcome, CvError> {
+    let plan = plan(config, data)?;
+    let units = plan::units(&plan.shape, plan::UNIT_WORK);
+    let results = in_order(
+        units
+            .par_iter()
+            .map(|unit| compute_unit(config, &plan, data, unit)),
+    )?;
+    assemble(config, &plan, data, results.into_iter().flatten().collect())
 }

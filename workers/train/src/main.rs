@@ -1,5 +1,6 @@
 //! `swarm-train`: the training worker binary.
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    swarm_runtime::main_for(swarm_train::TrainHandler::default()).await
+    let settings = swarm_train::TrainSettings::from_env().map_err(anyhow::Error::msg)?;
+    swarm_runtime::main_for(swarm_train::TrainHandler::new(settings)).await
 }

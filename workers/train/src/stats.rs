@@ -166,6 +166,114 @@ pub fn f_sf(f: f64, d1: f64, d2: f64) -> f64 {
     FisherSnedecor::new(d1, d2).map_or(f64::NAN, |d| d.sf(f))
 }
 
+/// Univariate statistics of the rows' features: the test per feature, both corrections, the
+/// group sizes. An error says why the rows cannot be tested.
+pub fn compute_stats(
+    test: broker_schemas::StatsTest,
+    x: &[Vec<f64>],
+    labels: &[String],
+    covariate: Option<&[f64]>,
+    groups: &[String],
+    alpha: f64,
+) -> Result<broker_schemas::results::StatsResults, String> {
+    use broker_schemas::results::{FeatureStat, StatsResults};
+    use broker_schemas::StatsTest;
+    let p = x.first().map_or(0, Vec::len);
+    if x.len() < 3 || p == 0 {
+        return Err(format!(
+            "{} samples with {p} features: too few for statistics",
+            x.len()
+        ));
+    }
+    let mut group_sizes = std::collections::BTreeMap::new();
+    let results: Vec<TestResult> = match test {
+        StatsTest::WelchT | StatsTest::Anova => {
+            let mut names: Vec<String> = if groups.is_empty() {
+                let mut l = labels.to_vec();
+                l.sort();
+                l.dedup();
+                l
+            } else {
+                groups.to_vec()
+            };
+            names.dedup();
+            let members: Vec<Vec<usize>> = names
+                .iter()
+                .map(|g| (0..labels.len()).filter(|&i| &labels[i] == g).collect())
+                .collect();
+            for (name, m) in names.iter().zip(&members) {
+                if m.len() < 2 {
+                    return Err(format!(
+                        "group \"{name}\" has {} sample(s); each group needs at least 2",
+                        m.len()
+                    ));
+                }
+                group_sizes.insert(name.clone(), m.len());
+            }
+            if test == StatsTest::WelchT && names.len() != 2 {
+                return Err(format!(
+                    "welch_t compares 2 groups, found {}: {}",
+                    names.len(),
+                    names.join(", ")
+                ));
+            }
+            if names.len() < 2 {
+                return Err("anova needs at least 2 groups".into());
+            }
+            (0..p)
+                .map(|j| {
+                    let values: Vec<Vec<f64>> = members
+                        .iter()
+                        .map(|m| m.iter().map(|&i| x[i][j]).collect())
+                        .collect();
+                    if test == StatsTest::WelchT {
+                        welch_t(&values[0], &values[1])
+                    } else {
+                        anova(&values)
+                    }
+                })
+                .collect()
+        }
+        StatsTest::Pearson | StatsTest::Spearman => {
+            let c = covariate.ok_or("a correlation needs a covariate")?;
+            (0..p)
+                .map(|j| {
+                    let col: Vec<f64> = x.iter().map(|r| r[j]).collect();
+                    if test == StatsTest::Pearson {
+                        pearson(&col, c)
+                    } else {
+                        spearman(&col, c)
+                    }
+                })
+                .collect()
+        }
+    };
+    let p_values: Vec<f64> = results.iter().map(|r| r.p).collect();
+    let fdr = fdr_bh(&p_values);
+    let bonf = bonferroni(&p_values);
+    let finite = |v: f64, fallback: f64| if v.is_finite() { v } else { fallback };
+    let features = results
+        .iter()
+        .enumerate()
+        .map(|(j, r)| FeatureStat {
+            name: format!("f{j}"),
+            statistic: finite(r.statistic, 0.0),
+            p: finite(r.p, 1.0),
+            p_fdr: finite(fdr[j], 1.0),
+            p_bonferroni: finite(bonf[j], 1.0),
+            effect_size: finite(r.effect_size, 0.0),
+            significant: fdr[j] < alpha,
+        })
+        .collect();
+    Ok(StatsResults {
+        test: test.as_str().to_owned(),
+        covariate: None,
+        groups: group_sizes,
+        alpha,
+        features,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
