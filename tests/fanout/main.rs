@@ -304,6 +304,11 @@ async fn a_unit_that_cannot_be_computed_fails_its_run_once_with_the_reason() {
         reason.contains("fold 3") && reason.contains("2 classes"),
         "{reason}"
     );
+    let status = env.cli(&["status", &run.to_string()]).await;
+    assert!(
+        status.contains("failed") && status.contains("fold 3"),
+        "{status}"
+    );
     // Failed once: no run stored, nothing dead-lettered, and the worker goes on with the next
     // job.
     let runs: i64 = env
@@ -332,6 +337,8 @@ async fn a_cancelled_run_computes_no_unit_after_the_cancel() {
     let said = env.cli(&["cancel", &run.to_string()]).await;
     assert!(said.contains("cancelled"), "{said}");
     let p = until_state(&env, run, "cancelled").await;
+    let status = env.cli(&["status", &run.to_string()]).await;
+    assert!(status.contains("cancelled"), "{status}");
     assert!(
         p.units_done < p.units_total,
         "the run finished before the cancel"
