@@ -1022,10 +1022,9 @@ async fn a_jaeger_uber_trace_id_joins_its_trace() {
 async fn dead_letters_are_listed_and_replayed_once_the_cause_is_fixed() {
     let env = TestEnv::new().await;
     let workers = env.spawn_all();
-    // Training a project before its data arrived fails for good...
-    let run_id = Uuid::now_v7();
-    env.send(&logistic(run_id, "late"), &run_id.to_string())
-        .await;
+    // Statistics of a project before its data arrived fail for good...
+    let job_id = Uuid::now_v7();
+    env.send(&anova(job_id, "late"), &job_id.to_string()).await;
     env.wait_count(
         "the dead letter",
         "SELECT count(*) FROM dead_letters",
@@ -1035,15 +1034,15 @@ async fn dead_letters_are_listed_and_replayed_once_the_cause_is_fixed() {
     .await;
     let listed = env.cli(&["dead", "list"]).await;
     assert!(
-        listed.contains(&env.topology.queue("train")) && listed.contains("train.v1"),
+        listed.contains(&env.topology.queue("train")) && listed.contains("stats.v1"),
         "{listed}"
     );
     let listed_ingest = env
         .cli(&["dead", "list", "--queue", &env.topology.queue("ingest")])
         .await;
-    assert!(!listed_ingest.contains("train.v1"), "{listed_ingest}");
+    assert!(!listed_ingest.contains("stats.v1"), "{listed_ingest}");
 
-    // ...until it does: then the replayed job produces its run.
+    // ...until it does: then the replayed job produces its statistics.
     let data = swarm::synth::vector_dataset(&["a"], 30, 6, 3);
     let samples = data.into_iter().map(|(_, s)| s).collect();
     env.send(
@@ -1058,23 +1057,28 @@ async fn dead_letters_are_listed_and_replayed_once_the_cause_is_fixed() {
     env.wait_features("features", "job", 30).await;
     let out = env.cli(&["dead", "replay", "--all"]).await;
     assert!(out.contains("Replayed 1"), "{out}");
-    swarm::commands::train::wait_for_report(&env.pool, run_id, helpers::PATIENCE)
-        .await
-        .expect("the replayed job runs");
+    env.wait_count(
+        "the replayed job's statistics",
+        "SELECT count(*) FROM stats_jobs WHERE id = $1",
+        &[&job_id],
+        1,
+    )
+    .await;
     let left = env.cli(&["dead", "list"]).await;
-    assert!(!left.contains("train.v1"), "nothing left to replay: {left}");
+    assert!(!left.contains("stats.v1"), "nothing left to replay: {left}");
     env.finish(workers).await;
 }
 
-/// A logistic regression of `project` under 3-fold cross-validation.
-fn logistic(run_id: Uuid, project: &str) -> TrainV1 {
-    TrainV1 {
-        run_id,
+/// An ANOVA per feature of `project`'s label groups.
+fn anova(job_id: Uuid, project: &str) -> broker_schemas::StatsV1 {
+    broker_schemas::StatsV1 {
+        job_id,
         project: project.into(),
-        model: "logistic".into(),
-        params: BTreeMap::new(),
-        cv: CrossValidation { folds: 3, seed: 0 },
+        test: broker_schemas::StatsTest::Anova,
+        covariate: None,
+        groups: vec![],
         sites: vec![],
+        alpha: 0.05,
     }
 }
 
@@ -1103,9 +1107,8 @@ async fn a_message_dead_lettered_again_after_a_failed_publish_has_one_row_until_
         )
         .await
         .unwrap();
-    let run_id = Uuid::now_v7();
-    env.send(&logistic(run_id, "never"), &run_id.to_string())
-        .await;
+    let job_id = Uuid::now_v7();
+    env.send(&anova(job_id, "never"), &job_id.to_string()).await;
     let queue = env.topology.queue("train");
     eventually("three attempts to dead-letter", || async {
         helpers::counter(&format!(

@@ -292,11 +292,12 @@ async fn one_job_is_one_trace_across_worker_processes() {
             &[&run],
         )
         .await;
+    // The job, its units (one validating the 3 folds, one assembling the run), the report.
     let all = wait_spans(&spans, "the train job", |all| {
         all.iter()
             .filter(|s| s.trace_id == train_trace && s.name.starts_with("process "))
             .count()
-            == 2
+            == 4
     })
     .await;
     let trace: Vec<Span> = all
@@ -312,7 +313,11 @@ async fn one_job_is_one_trace_across_worker_processes() {
     check_hops(
         &trace,
         &exchange,
-        &[("train.v1", "train"), ("report.v1", "report")],
+        &[
+            ("train.v1", "train"),
+            ("train.unit.v1", "train"),
+            ("report.v1", "report"),
+        ],
         &run,
     );
     for child in ["transaction", "fold", "render"] {

@@ -553,15 +553,22 @@ fn nested_split(
     let inner_data = data.subset(&split.train);
     let inner = make_splits(&inner_scheme, strata(&inner_data.target), &inner_data.sites)
         .map_err(|e| CvError::Scheme(format!("nested, outer fold {}: {e}", split.fold)))?;
-    let scores = in_order(candidates.par_iter().map(|c| {
+    let scores = in_order(candidates.par_iter().map(in_span(|c: &Candidate| {
         evaluate(&c.spec, &config.pipeline, &inner_data, &inner, false, seed)
             .map(|e| e.score(metric))
-    }))?;
+    })))?;
     let best =
         best_of(&scores).ok_or_else(|| CvError::Grid("the grid has no candidates".into()))?;
     let (fold, predictions) =
         evaluate_split(&candidates[best].spec, &config.pipeline, data, split, seed)?;
     Ok((fold, predictions, best))
+}
+
+/// `f` on another thread of the pool, in the current span (a rayon thread does not inherit
+/// it: its spans would start traces of their own).
+fn in_span<T, R>(f: impl Fn(T) -> R + Sync + Send) -> impl Fn(T) -> R + Sync + Send {
+    let span = tracing::Span::current();
+    move |item| span.in_scope(|| f(item))
 }
 
 /// Results computed side by side, in their order; the first error in that order, so a failure
@@ -704,7 +711,7 @@ pub fn compute_unit(
         .flat_map(|l| unit.splits.clone().map(move |s| (l, s)))
         .collect();
     let keep_predictions = is_pooled(config);
-    in_order(items.into_par_iter().map(|(l, s)| {
+    in_order(items.into_par_iter().map(in_span(|(l, s): (usize, usize)| {
         let (permutation, target, splits) = &labellings[l];
         let view = View {
             x: &data.x,
@@ -747,7 +754,7 @@ pub fn compute_unit(
             },
             chosen,
         })
-    }))
+    })))
 }
 
 /// The results of every unit, by labelling and pick.
@@ -1025,10 +1032,8 @@ pub fn assemble(
 pub fn run(config: &RunConfig, data: &Data) -> Result<RunOutcome, CvError> {
     let plan = plan(config, data)?;
     let units = plan::units(&plan.shape, plan::UNIT_WORK);
-    let results = in_order(
-        units
-            .par_iter()
-            .map(|unit| compute_unit(config, &plan, data, unit)),
-    )?;
+    let results = in_order(units.par_iter().map(in_span(|unit: &UnitSpec| {
+        compute_unit(config, &plan, data, unit)
+    })))?;
     assemble(config, &plan, data, results.into_iter().flatten().collect())
 }

@@ -86,7 +86,7 @@ impl Shared {
     ) -> Result<T, String> {
         let shared = self.clone();
         let span = tracing::info_span!("compute_on_threads");
-        tokio::task::spawn_blocking(move || span.in_scope(|| shared.threads.install(work)))
+        tokio::task::spawn_blocking(move || shared.threads.install(|| span.in_scope(work)))
             .await
             .map_err(|e| format!("the analysis panicked: {e}"))
     }

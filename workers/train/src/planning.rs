@@ -379,12 +379,7 @@ mod tests {
         let reason = refused(request("logistic"), Dataset::default());
         assert!(reason.contains("no samples"), "{reason}");
 
-        let run = prepare(
-            request("logistic"),
-            rows(&labels, &["a"; 20]),
-            lineage(),
-        )
-        .unwrap();
+        let run = prepare(request("logistic"), rows(&labels, &["a"; 20]), lineage()).unwrap();
         assert_eq!(run.plan.splits.len(), 5);
     }
 
