@@ -214,9 +214,11 @@ async fn swarm(job: &Job, replicas: usize, threads: usize) -> anyhow::Result<(f6
         anyhow::ensure!(Instant::now() < deadline, "the workers did not start");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let mut options = TrainOptions::default();
-    options.grid = job.grid.clone();
-    options.permutations = job.permutations;
+    let options = TrainOptions {
+        grid: job.grid.clone(),
+        permutations: job.permutations,
+        ..Default::default()
+    };
     let run_id = Uuid::now_v7();
     let request = TrainRequest {
         train: TrainV1 {
