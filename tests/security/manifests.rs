@@ -141,7 +141,7 @@ fn check_rendering(dir: &str) {
             .expect("a grace period");
         // A worker may set its own drain (train: units of seconds).
         let drain = spec["containers"][0]["env"]
-            .as_sequence()
+            .as_array()
             .into_iter()
             .flatten()
             .find(|e| str_of(e, &["name"]) == Some("SHUTDOWN_TIMEOUT"))

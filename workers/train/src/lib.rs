@@ -50,8 +50,8 @@ pub mod settings;
 pub mod stats;
 pub mod stats_job;
 pub mod store;
-pub mod unit;
 pub mod tfidf;
+pub mod unit;
 pub mod validation;
 
 pub use handler::{TrainHandler, TrainJob};
