@@ -133,6 +133,19 @@ pub struct FeatureWeights {
     pub names: Vec<String>,
     /// One weight per feature (for multiclass linear models, the mean |coefficient| over classes).
     pub values: Vec<f64>,
+    /// Multiclass linear models: each class's own coefficients (one per feature, same order as
+    /// `values`), in class order; empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub per_class: Vec<ClassWeights>,
+}
+
+/// One class's coefficients of a multiclass linear model.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ClassWeights {
+    /// The class.
+    pub class: String,
+    /// One coefficient per feature.
+    pub values: Vec<f64>,
 }
 
 /// Train on some sites, test on others.

@@ -564,3 +564,50 @@ pub async fn wait_for_report(db: &TestDb, run_id: Uuid) -> Result<(), String> {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// Publishes `sites`' samples to project `ages` through real workers (ingest, features, train,
+/// report), trains `model` with `params` under the default validation, stops the workers, and
+/// returns the database, the run id and whether the run was reported (else the dead letter).
+pub async fn train_through_the_pipeline(
+    sites: &[(&str, Vec<broker_schemas::Sample>)],
+    model: &str,
+    params: &[(&str, &str)],
+) -> (TestDb, Uuid, Result<(), String>) {
+    use broker_schemas::{IngestV1, TrainOptions, TrainRequest, TrainV1};
+    let db = TestDb::new().await;
+    let world = Broker::new(&db).await;
+    let workers = swarm::commands::demo::spawn_workers(&world.settings);
+    for (site, samples) in sites {
+        let batch = IngestV1 {
+            project: "ages".to_owned(),
+            site: (*site).to_owned(),
+            samples: samples.clone(),
+        };
+        world.send(&batch, "ingest-job").await;
+    }
+    let n: usize = sites.iter().map(|(_, samples)| samples.len()).sum();
+    wait_for(&db, "SELECT count(*) FROM features", n as i64).await;
+
+    let run_id = Uuid::now_v7();
+    let request = TrainRequest {
+        train: TrainV1 {
+            run_id,
+            project: "ages".to_owned(),
+            model: model.to_owned(),
+            params: params
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            cv: Default::default(),
+            sites: Vec::new(),
+        },
+        options: TrainOptions::default(),
+    };
+    world.send(&request, &run_id.to_string()).await;
+    let reported = wait_for_report(&db, run_id).await;
+    for worker in workers {
+        worker.stop().await.expect("the worker stops cleanly");
+    }
+    world.finish().await;
+    (db, run_id, reported)
+}

@@ -2,10 +2,12 @@
 //! statistics jobs stored the way the train worker stores them; the pages are valid HTML that
 //! loads nothing and opens in headless Chromium without a console error; the `swarm report`
 //! commands read them; the `swarm_analyst` role reads the report views and `reports` and
-//! nothing else; every regression model's run is reported end to end ([`regression`]).
+//! nothing else; every regression model's run is reported end to end ([`regression`]); a multiclass linear
+//! model's coefficients are shown per class ([`weights`]).
 
 mod helpers;
 mod regression;
+mod weights;
 
 use helpers::*;
 use swarm_report::{fixtures, RenderOptions, ReportHandler};

@@ -3,18 +3,17 @@
 //! Markdown and JSON, the predicted-vs-true and residual charts, and a `report_summary` row
 //! with `reported_at`, for every regression model; the subjects' covariates are listed.
 
-use broker_schemas::{IngestV1, Sample, TrainOptions, TrainRequest, TrainV1};
-use uuid::Uuid;
+use broker_schemas::Sample;
 
 use crate::helpers::*;
 
-const SITES: [&str; 2] = ["lab-a", "lab-b"];
-const PER_SITE: usize = 20;
+pub const SITES: [&str; 2] = ["lab-a", "lab-b"];
+pub const PER_SITE: usize = 20;
 const FEATURES: usize = 6;
 
 /// Subjects whose target is a linear function of the first two features plus a little noise,
 /// so every regression model has something to find.
-fn regression_samples(site_index: usize) -> Vec<Sample> {
+pub fn regression_samples(site_index: usize) -> Vec<Sample> {
     (0..PER_SITE)
         .map(|i| {
             // A deterministic spread of values (no RNG needed): a few incommensurate waves.
@@ -41,42 +40,13 @@ fn regression_samples(site_index: usize) -> Vec<Sample> {
 
 /// Publishes the samples, trains `model` with `params`, and checks the stored report.
 async fn a_regression_run_is_reported(model: &str, params: &[(&str, &str)]) {
-    let db = TestDb::new().await;
-    let world = Broker::new(&db).await;
-    let workers = swarm::commands::demo::spawn_workers(&world.settings);
-
-    for (index, site) in SITES.iter().enumerate() {
-        let batch = IngestV1 {
-            project: "ages".to_owned(),
-            site: (*site).to_owned(),
-            samples: regression_samples(index),
-        };
-        world.send(&batch, "ingest-job").await;
-    }
+    let sites: Vec<(&str, Vec<Sample>)> = SITES
+        .iter()
+        .enumerate()
+        .map(|(index, site)| (*site, regression_samples(index)))
+        .collect();
     let n = (SITES.len() * PER_SITE) as i64;
-    wait_for(&db, "SELECT count(*) FROM features", n).await;
-
-    let run_id = Uuid::now_v7();
-    let request = TrainRequest {
-        train: TrainV1 {
-            run_id,
-            project: "ages".to_owned(),
-            model: model.to_owned(),
-            params: params
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-            cv: Default::default(),
-            sites: Vec::new(),
-        },
-        options: TrainOptions::default(),
-    };
-    world.send(&request, &run_id.to_string()).await;
-    let reported = wait_for_report(&db, run_id).await;
-    for worker in workers {
-        worker.stop().await.expect("the worker stops cleanly");
-    }
-    world.finish().await;
+    let (db, run_id, reported) = train_through_the_pipeline(&sites, model, params).await;
     if let Err(reason) = reported {
         panic!("{model}: no report: {reason}");
     }

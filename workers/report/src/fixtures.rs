@@ -188,6 +188,7 @@ pub fn complete_run(n_folds: usize, n_metrics: usize, n_subjects: usize) -> RunD
         kind: "coefficients".to_owned(),
         names: Vec::new(),
         values: (0..n_weights).map(|_| rng.next() * 2.0 - 1.0).collect(),
+        per_class: Vec::new(),
     };
     let per_site = sites
         .iter()

@@ -22,8 +22,8 @@
 use std::collections::BTreeMap;
 
 use broker_schemas::results::{
-    FeatureWeights, GridCandidate, GridSearch, HeldOut, MeanSd, PermutationTest, PipelineSummary,
-    RocCurve, SiteScores,
+    ClassWeights, FeatureWeights, GridCandidate, GridSearch, HeldOut, MeanSd, PermutationTest,
+    PipelineSummary, RocCurve, SiteScores,
 };
 use broker_schemas::CvScheme;
 use rand::seq::SliceRandom;
@@ -1008,6 +1008,18 @@ pub fn assemble(
             kind: kind.to_owned(),
             names: (0..values.len()).map(|j| format!("f{j}")).collect(),
             values,
+            per_class: model
+                .class_weights()
+                .into_iter()
+                .map(|(class, values)| ClassWeights {
+                    class,
+                    // JSON has no NaN: a non-finite weight is stored as 0, as `values` is.
+                    values: values
+                        .into_iter()
+                        .map(|v| if v.is_finite() { v } else { 0.0 })
+                        .collect(),
+                })
+                .collect(),
         });
     Ok(RunOutcome {
         pipeline: PipelineSummary {

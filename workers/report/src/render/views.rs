@@ -10,6 +10,9 @@ use super::format::{
     pvalue, Flavour,
 };
 use super::{main_metric, RenderOptions, PREDICTION_ROWS_SHOWN, TOP_FEATURES};
+
+/// Features shown per class of a multiclass linear model.
+const CLASS_TOP_FEATURES: usize = 10;
 use crate::charts;
 use crate::model::{feature_name, Prediction, RunData};
 use crate::pooled::pooled_metrics;
@@ -237,6 +240,15 @@ struct FeaturesView {
     by_regions: bool,
     rows: Vec<FeatureRow>,
     chart: Option<String>,
+    /// Multiclass linear models: each class's largest coefficients.
+    per_class: Vec<ClassFeaturesView>,
+}
+
+/// One class's largest coefficients.
+#[derive(Debug, Serialize)]
+struct ClassFeaturesView {
+    class: String,
+    rows: Vec<FeatureRow>,
 }
 
 /// One of the top features: rank (1 = largest |weight|), index in the feature vector, name,
@@ -860,32 +872,37 @@ pub fn predictions_csv(predictions: &[Prediction], regression: bool) -> String {
 /// The [`TOP_FEATURES`] largest weights by magnitude, named (region pairs when the project
 /// has region labels).
 pub(crate) fn top_features(run: &RunData) -> Vec<FeatureRow> {
-    let Some(w) = &run.results.feature_weights else {
-        return Vec::new();
-    };
-    let total = w.values.len();
-    let mut order: Vec<usize> = (0..total).filter(|&i| w.values[i].is_finite()).collect();
-    order.sort_by(|&a, &b| {
-        w.values[b]
-            .abs()
-            .total_cmp(&w.values[a].abs())
-            .then(a.cmp(&b))
-    });
+    match &run.results.feature_weights {
+        Some(w) => top_of(run, &w.values, TOP_FEATURES),
+        None => Vec::new(),
+    }
+}
+
+/// The `limit` largest of `values` by magnitude, named from the run's feature weights.
+fn top_of(run: &RunData, values: &[f64], limit: usize) -> Vec<FeatureRow> {
+    let names = run
+        .results
+        .feature_weights
+        .as_ref()
+        .map_or(&[][..], |w| &w.names[..]);
+    let total = values.len();
+    let mut order: Vec<usize> = (0..total).filter(|&i| values[i].is_finite()).collect();
+    order.sort_by(|&a, &b| values[b].abs().total_cmp(&values[a].abs()).then(a.cmp(&b)));
     order
         .into_iter()
-        .take(TOP_FEATURES)
+        .take(limit)
         .enumerate()
         .map(|(rank, i)| FeatureRow {
             rank: rank + 1,
             index: i,
             name: feature_name(
                 i,
-                w.names.get(i).map(String::as_str),
+                names.get(i).map(String::as_str),
                 total,
                 &run.region_labels,
             ),
-            value: w.values[i],
-            value_text: format!("{:.4}", w.values[i]),
+            value: values[i],
+            value_text: format!("{:.4}", values[i]),
         })
         .collect()
 }
@@ -934,16 +951,26 @@ fn features_view(run: &RunData, with_charts: bool) -> Option<FeaturesView> {
         })
         .flatten()
         .map(chart_html);
+    let kind = match (w.kind.as_str(), w.per_class.is_empty()) {
+        ("", _) => "weights".to_owned(),
+        // The overall values of a multiclass model are means of |coefficient| over classes.
+        (kind, false) => format!("mean |{kind}| over the classes"),
+        (kind, true) => kind.to_owned(),
+    };
     Some(FeaturesView {
-        kind: if w.kind.is_empty() {
-            "weights".to_owned()
-        } else {
-            w.kind.clone()
-        },
+        kind,
         total,
         by_regions,
         rows,
         chart,
+        per_class: w
+            .per_class
+            .iter()
+            .map(|c| ClassFeaturesView {
+                class: c.class.clone(),
+                rows: top_of(run, &c.values, CLASS_TOP_FEATURES),
+            })
+            .collect(),
     })
 }
 

@@ -261,6 +261,20 @@ impl FittedModel {
             .map(|w| (kind, w))
     }
 
+    /// A multiclass logistic regression's coefficients per class (its rows), mapped back to the
+    /// input features, with the class names; empty for every other model.
+    pub fn class_weights(&self) -> Vec<(String, Vec<f64>)> {
+        match &self.estimator {
+            Estimator::Logistic(m) if m.coef.rows() > 1 => (0..m.coef.rows())
+                .filter_map(|c| {
+                    let w = self.pipeline.weights_to_input(m.coef.row(c), true)?;
+                    Some((self.classes.get(c)?.clone(), w))
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// Encodes the model as MessagePack with named fields.
     pub fn to_bytes(&self) -> Result<Vec<u8>, ModelError> {
         rmp_serde::to_vec_named(self).map_err(|e| ModelError::Codec(e.to_string()))
