@@ -359,6 +359,8 @@ async fn the_cli_lists_shows_and_opens_reports() {
 
     let dir = std::env::temp_dir().join(format!("swarm-open-{}", Uuid::new_v4().simple()));
     let target = dir.join("r.html");
+    // `--out` writes into an existing directory; it does not create one.
+    std::fs::create_dir_all(&dir).unwrap();
     let printed = swarm(&[
         "report",
         "open",
