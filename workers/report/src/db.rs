@@ -22,7 +22,9 @@ pub const SELECT_RUN: &str = "SELECT r.id, r.project, r.model, r.params, r.cv, r
      r.n_samples, r.n_features, r.classes, r.data_summary, r.metrics, r.results, r.duration_ms, \
      r.job_id, r.trace_id, r.created_at, \
      coalesce((SELECT n.names FROM feature_names n WHERE n.project = r.project \
-               AND n.kind = 'regions'), p.region_labels) AS region_labels \
+               AND n.kind = 'regions'), p.region_labels) AS region_labels, \
+     (SELECT n.names FROM feature_names n WHERE n.project = r.project \
+      AND n.kind = 'features') AS feature_names \
      FROM runs r LEFT JOIN projects p ON p.name = r.project WHERE r.id = $1";
 
 /// Reads a run's folds, in fold order.
@@ -253,6 +255,9 @@ where
         results,
         predictions,
         covariates,
+        feature_names: row
+            .try_get::<_, Option<Vec<String>>>("feature_names")?
+            .unwrap_or_default(),
         region_labels: row
             .try_get::<_, Option<Vec<String>>>("region_labels")?
             .unwrap_or_default(),

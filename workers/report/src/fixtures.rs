@@ -280,6 +280,7 @@ pub fn complete_run(n_folds: usize, n_metrics: usize, n_subjects: usize) -> RunD
                 max: 1.0,
             },
         ],
+        feature_names: Vec::new(),
         region_labels: REGIONS.iter().map(|s| (*s).to_owned()).collect(),
     }
 }

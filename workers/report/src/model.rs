@@ -83,6 +83,9 @@ pub struct RunData {
     pub predictions: Vec<Prediction>,
     /// The covariates recorded for the run's subjects (`samples.covariates`), by name.
     pub covariates: Vec<Covariate>,
+    /// The project's feature names (`feature_names`, kind `features`: a feature table's header),
+    /// empty when it has none: name the top features when there is one per feature.
+    pub feature_names: Vec<String>,
     /// The project's region labels (`projects.region_labels`), empty when it has none: names
     /// connectivity features as region pairs.
     pub region_labels: Vec<String>,

@@ -750,6 +750,20 @@ mod tests {
     }
 
     #[test]
+    fn the_projects_feature_names_name_the_top_features() {
+        let mut run = fixtures::complete_run(3, 2, 12);
+        run.region_labels.clear();
+        run.feature_names = (0..45).map(|j| format!("score_{}", j + 1)).collect();
+        let top = &json(&run, &RenderOptions::default())["top_features"];
+        let index = top[0]["index"].as_u64().unwrap();
+        assert_eq!(top[0]["name"], format!("score_{}", index + 1));
+        // A count that does not match the weights names nothing.
+        run.feature_names.pop();
+        let top = &json(&run, &RenderOptions::default())["top_features"];
+        assert_eq!(top[0]["name"], format!("f{index}"));
+    }
+
+    #[test]
     fn covariates_are_listed_with_the_data() {
         let mut run = fixtures::complete_run(3, 2, 12);
         run.covariates[1].numeric = 10;

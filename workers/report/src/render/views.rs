@@ -895,9 +895,12 @@ fn top_of(run: &RunData, values: &[f64], limit: usize) -> Vec<FeatureRow> {
         .map(|(rank, i)| FeatureRow {
             rank: rank + 1,
             index: i,
+            // The project's names (a table's header) when there is one per feature.
             name: feature_name(
                 i,
-                names.get(i).map(String::as_str),
+                (run.feature_names.len() == total)
+                    .then(|| run.feature_names[i].as_str())
+                    .or(names.get(i).map(String::as_str)),
                 total,
                 &run.region_labels,
             ),
