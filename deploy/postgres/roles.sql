@@ -5,7 +5,8 @@
 --     swarm_features  samples (read), features (read, add, update)
 --     swarm_train     projects, feature_names, samples, features (read); runs, folds, predictions, stats_jobs (read, add);
 --                     run_jobs, run_units (read, add, update)
---     swarm_report    projects, feature_names, runs, folds, predictions, stats_jobs (read); reports (read, add, update)
+--     swarm_report    projects, feature_names, runs, folds, predictions, stats_jobs (read); samples' id and
+--                     covariates only (read); reports (read, add, update)
 --     every worker    processed_messages (add), outbox (read, add, lock, delete), dead_letters (add)
 --
 -- No worker may delete or truncate data, create or alter tables, or read what it does not use;
@@ -130,6 +131,9 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- The report lists a run's covariates: it may read those two columns of samples, not the values.
+GRANT SELECT (id, covariates) ON samples TO swarm_report;
 
 COMMIT;
 
