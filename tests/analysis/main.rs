@@ -207,6 +207,86 @@ fn knn_breaks_distance_ties_as_scikit_learn_on_duplicate_rows() {
     );
 }
 
+/// `wide_rows` of the reference script: five smooth components and a small ripple.
+fn wide_rows(n: usize, p: usize) -> Matrix {
+    let rows: Vec<Vec<f64>> = (0..n)
+        .map(|i| {
+            let i = i as f64;
+            (0..p)
+                .map(|j| {
+                    let j = j as f64;
+                    let mut v = 0.01 * (1.3 * i + 0.7 * j + 0.013 * i * j).cos();
+                    for (d, amp) in [10.0, 7.0, 5.0, 3.0, 2.0].iter().enumerate() {
+                        let d = d as f64;
+                        v += amp
+                            * (0.37 * (i + 1.0) * (d + 1.0)).cos()
+                            * (0.11 * (j + 1.0) * (d + 2.0)).sin();
+                    }
+                    v
+                })
+                .collect()
+        })
+        .collect();
+    Matrix::from_rows(&rows)
+}
+
+/// PCA's axes and variances equal scikit-learn's exact ones up to sign: on digits (tall: the
+/// covariance's eigenvectors) and on a wide set (randomised SVD, as scikit-learn's default
+/// solver would use there).
+#[test]
+fn pca_components_match_scikit_learn_up_to_sign() {
+    let reference = json("sklearn_reference.json");
+    for (name, x) in [
+        ("digits", dataset("digits").x),
+        ("wide", wide_rows(120, 600)),
+    ] {
+        let entry = &reference["pca"][name];
+        let k = entry["k"].as_u64().expect("k") as usize;
+        let config = PipelineConfig {
+            scaler: ScalerKind::None,
+            select_percentile: None,
+            pca_components: Some(k),
+        };
+        let sites = vec!["site".to_owned(); x.rows()];
+        let values = vec![0.0; x.rows()];
+        let fitted = config
+            .fit(
+                &x,
+                &sites,
+                swarm_train::pipeline::Supervision::Values(&values),
+            )
+            .expect("fits");
+        let pca = fitted.pca.expect("a PCA");
+        assert_eq!(pca.components.rows(), k);
+        for c in 0..k {
+            let theirs: Vec<f64> = entry["components"][c]
+                .as_array()
+                .expect("a component")
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
+            let ours = pca.components.row(c);
+            let sign = if ours.iter().zip(&theirs).map(|(a, b)| a * b).sum::<f64>() < 0.0 {
+                -1.0
+            } else {
+                1.0
+            };
+            let worst = ours
+                .iter()
+                .zip(&theirs)
+                .map(|(a, b)| (sign * a - b).abs())
+                .fold(0.0, f64::max);
+            assert!(worst < 1e-6, "{name} component {c}: off by {worst}");
+            let want = entry["explained_variance"][c].as_f64().unwrap();
+            let got = pca.explained_variance[c];
+            assert!(
+                (got - want).abs() <= 1e-6 * want,
+                "{name} variance {c}: ours {got}, scikit-learn {want}"
+            );
+        }
+    }
+}
+
 #[test]
 fn univariate_statistics_match_scipy_and_statsmodels() {
     let fixture = json("stats_reference.json");

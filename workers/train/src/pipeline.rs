@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 use broker_schemas::ScalerKind;
 use serde::{Deserialize, Serialize};
 
-use crate::algo::decompose::symmetric_eigen;
+use faer::MatRef;
+
+use crate::algo::decompose::principal_axes;
 use crate::matrix::{dot, Matrix};
 use crate::preprocess::StandardScaler;
 
@@ -230,98 +232,41 @@ impl FittedPipeline {
 impl Pca {
     /// Projects centred rows on the components.
     pub fn transform(&self, x: &Matrix) -> Matrix {
-        let k = self.components.rows();
-        let mut out = Matrix::zeros(x.rows(), k);
-        let mut centred = vec![0.0; x.cols()];
-        for i in 0..x.rows() {
-            for (c, (v, m)) in centred.iter_mut().zip(x.row(i).iter().zip(&self.mean)) {
-                *c = v - m;
-            }
-            for c in 0..k {
-                out.row_mut(i)[c] = dot(&centred, self.components.row(c));
+        let (n, p, k) = (x.rows(), x.cols(), self.components.rows());
+        let rows = MatRef::from_row_major_slice(x.data(), n, p);
+        let axes = MatRef::from_row_major_slice(self.components.data(), k, p);
+        // (x − mean)·Cᵀ = x·Cᵀ − mean·Cᵀ: one matrix product, no centred copy.
+        let projected = rows * axes.transpose();
+        let offset: Vec<f64> = (0..k)
+            .map(|c| dot(&self.mean, self.components.row(c)))
+            .collect();
+        let mut out = Matrix::zeros(n, k);
+        for i in 0..n {
+            for (c, o) in out.row_mut(i).iter_mut().enumerate() {
+                *o = projected[(i, c)] - offset[c];
             }
         }
         out
     }
 }
 
-/// PCA by the eigendecomposition of the covariance (p ≤ n) or of the Gram matrix (p > n).
+/// PCA of the rows (see [`principal_axes`] for the method).
 fn fit_pca(x: &Matrix, k: usize) -> Pca {
     let (n, p) = (x.rows(), x.cols());
     let mut mean = vec![0.0; p];
     for i in 0..n {
         for (m, v) in mean.iter_mut().zip(x.row(i)) {
-            *m += v / n as f64;
+            *m += v;
         }
     }
-    let mut xc = x.clone();
-    for i in 0..n {
-        for (v, m) in xc.row_mut(i).iter_mut().zip(&mean) {
-            *v -= m;
-        }
-    }
-    let k = k.min(n.min(p));
-    let denom = (n.max(2) - 1) as f64;
-    let (values, vectors) = if p <= n {
-        let mut cov = vec![0.0; p * p];
-        for i in 0..n {
-            let r = xc.row(i);
-            for a in 0..p {
-                for b in a..p {
-                    cov[a * p + b] += r[a] * r[b];
-                }
-            }
-        }
-        for a in 0..p {
-            for b in 0..a {
-                cov[a * p + b] = cov[b * p + a];
-            }
-        }
-        cov.iter_mut().for_each(|v| *v /= denom);
-        symmetric_eigen(&cov, p)
-    } else {
-        let mut gram = vec![0.0; n * n];
-        for i in 0..n {
-            for j in i..n {
-                let v = dot(xc.row(i), xc.row(j)) / denom;
-                gram[i * n + j] = v;
-                gram[j * n + i] = v;
-            }
-        }
-        let (values, u) = symmetric_eigen(&gram, n);
-        // Component = Xᵀu / ‖Xᵀu‖.
-        let vectors = u
-            .iter()
-            .take(k)
-            .map(|ui| {
-                let mut v = vec![0.0; p];
-                for (i, w) in ui.iter().enumerate() {
-                    for (vj, xj) in v.iter_mut().zip(xc.row(i)) {
-                        *vj += w * xj;
-                    }
-                }
-                let norm = dot(&v, &v).sqrt().max(f64::MIN_POSITIVE);
-                v.iter_mut().for_each(|x| *x /= norm);
-                let big = v
-                    .iter()
-                    .cloned()
-                    .fold(0.0f64, |acc, x| if x.abs() > acc.abs() { x } else { acc });
-                if big < 0.0 {
-                    v.iter_mut().for_each(|x| *x = -*x);
-                }
-                v
-            })
-            .collect();
-        (values, vectors)
-    };
-    let mut data = Vec::with_capacity(k * p);
-    for v in vectors.iter().take(k) {
-        data.extend_from_slice(v);
-    }
+    mean.iter_mut().for_each(|m| *m /= n.max(1) as f64);
+    let centred = faer::Mat::<f64>::from_fn(n, p, |i, j| x.get(i, j) - mean[j]);
+    let axes = principal_axes(centred.as_ref(), k);
+    let k = axes.variance.len();
     Pca {
         mean,
-        components: Matrix::new(k, p, data),
-        explained_variance: values.into_iter().take(k).collect(),
+        components: Matrix::new(k, p, axes.components),
+        explained_variance: axes.variance,
     }
 }
 

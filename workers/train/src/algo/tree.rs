@@ -64,37 +64,157 @@ pub enum Targets<'a> {
     Values(&'a [f64]),
 }
 
+/// The training rows as the tree builder reads them: per feature, each row's rank among the
+/// feature's distinct values (feature-major, so a node reads one contiguous column), and those
+/// distinct values in order. Sorting a node's rows is then sorting integer keys, and splits
+/// fall between neighbouring distinct values exactly as on the values themselves.
+#[derive(Debug)]
+pub struct Ranked {
+    n: usize,
+    ranks: Vec<u32>,
+    values: Vec<Vec<f64>>,
+}
+
+impl Ranked {
+    /// Ranks every column of `x` (once per forest: every tree shares it).
+    pub fn new(x: &Matrix) -> Self {
+        let (n, p) = (x.rows(), x.cols());
+        let mut ranks = vec![0u32; n * p];
+        let mut values = Vec::with_capacity(p);
+        let mut column: Vec<(f64, u32)> = Vec::with_capacity(n);
+        for f in 0..p {
+            column.clear();
+            column.extend((0..n).map(|r| (x.get(r, f), r as u32)));
+            column.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+            let mut distinct: Vec<f64> = Vec::new();
+            for &(v, r) in &column {
+                if distinct.last() != Some(&v) {
+                    distinct.push(v);
+                }
+                ranks[f * n + r as usize] = (distinct.len() - 1) as u32;
+            }
+            values.push(distinct);
+        }
+        Self { n, ranks, values }
+    }
+
+    fn rank(&self, f: usize, row: u32) -> u32 {
+        self.ranks[f * self.n + row as usize]
+    }
+}
+
+/// Per-row targets as the builder uses them.
+#[derive(Clone, Copy)]
+enum Y<'a> {
+    Classes(&'a [usize], usize),
+    Values(&'a [f64]),
+}
+
+/// Weighted target statistics of a set of rows: class weights, or (weight, Σ w·y, Σ w·y²).
+#[derive(Clone, Debug)]
+struct Stats {
+    weight: f64,
+    classes: Vec<f64>,
+    sum: f64,
+    sum_sq: f64,
+}
+
+impl Stats {
+    fn of(y: Y<'_>, rows: &[u32], weights: &[u32]) -> Self {
+        let mut s = Stats {
+            weight: 0.0,
+            classes: vec![0.0; if let Y::Classes(_, k) = y { k } else { 0 }],
+            sum: 0.0,
+            sum_sq: 0.0,
+        };
+        for &r in rows {
+            let w = f64::from(weights[r as usize]);
+            s.weight += w;
+            match y {
+                Y::Classes(c, _) => s.classes[c[r as usize]] += w,
+                Y::Values(z) => {
+                    let v = z[r as usize];
+                    s.sum += w * v;
+                    s.sum_sq += w * v * v;
+                }
+            }
+        }
+        s
+    }
+
+    /// Gini impurity or variance.
+    fn impurity(&self) -> f64 {
+        if self.weight <= 0.0 {
+            return 0.0;
+        }
+        if self.classes.is_empty() {
+            let mean = self.sum / self.weight;
+            (self.sum_sq / self.weight - mean * mean).max(0.0)
+        } else {
+            1.0 - self
+                .classes
+                .iter()
+                .map(|v| (v / self.weight).powi(2))
+                .sum::<f64>()
+        }
+    }
+
+    /// The leaf's value: class proportions or the mean.
+    fn value(&self) -> Vec<f64> {
+        let w = self.weight.max(f64::MIN_POSITIVE);
+        if self.classes.is_empty() {
+            vec![self.sum / w]
+        } else {
+            self.classes.iter().map(|v| v / w).collect()
+        }
+    }
+}
+
 impl Tree {
-    /// Grows a tree on the rows `sample` (repeats allowed: a bootstrap) of `x`.
+    /// Grows a tree on the rows of `x` weighted by `weights` (bootstrap counts; 0 leaves a row
+    /// out), as scikit-learn grows one from sample weights: impurities and leaf values weigh
+    /// rows by their counts, while `min_samples_split` and `min_samples_leaf` count rows.
     pub fn fit(
-        x: &Matrix,
+        x: &Ranked,
         y: Targets<'_>,
         task: TreeTask,
-        sample: Vec<usize>,
+        weights: &[u32],
         params: TreeParams,
         rng: &mut ChaCha8Rng,
     ) -> Self {
-        let p = x.cols();
+        let p = x.values.len();
+        let converted: Vec<f64>;
+        let y = match (task, y) {
+            (TreeTask::Classify(k), Targets::Classes(c)) => Y::Classes(c, k),
+            (_, Targets::Values(z)) => Y::Values(z),
+            (TreeTask::Regress, Targets::Classes(c)) => {
+                converted = c.iter().map(|&v| v as f64).collect();
+                Y::Values(&converted)
+            }
+        };
         let mut tree = Tree {
             task,
             nodes: Vec::new(),
             importances: vec![0.0; p],
         };
+        let mut rows: Vec<u32> = (0..x.n as u32)
+            .filter(|&r| weights[r as usize] > 0)
+            .collect();
         let mut features: Vec<usize> = (0..p).collect();
-        let mut buf: Vec<(f64, usize)> = Vec::with_capacity(sample.len());
-        // (rows, depth, node index)
-        let root_value = tree.leaf_value(y, &sample);
+        let mut keys: Vec<u64> = Vec::with_capacity(rows.len());
+        let root = Stats::of(y, &rows, weights);
         tree.nodes.push(Node {
             feature: None,
             threshold: 0.0,
             left: 0,
             right: 0,
-            value: root_value,
+            value: root.value(),
         });
-        let mut stack = vec![(sample, 0usize, 0usize)];
-        while let Some((rows, depth, node)) = stack.pop() {
-            let m = rows.len();
-            let impurity = tree.impurity(y, &rows);
+        // (start, end, depth, node, the node's statistics)
+        let mut stack = vec![(0usize, rows.len(), 0usize, 0usize, root)];
+        while let Some((start, end, depth, node, stats)) = stack.pop() {
+            let m = end - start;
+            let impurity = stats.impurity();
             let can_split = m >= params.min_samples_split
                 && m >= 2 * params.min_samples_leaf
                 && params.max_depth.is_none_or(|d| depth < d)
@@ -103,57 +223,69 @@ impl Tree {
                 continue;
             }
             features.shuffle(rng);
-            let mut best: Option<(f64, usize, f64)> = None; // (child impurity sum, feature, threshold)
+            // (child impurity sum, feature, last rank going left)
+            let mut best: Option<(f64, usize, u32)> = None;
             let mut visited = 0;
             for &f in features.iter() {
                 if visited >= params.max_features {
                     break;
                 }
-                buf.clear();
-                buf.extend(rows.iter().map(|&r| (x.get(r, f), r)));
-                buf.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-                if buf[0].0 == buf[m - 1].0 {
+                keys.clear();
+                keys.extend(
+                    rows[start..end]
+                        .iter()
+                        .map(|&r| (u64::from(x.rank(f, r)) << 32) | u64::from(r)),
+                );
+                keys.sort_unstable();
+                if keys[0] >> 32 == keys[m - 1] >> 32 {
                     continue; // constant here: does not count towards max_features
                 }
                 visited += 1;
-                if let Some((score, threshold)) = tree.best_split(y, &buf, params.min_samples_leaf)
+                if let Some((score, rank)) =
+                    best_split(y, &stats, &keys, weights, params.min_samples_leaf)
                 {
                     if best.is_none_or(|(s, _, _)| score < s - 1e-12) {
-                        best = Some((score, f, threshold));
+                        best = Some((score, f, rank));
                     }
                 }
             }
-            let Some((score, f, threshold)) = best else {
+            let Some((score, f, rank)) = best else {
                 continue;
             };
-            let gain = m as f64 * impurity - score;
+            let gain = stats.weight * impurity - score;
             tree.importances[f] += gain.max(0.0);
-            let (left_rows, right_rows): (Vec<usize>, Vec<usize>) =
-                rows.iter().partition(|&&r| x.get(r, f) <= threshold);
+            // Rows going left first, in place.
+            let mut split = start;
+            for i in start..end {
+                if x.rank(f, rows[i]) <= rank {
+                    rows.swap(i, split);
+                    split += 1;
+                }
+            }
+            let (lo, hi) = (x.values[f][rank as usize], x.values[f][rank as usize + 1]);
+            let mut threshold = lo / 2.0 + hi / 2.0;
+            if threshold >= hi {
+                threshold = lo;
+            }
+            let left_stats = Stats::of(y, &rows[start..split], weights);
+            let right_stats = Stats::of(y, &rows[split..end], weights);
             let left = tree.nodes.len();
-            let lv = tree.leaf_value(y, &left_rows);
-            let rv = tree.leaf_value(y, &right_rows);
-            tree.nodes.push(Node {
-                feature: None,
-                threshold: 0.0,
-                left: 0,
-                right: 0,
-                value: lv,
-            });
-            tree.nodes.push(Node {
-                feature: None,
-                threshold: 0.0,
-                left: 0,
-                right: 0,
-                value: rv,
-            });
+            for s in [&left_stats, &right_stats] {
+                tree.nodes.push(Node {
+                    feature: None,
+                    threshold: 0.0,
+                    left: 0,
+                    right: 0,
+                    value: s.value(),
+                });
+            }
             let n = &mut tree.nodes[node];
             n.feature = Some(f as u32);
             n.threshold = threshold;
             n.left = left as u32;
             n.right = left as u32 + 1;
-            stack.push((right_rows, depth + 1, left + 1));
-            stack.push((left_rows, depth + 1, left));
+            stack.push((split, end, depth + 1, left + 1, right_stats));
+            stack.push((start, split, depth + 1, left, left_stats));
         }
         let total: f64 = tree.importances.iter().sum();
         if total > 0.0 {
@@ -162,108 +294,6 @@ impl Tree {
             }
         }
         tree
-    }
-
-    fn leaf_value(&self, y: Targets<'_>, rows: &[usize]) -> Vec<f64> {
-        match (self.task, y) {
-            (TreeTask::Classify(k), Targets::Classes(c)) => {
-                let mut v = vec![0.0; k];
-                for &r in rows {
-                    v[c[r]] += 1.0;
-                }
-                let n = rows.len().max(1) as f64;
-                v.iter_mut().for_each(|x| *x /= n);
-                v
-            }
-            (_, Targets::Values(z)) => {
-                vec![rows.iter().map(|&r| z[r]).sum::<f64>() / rows.len().max(1) as f64]
-            }
-            (TreeTask::Regress, Targets::Classes(c)) => {
-                vec![rows.iter().map(|&r| c[r] as f64).sum::<f64>() / rows.len().max(1) as f64]
-            }
-        }
-    }
-
-    /// Node impurity (Gini or variance).
-    fn impurity(&self, y: Targets<'_>, rows: &[usize]) -> f64 {
-        let n = rows.len() as f64;
-        match (self.task, y) {
-            (TreeTask::Classify(k), Targets::Classes(c)) => {
-                let mut counts = vec![0.0; k];
-                for &r in rows {
-                    counts[c[r]] += 1.0;
-                }
-                1.0 - counts.iter().map(|v| (v / n) * (v / n)).sum::<f64>()
-            }
-            (_, Targets::Values(z)) => {
-                let mean = rows.iter().map(|&r| z[r]).sum::<f64>() / n;
-                rows.iter().map(|&r| (z[r] - mean).powi(2)).sum::<f64>() / n
-            }
-            _ => 0.0,
-        }
-    }
-
-    /// The best threshold on sorted `(value, row)` pairs: `(n_l·imp_l + n_r·imp_r, threshold)`.
-    fn best_split(
-        &self,
-        y: Targets<'_>,
-        sorted: &[(f64, usize)],
-        min_leaf: usize,
-    ) -> Option<(f64, f64)> {
-        let m = sorted.len();
-        let mut best: Option<(f64, f64)> = None;
-        let consider = |k: usize, score: f64, best: &mut Option<(f64, f64)>| {
-            // Split between position k-1 and k.
-            if k < min_leaf || m - k < min_leaf || sorted[k - 1].0 >= sorted[k].0 {
-                return;
-            }
-            if best.is_none_or(|(s, _)| score < s - 1e-12) {
-                let mut t = sorted[k - 1].0 / 2.0 + sorted[k].0 / 2.0;
-                if t >= sorted[k].0 {
-                    t = sorted[k - 1].0;
-                }
-                *best = Some((score, t));
-            }
-        };
-        match (self.task, y) {
-            (TreeTask::Classify(nc), Targets::Classes(c)) => {
-                let mut total = vec![0.0; nc];
-                for &(_, r) in sorted {
-                    total[c[r]] += 1.0;
-                }
-                let mut left = vec![0.0; nc];
-                let mut sq_left = 0.0;
-                let mut sq_right: f64 = total.iter().map(|v| v * v).sum();
-                for k in 1..m {
-                    let cls = c[sorted[k - 1].1];
-                    let (l, r) = (left[cls], total[cls] - left[cls]);
-                    sq_left += 2.0 * l + 1.0;
-                    sq_right -= 2.0 * r - 1.0;
-                    left[cls] += 1.0;
-                    let (nl, nr) = (k as f64, (m - k) as f64);
-                    // n·gini = n − Σc²/n per side.
-                    let score = (nl - sq_left / nl) + (nr - sq_right / nr);
-                    consider(k, score, &mut best);
-                }
-            }
-            (_, Targets::Values(z)) => {
-                let total: f64 = sorted.iter().map(|&(_, r)| z[r]).sum();
-                let total_sq: f64 = sorted.iter().map(|&(_, r)| z[r] * z[r]).sum();
-                let (mut sum_l, mut sq_l) = (0.0, 0.0);
-                for k in 1..m {
-                    let v = z[sorted[k - 1].1];
-                    sum_l += v;
-                    sq_l += v * v;
-                    let (nl, nr) = (k as f64, (m - k) as f64);
-                    let sum_r = total - sum_l;
-                    let sq_r = total_sq - sq_l;
-                    let score = (sq_l - sum_l * sum_l / nl) + (sq_r - sum_r * sum_r / nr);
-                    consider(k, score, &mut best);
-                }
-            }
-            _ => {}
-        }
-        best
     }
 
     /// The leaf value for one row.
@@ -290,6 +320,70 @@ impl Tree {
     }
 }
 
+/// The best split of a node's rows sorted by `(rank << 32) | row`: `(Σ W·impurity over the
+/// two children, the last rank going left)`, only between distinct values, each child keeping
+/// at least `min_leaf` rows.
+fn best_split(
+    y: Y<'_>,
+    node: &Stats,
+    keys: &[u64],
+    weights: &[u32],
+    min_leaf: usize,
+) -> Option<(f64, u32)> {
+    let m = keys.len();
+    let mut best: Option<(f64, u32)> = None;
+    let row = |k: usize| (keys[k] & 0xFFFF_FFFF) as usize;
+    let rank = |k: usize| (keys[k] >> 32) as u32;
+    let mut consider = |k: usize, score: f64| {
+        // Between positions k − 1 and k.
+        if k < min_leaf || m - k < min_leaf || rank(k - 1) == rank(k) {
+            return;
+        }
+        if best.is_none_or(|(s, _)| score < s - 1e-12) {
+            best = Some((score, rank(k - 1)));
+        }
+    };
+    let total_w = node.weight;
+    let mut w_left = 0.0;
+    match y {
+        Y::Classes(c, _) => {
+            let total = &node.classes;
+            let mut left = vec![0.0; total.len()];
+            let mut sq_left = 0.0;
+            let mut sq_right: f64 = total.iter().map(|v| v * v).sum();
+            for k in 1..m {
+                let r = row(k - 1);
+                let (cls, w) = (c[r], f64::from(weights[r]));
+                let (l, rr) = (left[cls], total[cls] - left[cls]);
+                sq_left += 2.0 * l * w + w * w;
+                sq_right -= 2.0 * rr * w - w * w;
+                left[cls] += w;
+                w_left += w;
+                let w_right = total_w - w_left;
+                // W·gini = W − Σc²/W per side.
+                let score = (w_left - sq_left / w_left) + (w_right - sq_right / w_right);
+                consider(k, score);
+            }
+        }
+        Y::Values(z) => {
+            let (mut sum_l, mut sq_l) = (0.0, 0.0);
+            for k in 1..m {
+                let r = row(k - 1);
+                let (v, w) = (z[r], f64::from(weights[r]));
+                sum_l += w * v;
+                sq_l += w * v * v;
+                w_left += w;
+                let w_right = total_w - w_left;
+                let sum_r = node.sum - sum_l;
+                let sq_r = node.sum_sq - sq_l;
+                let score = (sq_l - sum_l * sum_l / w_left) + (sq_r - sum_r * sum_r / w_right);
+                consider(k, score);
+            }
+        }
+    }
+    best
+}
+
 /// A random forest (or one tree: `n_trees = 1`, no bootstrap).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Forest {
@@ -310,18 +404,23 @@ impl Forest {
         seed: u64,
     ) -> Self {
         let n = x.rows();
+        let ranked = Ranked::new(x);
+        let mut weights = vec![0u32; n];
         let trees = (0..n_trees)
             .map(|t| {
                 let mut rng = ChaCha8Rng::seed_from_u64(
                     seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
                         .wrapping_add(t as u64),
                 );
-                let sample: Vec<usize> = if bootstrap {
-                    (0..n).map(|_| rng.random_range(0..n)).collect()
+                if bootstrap {
+                    weights.fill(0);
+                    for _ in 0..n {
+                        weights[rng.random_range(0..n)] += 1;
+                    }
                 } else {
-                    (0..n).collect()
-                };
-                Tree::fit(x, y, task, sample, params, &mut rng)
+                    weights.fill(1);
+                }
+                Tree::fit(&ranked, y, task, &weights, params, &mut rng)
             })
             .collect();
         Self { task, trees }
