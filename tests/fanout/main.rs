@@ -1,7 +1,7 @@
 //! One heavy job over the whole swarm: a `train.v1` run fans out into work units that real
 //! `swarm worker train` processes share. The same results with one process or two (and any
 //! threads or unit size), a process SIGKILLed and another SIGTERMed mid-run, a unit that fails
-//! its run once, and a cancel that stops it — each against the shared broker and a database of
+//! its run once, a unit given up on after its attempts, and a cancel that stops it — each against the shared broker and a database of
 //! its own (worker processes are killed here, never the broker or the database).
 
 #[path = "../pipeline/helpers.rs"]
@@ -323,6 +323,54 @@ async fn a_unit_that_cannot_be_computed_fails_its_run_once_with_the_reason() {
     assert_eq!(env.queue_depth("train").await, 0);
     let dead: i64 = env.scalar("SELECT count(*) FROM dead_letters", &[]).await;
     assert_eq!(dead, 0);
+    worker.terminate().await;
+    env.finish(Vec::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unit_given_up_on_after_its_attempts_fails_its_run() {
+    let env = TestEnv::new().await;
+    seed(&env, "p", 12, 6, false).await;
+    // A fault in the real database: storing unit 2 always fails (a transient error, so the unit
+    // is retried until MAX_ATTEMPTS).
+    let client = env.pool.get().await.unwrap();
+    client
+        .batch_execute(
+            "CREATE FUNCTION refuse_unit() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+               IF NEW.unit = 2 AND NEW.state = 'done' THEN RAISE EXCEPTION 'injected fault'; END IF;
+               RETURN NEW;
+             END $$;
+             CREATE TRIGGER refuse_unit BEFORE UPDATE ON run_units
+               FOR EACH ROW EXECUTE FUNCTION refuse_unit();",
+        )
+        .await
+        .unwrap();
+    let worker = train_worker(&env, &[SMALL_UNITS, ("MAX_ATTEMPTS", "2")]);
+    let run = start(&env, &job("p", 0)).await;
+    let p = until_state(&env, run, "failed").await;
+    let reason = p.reason.unwrap();
+    assert!(
+        reason.contains("unit 2") && reason.contains("injected fault"),
+        "{reason}"
+    );
+    let status = env.cli(&["status", &run.to_string()]).await;
+    assert!(
+        status.contains("failed") && status.contains("unit 2"),
+        "{status}"
+    );
+    // The unit is an operator's dead letter too (the fault is the system's, not the user's).
+    env.wait_count(
+        "the unit's dead letter",
+        "SELECT count(*) FROM dead_letters WHERE message_type = 'train.unit.v1'",
+        &[],
+        1,
+    )
+    .await;
+    let runs: i64 = env
+        .scalar("SELECT count(*) FROM runs WHERE id = $1", &[&run])
+        .await;
+    assert_eq!(runs, 0);
     worker.terminate().await;
     env.finish(Vec::new()).await;
 }

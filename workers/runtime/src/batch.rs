@@ -38,7 +38,7 @@ use crate::handler::{HandleError, Handler, Work};
 use crate::metrics::Handled;
 use crate::process::{catching_panics, failed, prepare, record, Outcome};
 use crate::worker::{handle, stopped, InFlight, Shared};
-use crate::{dead, outbox, telemetry};
+use crate::{outbox, telemetry};
 
 /// Consumes in batches until a stop is requested (Ok) or the consumer fails (Err). Returns
 /// with batches still in flight: the caller waits for them with [`InFlight::drain`].
@@ -143,7 +143,7 @@ async fn handle_batch<H: Handler>(
                 Ok(prepared) => valid.push((d, prepared)),
                 Err(reason) => {
                     tracing::warn!(reason, "Dead-lettering the message.");
-                    match dead::dead_letter(&shared.pool, publisher, &shared.topology, H::NAME, &d, &reason).await {
+                    match crate::worker::give_up(shared, publisher, &d, &reason).await {
                         Ok(()) => {
                             crate::worker::ack(&d).await;
                             crate::metrics::handled(&queue, Handled::DeadLettered, started.elapsed());

@@ -164,6 +164,22 @@ pub trait Handler: Send + Sync + 'static {
         async { Ok(message) }
     }
 
+    /// Called when the runtime gives up on a message, before its dead letter is recorded: it was
+    /// refused as permanent, or it failed `MAX_ATTEMPTS` times, or the worker stopped (a crash, a
+    /// kill) while handling it that many times. A handler whose messages are parts of a larger
+    /// job records the failure of that job here, so that nothing waits for a part that will not
+    /// come. `body` is the raw delivery (it may not decode). An error keeps the message for a
+    /// later attempt (it is requeued, not dead-lettered). Default: nothing.
+    fn abandoned(
+        &self,
+        _pool: &Pool,
+        _message_type: &str,
+        _body: &[u8],
+        _reason: &str,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send {
+        async { Ok(()) }
+    }
+
     /// Writes the derived rows and downstream messages of one message.
     fn handle(
         &self,

@@ -280,6 +280,36 @@ fn spawn_sweeper<H: Handler>(shared: Arc<Shared<H>>, publisher: Publisher) -> Jo
     })
 }
 
+/// Gives up on a delivery: tells the handler ([`Handler::abandoned`]), then records and publishes
+/// its dead letter. The caller acks on success and requeues on error.
+pub(crate) async fn give_up<H: Handler>(
+    shared: &Shared<H>,
+    publisher: &Publisher,
+    delivery: &Delivery,
+    reason: &str,
+) -> anyhow::Result<()> {
+    let message_type = delivery
+        .properties
+        .kind()
+        .as_ref()
+        .map(|s| s.as_str())
+        .unwrap_or_default();
+    shared
+        .handler
+        .abandoned(&shared.pool, message_type, &delivery.data, reason)
+        .await
+        .context("the handler could not record the failure")?;
+    dead::dead_letter(
+        &shared.pool,
+        publisher,
+        &shared.topology,
+        H::NAME,
+        delivery,
+        reason,
+    )
+    .await
+}
+
 /// The number of this attempt at a delivery (quorum queues count redeliveries).
 fn attempt(delivery: &Delivery) -> u32 {
     let count = delivery
@@ -338,6 +368,14 @@ pub(crate) async fn handle<H: Handler>(
         // in place: an outage is not the message's fault and must not use up its attempts.
         let mut wait = Duration::from_millis(250);
         let outcome = loop {
+            // Delivered more often than any attempt ends: earlier deliveries ended with the
+            // worker (a crash, an out-of-memory kill), so this one would likely end it too.
+            if attempt(&delivery) > shared.settings.max_attempts {
+                break Outcome::DeadLettered(format!(
+                    "delivered {} times without an outcome: the worker stopped while handling it",
+                    attempt(&delivery) - 1
+                ));
+            }
             let outcome = process(
                 &shared.handler,
                 &shared.pool,
@@ -383,16 +421,7 @@ pub(crate) async fn handle<H: Handler>(
             Outcome::DeadLettered(reason) => {
                 tracing::Span::current().record("error.type", "permanent");
                 tracing::warn!(reason, "Dead-lettering the message.");
-                match dead::dead_letter(
-                    &shared.pool,
-                    publisher,
-                    &shared.topology,
-                    H::NAME,
-                    &delivery,
-                    &reason,
-                )
-                .await
-                {
+                match give_up(shared, publisher, &delivery, &reason).await {
                     Ok(()) => {
                         ack(&delivery).await;
                         crate::metrics::handled(&queue, Handled::DeadLettered, started.elapsed());

@@ -21,6 +21,7 @@ use swarm_runtime::{HandleError, Handler, Incoming, MessageMeta, Work};
 use crate::cache::RunCache;
 use crate::planning::{plan_run, PlannedRun};
 use crate::request::{validate_request, validate_stats};
+use crate::runs::FAIL_SQL;
 use crate::settings::TrainSettings;
 use crate::unit::{self, Computed};
 
@@ -179,6 +180,31 @@ impl Handler for TrainHandler {
             }
             other => Ok(other),
         }
+    }
+
+    /// A unit given up on (it failed `MAX_ATTEMPTS` times, or its worker kept stopping) fails its
+    /// run with the reason, so that the run does not wait for it.
+    async fn abandoned(
+        &self,
+        pool: &Pool,
+        message_type: &str,
+        body: &[u8],
+        reason: &str,
+    ) -> anyhow::Result<()> {
+        if message_type != TrainUnitV1::TYPE {
+            return Ok(());
+        }
+        let Ok(TrainUnitV1 { run_id, unit }) = broker_schemas::decode::<TrainUnitV1>(body) else {
+            return Ok(());
+        };
+        let reason = format!("unit {unit} was given up on: {reason}");
+        let client = pool.get().await?;
+        let failed = client.execute(FAIL_SQL, &[&run_id, &reason]).await?;
+        self.shared.cache.forget(run_id);
+        if failed > 0 {
+            tracing::warn!(%run_id, unit, reason, "A unit was given up on; the run failed.");
+        }
+        Ok(())
     }
 
     async fn handle(&self, work: &mut Work<'_>, message: TrainJob) -> Result<(), HandleError> {
