@@ -163,7 +163,7 @@ async fn fetch(client: &tokio_postgres::Client, id: Uuid) -> anyhow::Result<Rend
         });
     }
     let Some(subject) = swarm_report::load_subject(client, id).await? else {
-        bail!("no run or statistics job {id}: `swarm report list` shows the finished ones");
+        return Err(no_report(client, id).await);
     };
     eprintln!("The report of {id} is not stored yet; rendering it now.");
     Ok(swarm_report::render::all(
@@ -175,12 +175,38 @@ async fn fetch(client: &tokio_postgres::Client, id: Uuid) -> anyhow::Result<Rend
 /// The report of `id` rendered now as plain text for a terminal.
 async fn text_of(client: &tokio_postgres::Client, id: Uuid) -> anyhow::Result<String> {
     let Some(subject) = swarm_report::load_subject(client, id).await? else {
-        bail!("no run or statistics job {id}: `swarm report list` shows the finished ones");
+        return Err(no_report(client, id).await);
     };
     Ok(swarm_report::render::text(
         &subject,
         &RenderOptions::from_env(),
     )?)
+}
+
+/// Why `id` has no report: a run that failed (with its reason), was cancelled or is still
+/// running stores no results to report; anything else is unknown.
+async fn no_report(client: &tokio_postgres::Client, id: Uuid) -> anyhow::Error {
+    match swarm_train::runs::progress(client, id).await {
+        Ok(Some(progress)) => anyhow::anyhow!(
+            "run {id} has no report: it {}",
+            match progress.state.as_str() {
+                "running" => format!(
+                    "is still running ({}); `swarm status {id}` follows it",
+                    crate::commands::run_status::describe(&progress)
+                ),
+                "failed" | "cancelled" => format!(
+                    "{} ({}), so it stored no results",
+                    progress.state,
+                    progress.reason.as_deref().unwrap_or("no reason given")
+                ),
+                _ => format!("is {}", crate::commands::run_status::describe(&progress)),
+            }
+        ),
+        Ok(None) => anyhow::anyhow!(
+            "no run or statistics job {id}: `swarm report list` shows the finished ones"
+        ),
+        Err(e) => anyhow::Error::new(e).context("Failed to read the run's state"),
+    }
 }
 
 /// Writes a file through a uniquely named temporary file and a rename, so a reader (or a

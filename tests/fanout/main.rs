@@ -309,6 +309,19 @@ async fn a_unit_that_cannot_be_computed_fails_its_run_once_with_the_reason() {
         status.contains("failed") && status.contains("fold 3"),
         "{status}"
     );
+    // Its report says why there is none.
+    let report = tokio::process::Command::new(env!("CARGO_BIN_EXE_swarm"))
+        .args(["report", "show", &run.to_string()])
+        .env("DATABASE_URL", &env.settings.database_url)
+        .output()
+        .await
+        .unwrap();
+    let said = String::from_utf8_lossy(&report.stderr);
+    assert!(!report.status.success(), "{said}");
+    assert!(
+        said.contains("has no report") && said.contains("failed") && said.contains("fold 3"),
+        "{said}"
+    );
     // Failed once: no run stored, nothing dead-lettered, and the worker goes on with the next
     // job.
     let runs: i64 = env
