@@ -24,28 +24,16 @@ pub async fn is_run(client: &Client, id: Uuid) -> anyhow::Result<bool> {
 pub async fn print(client: &Client, id: Uuid) -> anyhow::Result<()> {
     let finished = client
         .query_opt(
-            "SELECT project, model,
-                    coalesce(metrics->'accuracy', metrics->'r2'),
-                    CASE WHEN metrics ? 'accuracy' THEN 'accuracy' ELSE 'r2' END
-             FROM runs WHERE id = $1",
+            &format!(
+                "SELECT r.project, r.model, {} WHERE r.id = $1",
+                super::train::HEADLINE_SQL
+            ),
             &[&id],
         )
         .await?;
     if let Some(row) = finished {
         let (project, model): (String, String) = (row.get(0), row.get(1));
-        let score: Option<serde_json::Value> = row.get(2);
-        let metric: String = row.get(3);
-        let number = |key: &str| {
-            score
-                .as_ref()
-                .and_then(|s| s.get(key))
-                .and_then(serde_json::Value::as_f64)
-        };
-        let score = match (number("mean"), number("sd")) {
-            (Some(mean), Some(sd)) => format!("{metric} {mean:.3} ± {sd:.3}"),
-            (Some(mean), None) => format!("{metric} {mean:.3}"),
-            _ => "no score".to_owned(),
-        };
+        let score = super::train::headline(&row.get::<_, String>(2), row.get(3), row.get(4));
         println!("run {id}: finished, {model} on project {project:?}, {score}");
         return Ok(());
     }

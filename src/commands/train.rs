@@ -184,13 +184,43 @@ fn flag_names(error: &str) -> String {
 /// The headline of a finished run.
 #[derive(Debug, Clone)]
 pub struct RunResult {
-    /// Mean cross-validated accuracy.
+    /// Mean cross-validated accuracy (NaN for a regression).
     pub accuracy: f64,
     /// Its standard deviation across folds.
     pub accuracy_sd: f64,
+    /// The headline metric: `accuracy` for a classifier, `r2` for a regression.
+    pub metric: String,
+    /// Its mean over folds (pooled over all held-out predictions for leave-one-out).
+    pub score: Option<f64>,
+    /// Its standard deviation across folds; none when pooled.
+    pub score_sd: Option<f64>,
     /// The report's Markdown summary.
     pub summary: String,
 }
+
+impl RunResult {
+    /// The headline in words: see [`headline`].
+    pub fn headline(&self) -> String {
+        headline(&self.metric, self.score, self.score_sd)
+    }
+}
+
+/// `accuracy 0.912 ± 0.031`, `r2 0.480 ± 0.050`, or `accuracy 0.767 (pooled)` (leave-one-out:
+/// one score over all held-out predictions, no spread).
+pub fn headline(metric: &str, score: Option<f64>, sd: Option<f64>) -> String {
+    match (score, sd) {
+        (Some(score), Some(sd)) => format!("{metric} {score:.3} ± {sd:.3}"),
+        (Some(score), None) => format!("{metric} {score:.3} (pooled)"),
+        _ => format!("{metric}: no score"),
+    }
+}
+
+/// The SQL of a run's headline metric, its mean and its sd (NULL when pooled), from `runs r`.
+pub const HEADLINE_SQL: &str = "m.metric, (r.metrics->m.metric->>'mean')::float8,
+    CASE WHEN r.cv->>'scheme' = 'leave_one_out' THEN NULL
+         ELSE (r.metrics->m.metric->>'sd')::float8 END
+    FROM runs r CROSS JOIN LATERAL (SELECT CASE WHEN r.metrics ? 'accuracy' THEN 'accuracy'
+                                                ELSE 'r2' END AS metric) m";
 
 /// Polls until the run's report exists, the run fails or is cancelled, the job is
 /// dead-lettered, or the deadline passes.
@@ -215,8 +245,11 @@ async fn wait(
         let client = pool.get().await.context("Failed to connect to Postgres")?;
         let row = client
             .query_opt(
-                "SELECT (r.metrics->'accuracy'->>'mean')::float8, (r.metrics->'accuracy'->>'sd')::float8, p.summary
-                 FROM runs r JOIN reports p ON p.run_id = r.id WHERE r.id = $1",
+                &format!(
+                    "SELECT (r.metrics->'accuracy'->>'mean')::float8,
+                            (r.metrics->'accuracy'->>'sd')::float8, p.summary, {HEADLINE_SQL}
+                     JOIN reports p ON p.run_id = r.id WHERE r.id = $1"
+                ),
                 &[&run_id],
             )
             .await?;
@@ -225,6 +258,9 @@ async fn wait(
                 accuracy: row.get::<_, Option<f64>>(0).unwrap_or(f64::NAN),
                 accuracy_sd: row.get::<_, Option<f64>>(1).unwrap_or(f64::NAN),
                 summary: row.get(2),
+                metric: row.get(3),
+                score: row.get(4),
+                score_sd: row.get(5),
             });
         }
         if let Some(progress) = swarm_train::runs::progress(&**client, run_id).await? {
@@ -305,11 +341,25 @@ pub async fn run(settings: &Settings, args: TrainArgs) -> anyhow::Result<()> {
         bar.finish_and_clear();
         let result = result?;
         println!(
-            "accuracy {:.3} ± {:.3} ({})",
-            result.accuracy,
-            result.accuracy_sd,
+            "{} ({})",
+            result.headline(),
             message.options.validation.scheme.as_str()
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::headline;
+
+    #[test]
+    fn headlines_name_the_metric_and_say_when_a_score_is_pooled() {
+        assert_eq!(headline("r2", Some(0.4812), Some(0.05)), "r2 0.481 ± 0.050");
+        assert_eq!(
+            headline("accuracy", Some(0.7666), None),
+            "accuracy 0.767 (pooled)"
+        );
+        assert_eq!(headline("r2", None, None), "r2: no score");
+    }
 }

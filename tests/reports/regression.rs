@@ -51,6 +51,16 @@ async fn a_regression_run_is_reported(model: &str, params: &[(&str, &str)]) {
         panic!("{model}: no report: {reason}");
     }
 
+    // What `swarm train --wait` prints: R², not a NaN accuracy.
+    let headline = swarm::commands::train::wait_for_report(&db.pool, run_id, PATIENCE)
+        .await
+        .unwrap()
+        .headline();
+    assert!(
+        headline.starts_with("r2 ") && headline.contains(" ± ") && !headline.contains("NaN"),
+        "{model}: {headline}"
+    );
+
     let (kind, summary, markdown, html, json) = stored(&db, run_id).await;
     assert_eq!(kind, "run");
     assert!(summary.contains("R²"), "{model}: {summary}");
