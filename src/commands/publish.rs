@@ -198,11 +198,12 @@ pub async fn run(settings: &Settings, args: PublishArgs) -> anyhow::Result<()> {
     } else {
         "the project's kind"
     };
-    if let Some(client) = super::precheck::connect(settings, what).await {
+    let database = super::precheck::connect(settings, what).await;
+    if let Some(client) = &database {
         let (kind, dimension) = shape(first);
-        super::precheck::publish(&client, &args.project, kind, dimension).await?;
+        super::precheck::publish(client, &args.project, kind, dimension).await?;
         if let Some(names) = &names {
-            if let Some(before) = regions::store(&client, &args.project, names).await? {
+            if let Some(before) = regions::store(client, &args.project, names).await? {
                 eprintln!(
                     "note: project {:?}'s {} were named {}; the names in these files replace them",
                     args.project,
@@ -229,6 +230,25 @@ pub async fn run(settings: &Settings, args: PublishArgs) -> anyhow::Result<()> {
     .await?;
     bar.finish_and_clear();
     outlet.close().await;
+    if let Some(client) = &database {
+        client
+            .execute(
+                "INSERT INTO published_jobs (job_id, project, site, samples, messages)
+                 VALUES ($1, $2, $3, $4, $5)",
+                &[
+                    &job_id.to_string(),
+                    &args.project,
+                    &args.site,
+                    &(n as i32),
+                    &(messages as i32),
+                ],
+            )
+            .await
+            .map_err(|e| {
+                eprintln!("note: the job's sample count is not recorded ({e}); `swarm status` shows what arrived")
+            })
+            .ok();
+    }
     eprintln!(
         "Published {} of project {:?}, site {:?} in {}.",
         super::count(n, "sample"),

@@ -39,6 +39,9 @@ pub struct Refusal {
 /// Where an ingest job stands.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct IngestStatus {
+    /// Samples and messages `swarm publish` sent under the job (none: another producer's job,
+    /// or the CLI could not reach the database).
+    pub published: Option<(i64, i64)>,
     /// Samples stored under the job.
     pub ingested: i64,
     /// Of those, samples whose features were extracted under the job.
@@ -63,7 +66,8 @@ impl IngestStatus {
 
     /// Whether anything under the job was recorded at all.
     pub fn is_empty(&self) -> bool {
-        self.ingested == 0
+        self.published.is_none()
+            && self.ingested == 0
             && self.refused_at_ingest.is_empty()
             && self.refused_at_features.is_empty()
     }
@@ -138,12 +142,21 @@ pub async fn ingest_status(client: &Client, job: Uuid) -> anyhow::Result<IngestS
         )
         .await?
         .get(0);
+    let published = client
+        .query_opt(
+            "SELECT samples::bigint, messages::bigint, project, site FROM published_jobs
+             WHERE job_id = $1",
+            &[&job],
+        )
+        .await?;
     let mut status = IngestStatus {
+        published: published.as_ref().map(|r| (r.get(0), r.get(1))),
         ingested: stored.get(0),
         featurised,
         project_site: stored
             .get::<_, Option<String>>(1)
-            .zip(stored.get::<_, Option<String>>(2)),
+            .zip(stored.get::<_, Option<String>>(2))
+            .or_else(|| published.as_ref().map(|r| (r.get(2), r.get(3)))),
         ..IngestStatus::default()
     };
     let dead = client
@@ -226,6 +239,13 @@ pub fn print_ingest(job: Uuid, status: &IngestStatus) {
         .map(|(p, s)| format!(" (project {p:?}, site {s:?})"))
         .unwrap_or_default();
     println!("ingest job {job}{at}");
+    if let Some((samples, messages)) = status.published {
+        println!(
+            "  published:  {} in {}",
+            super::count(samples as usize, "sample"),
+            super::count(messages as usize, "message")
+        );
+    }
     println!(
         "  ingested:   {}",
         super::count(status.ingested as usize, "sample")

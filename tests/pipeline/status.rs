@@ -58,6 +58,7 @@ async fn publish_wait_names_the_refused_rows_and_exits_non_zero() {
     let status = env.cli(&["status", &job.to_string()]).await;
     for expected in [
         "project \"p\", site \"lab\"",
+        "published:  4 samples in 2 messages",
         "ingested:   2 samples",
         "featurised: 2 samples",
         "refused:    2 samples",

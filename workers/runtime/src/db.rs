@@ -77,6 +77,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "feature_names",
         include_str!("../../../migrations/0015_feature_names.sql"),
     ),
+    (
+        16,
+        "published_jobs",
+        include_str!("../../../migrations/0016_published_jobs.sql"),
+    ),
 ];
 
 /// Any number the application picks; serialises concurrent migrators.
