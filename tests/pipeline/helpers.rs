@@ -312,6 +312,37 @@ impl TestEnv {
     }
 
     /// Stops the workers, deletes the namespace's queues and exchanges and drops the database.
+    /// Trains `project` with `swarm train --cv 2 --wait` and returns the names of its report's
+    /// top features (from `swarm report show --format json`).
+    pub async fn top_features_after_training(&self, project: &str) -> Vec<String> {
+        let out = self
+            .cli(&[
+                "train",
+                "--project",
+                project,
+                "--cv",
+                "2",
+                "--wait",
+                "--timeout",
+                "120",
+            ])
+            .await;
+        let run = out
+            .split_whitespace()
+            .find_map(|w| w.parse::<uuid::Uuid>().ok())
+            .expect("train prints the run id");
+        let json = self
+            .cli(&["report", "show", &run.to_string(), "--format", "json"])
+            .await;
+        let json: serde_json::Value = serde_json::from_str(&json).expect("the JSON report parses");
+        json["top_features"]
+            .as_array()
+            .expect("top features")
+            .iter()
+            .filter_map(|f| f["name"].as_str().map(str::to_owned))
+            .collect()
+    }
+
     pub async fn finish(self, workers: Vec<WorkerHandle>) {
         for w in workers {
             w.stop().await.expect("the worker stops cleanly");

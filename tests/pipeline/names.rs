@@ -100,32 +100,7 @@ async fn names_from_headers_are_stored_once_per_project_and_name_report_features
             regions.iter().map(|r| r.to_string()).collect()
         )
     );
-    let out = env
-        .cli(&[
-            "train",
-            "--project",
-            "ts",
-            "--cv",
-            "2",
-            "--wait",
-            "--timeout",
-            "120",
-        ])
-        .await;
-    let run = out
-        .split_whitespace()
-        .find_map(|w| w.parse::<Uuid>().ok())
-        .expect("train prints the run id");
-    let json = env
-        .cli(&["report", "show", &run.to_string(), "--format", "json"])
-        .await;
-    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
-    let names: Vec<&str> = json["top_features"]
-        .as_array()
-        .expect("top features")
-        .iter()
-        .filter_map(|f| f["name"].as_str())
-        .collect();
+    let names = env.top_features_after_training("ts").await;
     assert!(
         !names.is_empty()
             && names
