@@ -1,5 +1,5 @@
 //! One heavy training job over the swarm, next to scikit-learn on the same machine in the same
-//! run: a grid search with a permutation test that repeats the search per permutation.
+//! run: a grid search with a permutation test that repeats the grid's choice per permutation.
 //!
 //! - **digits** (1,797 × 64): RBF SVC, C × gamma 3 × 3, stratified 5-fold,
 //!   `HEAVY_PERMUTATIONS` permutations (default 20);
@@ -10,10 +10,13 @@
 //! Swarm runs each job through the real broker and database with `swarm worker train`
 //! processes: 1 replica × 1 thread, 1 replica × 2 threads, 2 replicas × 1 thread (each in a
 //! namespace and database of its own; the clock runs from the publish of `train.v1` to the run's
-//! `finished` state, the report excluded). scikit-learn runs `GridSearchCV` +
-//! `permutation_test_score` (`scripts/heavy_job_sklearn.py`) with `n_jobs=1` and `n_jobs=-1`,
+//! `finished` state, the report excluded). scikit-learn does the same work
+//! (`scripts/heavy_job_sklearn.py`: `GridSearchCV` on the observed and on each permuted
+//! labelling, the best candidate refitted) with `n_jobs=1` and `n_jobs=-1`,
 //! through `$SKLEARN_PYTHON` (default `/work/skl/bin/python`, then `.venv/bin/python`); without
 //! it the table shows Swarm's times only. `HEAVY_SETS=digits` runs one data set.
+//!
+//! The table also gives each configuration's peak resident memory per worker process (`VmHWM`).
 //!
 //! `cargo bench --bench heavy_job` (a plain main; one run of each cell, which takes minutes and
 //! both cores).
@@ -200,8 +203,24 @@ impl World {
     }
 }
 
-/// Seconds Swarm takes for the job with `replicas` × `threads`, and the run's observed score.
-async fn swarm(job: &Job, replicas: usize, threads: usize) -> anyhow::Result<(f64, f64)> {
+/// A process's peak resident memory in MiB (`VmHWM`), if it can be read.
+fn peak_rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// What one Swarm measurement gives: seconds, the run's observed score, and the largest peak
+/// resident memory of its worker processes (MiB).
+struct Measured {
+    seconds: f64,
+    score: f64,
+    peak_mib: f64,
+}
+
+/// Swarm's measurement of the job with `replicas` × `threads`.
+async fn swarm(job: &Job, replicas: usize, threads: usize) -> anyhow::Result<Measured> {
     let (world, pool) = World::new(job).await?;
     let connection = swarm_runtime::amqp::connect(&world.amqp_url, "bench").await?;
     let publisher = swarm_runtime::Publisher::new(&connection, "bench").await?;
@@ -261,6 +280,10 @@ async fn swarm(job: &Job, replicas: usize, threads: usize) -> anyhow::Result<(f6
         .await?
         .get(0);
     drop(client);
+    let peak_mib = workers
+        .iter()
+        .filter_map(|w| peak_rss_mib(w.id()))
+        .fold(f64::NAN, f64::max);
     for w in &mut workers {
         let _ = Command::new("kill")
             .args(["-TERM", &w.id().to_string()])
@@ -269,7 +292,11 @@ async fn swarm(job: &Job, replicas: usize, threads: usize) -> anyhow::Result<(f6
     }
     let _ = connection.close(200, "done".into()).await;
     world.clean_up(pool).await?;
-    Ok((seconds, score))
+    Ok(Measured {
+        seconds,
+        score,
+        peak_mib,
+    })
 }
 
 /// Consumers of a queue now.
@@ -349,18 +376,20 @@ async fn main() -> anyhow::Result<()> {
         eprintln!("scikit-learn not found (set SKLEARN_PYTHON): showing Swarm's times only");
     }
     println!(
-        "| job | Swarm 1×1 | Swarm 1×2 threads | Swarm 2×1 replicas | speed-up 2 threads / 2 replicas | scikit-learn n_jobs=1 | n_jobs=-1 | Swarm's best / n_jobs=-1 |"
+        "| job | Swarm 1×1 | Swarm 1×2 threads | Swarm 2×1 replicas | speed-up 2 threads / 2 replicas | scikit-learn n_jobs=1 | n_jobs=-1 | Swarm's best / n_jobs=-1 | peak RSS per worker 1×1 / 1×2 / 2×1 |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for name in sets.split(',') {
         let job = match name.trim() {
             "digits" => digits(),
             "connectivity" => connectivity(),
             other => anyhow::bail!("unknown HEAVY_SETS entry {other:?}"),
         };
-        let (one, score) = swarm(&job, 1, 1).await?;
-        let (threads, _) = swarm(&job, 1, 2).await?;
-        let (replicas, _) = swarm(&job, 2, 1).await?;
+        let single = swarm(&job, 1, 1).await?;
+        let two_threads = swarm(&job, 1, 2).await?;
+        let two_replicas = swarm(&job, 2, 1).await?;
+        let (one, score) = (single.seconds, single.score);
+        let (threads, replicas) = (two_threads.seconds, two_replicas.seconds);
         let best = one.min(threads).min(replicas);
         let (sk1, skn, sk_score) = match &python {
             Some(p) => {
@@ -371,7 +400,7 @@ async fn main() -> anyhow::Result<()> {
             None => (f64::NAN, f64::NAN, f64::NAN),
         };
         println!(
-            "| {} ({} × {}, {} permutations; score {score:.3}, scikit-learn's {sk_score:.3}) | {one:.1} s | {threads:.1} s | {replicas:.1} s | {:.2}× / {:.2}× | {sk1:.1} s | {skn:.1} s | {:.2} |",
+            "| {} ({} × {}, {} permutations; score {score:.3}, scikit-learn's {sk_score:.3}) | {one:.1} s | {threads:.1} s | {replicas:.1} s | {:.2}× / {:.2}× | {sk1:.1} s | {skn:.1} s | {:.2} | {:.0} / {:.0} / {:.0} MiB |",
             job.name,
             job.rows.len(),
             job.rows[0].len(),
@@ -379,6 +408,9 @@ async fn main() -> anyhow::Result<()> {
             one / threads,
             one / replicas,
             best / skn,
+            single.peak_mib,
+            two_threads.peak_mib,
+            two_replicas.peak_mib,
         );
     }
     Ok(())
