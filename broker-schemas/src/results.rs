@@ -142,8 +142,12 @@ pub struct FeatureWeights {
 /// One class's coefficients of a multiclass linear model.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ClassWeights {
-    /// The class.
+    /// The class: positive coefficients favour it.
     pub class: String,
+    /// For a one-vs-one model (a linear SVC), the class it is weighed against: positive
+    /// coefficients favour `class` over this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub against: Option<String>,
     /// One coefficient per feature.
     pub values: Vec<f64>,
 }

@@ -1021,3 +1021,63 @@ fn regression_models_score_r2_mae_rmse_and_pearson() {
     )
     .is_err());
 }
+
+#[test]
+fn a_multiclass_linear_svc_weighs_each_class_pair_as_its_binary_svc_does() {
+    let mut data = sites_data(15, 1.5, 8);
+    let (y, classes) = match &mut data.target {
+        TargetData::Classes { y, classes } => {
+            for (i, c) in y.iter_mut().enumerate() {
+                *c = i % 3;
+            }
+            *classes = vec!["x".into(), "y".into(), "z".into()];
+            (y.clone(), classes.clone())
+        }
+        _ => unreachable!(),
+    };
+    // No scaler: each pair's binary SVC sees the same inputs as the one-vs-one model does.
+    let pipeline = PipelineConfig {
+        scaler: ScalerKind::None,
+        ..PipelineConfig::default()
+    };
+    let model = spec("svc", &[("kernel", "linear")]);
+    let three = FittedModel::fit(
+        &model,
+        &pipeline,
+        &data.x,
+        &data.sites,
+        Labels::Classes(&y, &classes),
+        0,
+    )
+    .unwrap();
+    let pairs = three.class_weights();
+    assert_eq!(pairs.len(), 3);
+    for (class, against, weights) in pairs {
+        let against = against.expect("a pair names the class it is weighed against");
+        let (a, b) = (
+            classes.iter().position(|c| *c == against).unwrap(),
+            classes.iter().position(|c| *c == class).unwrap(),
+        );
+        assert!(a < b, "{against} against {class}");
+        let rows: Vec<usize> = (0..y.len()).filter(|&i| y[i] == a || y[i] == b).collect();
+        let pair_y: Vec<usize> = rows.iter().map(|&i| usize::from(y[i] == b)).collect();
+        let pair_sites: Vec<String> = rows.iter().map(|&i| data.sites[i].clone()).collect();
+        let pair_classes = vec![against.clone(), class.clone()];
+        let binary = FittedModel::fit(
+            &model,
+            &pipeline,
+            &data.x.select_rows(&rows),
+            &pair_sites,
+            Labels::Classes(&pair_y, &pair_classes),
+            0,
+        )
+        .unwrap();
+        let (_, expected) = binary.feature_weights().unwrap();
+        for (w, e) in weights.iter().zip(&expected) {
+            assert!(
+                (w - e).abs() < 1e-9,
+                "{class} against {against}: {w} vs {e}"
+            );
+        }
+    }
+}

@@ -1011,8 +1011,9 @@ pub fn assemble(
             per_class: model
                 .class_weights()
                 .into_iter()
-                .map(|(class, values)| ClassWeights {
+                .map(|(class, against, values)| ClassWeights {
                     class,
+                    against,
                     // JSON has no NaN: a non-finite weight is stored as 0, as `values` is.
                     values: values
                         .into_iter()

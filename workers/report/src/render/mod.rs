@@ -709,12 +709,6 @@ mod tests {
                 "an SVC with the rbf kernel has no weight per feature",
             ),
             (
-                "svc",
-                vec![("kernel", "linear")],
-                3,
-                "a linear SVC of 3 classes has one weight vector per pair of classes",
-            ),
-            (
                 "knn",
                 vec![("n_neighbors", "5")],
                 2,

@@ -248,6 +248,8 @@ struct FeaturesView {
 #[derive(Debug, Serialize)]
 struct ClassFeaturesView {
     class: String,
+    /// The class it is weighed against (one-vs-one).
+    against: Option<String>,
     rows: Vec<FeatureRow>,
 }
 
@@ -921,11 +923,6 @@ pub(crate) fn no_weights_reason(run: &RunData) -> String {
              its support vectors.",
             run.model.to_uppercase()
         ),
-        "svc" if run.classes.len() > 2 => format!(
-            "a linear SVC of {} classes has one weight vector per pair of classes (one-vs-one), \
-             which the run does not store.",
-            run.classes.len()
-        ),
         "knn" => "KNN has no weight per feature: it predicts from the nearest training subjects."
             .to_owned(),
         "gaussian_nb" => "Gaussian naive Bayes has no weight per feature: it models each \
@@ -956,7 +953,11 @@ fn features_view(run: &RunData, with_charts: bool) -> Option<FeaturesView> {
         .map(chart_html);
     let kind = match (w.kind.as_str(), w.per_class.is_empty()) {
         ("", _) => "weights".to_owned(),
-        // The overall values of a multiclass model are means of |coefficient| over classes.
+        // The overall values of a multiclass model are means of |coefficient| over classes (or
+        // over class pairs, one-vs-one).
+        (kind, false) if w.per_class.iter().any(|c| c.against.is_some()) => {
+            format!("mean |{kind}| over the class pairs")
+        }
         (kind, false) => format!("mean |{kind}| over the classes"),
         (kind, true) => kind.to_owned(),
     };
@@ -971,6 +972,7 @@ fn features_view(run: &RunData, with_charts: bool) -> Option<FeaturesView> {
             .iter()
             .map(|c| ClassFeaturesView {
                 class: c.class.clone(),
+                against: c.against.clone(),
                 rows: top_of(run, &c.values, CLASS_TOP_FEATURES),
             })
             .collect(),

@@ -131,15 +131,18 @@ impl Estimator {
                 };
                 Some(("coefficients", w))
             }
-            Estimator::Svc(m) if m.kernel == Kernel::Linear && m.n_classes == 2 => {
-                let pair = &m.pairs[0];
-                let mut w = vec![0.0; m.support.cols()];
-                for (&s, c) in pair.sv.iter().zip(&pair.coef) {
-                    for (wj, xj) in w.iter_mut().zip(m.support.row(s as usize)) {
-                        // Sign: positive weights favour class 1 (the decision was flipped).
-                        *wj -= c * xj;
-                    }
-                }
+            Estimator::Svc(m) if m.kernel == Kernel::Linear => {
+                let pairs = pair_weights(m);
+                let w = if let [(_, only)] = pairs.as_slice() {
+                    only.clone()
+                } else {
+                    let p = m.support.cols();
+                    (0..p)
+                        .map(|j| {
+                            pairs.iter().map(|(_, w)| w[j].abs()).sum::<f64>() / pairs.len() as f64
+                        })
+                        .collect()
+                };
                 Some(("coefficients", w))
             }
             Estimator::Forest(f) => Some(("importances", f.importances())),
@@ -147,6 +150,23 @@ impl Estimator {
             _ => None,
         }
     }
+}
+
+/// A linear SVC's weight vector per class pair `(a, b)`: positive weights favour `b` over `a`.
+fn pair_weights(m: &crate::algo::svm::Svc) -> Vec<((usize, usize), Vec<f64>)> {
+    m.pairs
+        .iter()
+        .map(|pair| {
+            let mut w = vec![0.0; m.support.cols()];
+            for (&s, c) in pair.sv.iter().zip(&pair.coef) {
+                for (wj, xj) in w.iter_mut().zip(m.support.row(s as usize)) {
+                    // Sign: the pair's decision favours its first class; flipped, `b`.
+                    *wj -= c * xj;
+                }
+            }
+            (pair.classes, w)
+        })
+        .collect()
 }
 
 /// The final model as stored in `runs.model_blob`: pipeline, estimator and class names.
@@ -261,14 +281,26 @@ impl FittedModel {
             .map(|w| (kind, w))
     }
 
-    /// A multiclass logistic regression's coefficients per class (its rows), mapped back to the
-    /// input features, with the class names; empty for every other model.
-    pub fn class_weights(&self) -> Vec<(String, Vec<f64>)> {
+    /// A multiclass linear model's coefficients mapped back to the input features, with the
+    /// class names: a logistic regression's per class (its rows), a linear SVC's per class pair
+    /// (class, the class it is weighed against); empty for every other model.
+    pub fn class_weights(&self) -> Vec<(String, Option<String>, Vec<f64>)> {
         match &self.estimator {
             Estimator::Logistic(m) if m.coef.rows() > 1 => (0..m.coef.rows())
                 .filter_map(|c| {
                     let w = self.pipeline.weights_to_input(m.coef.row(c), true)?;
-                    Some((self.classes.get(c)?.clone(), w))
+                    Some((self.classes.get(c)?.clone(), None, w))
+                })
+                .collect(),
+            Estimator::Svc(m) if m.kernel == Kernel::Linear && m.n_classes > 2 => pair_weights(m)
+                .into_iter()
+                .filter_map(|((a, b), w)| {
+                    let w = self.pipeline.weights_to_input(&w, true)?;
+                    Some((
+                        self.classes.get(b)?.clone(),
+                        Some(self.classes.get(a)?.clone()),
+                        w,
+                    ))
                 })
                 .collect(),
             _ => Vec::new(),
