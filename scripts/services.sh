@@ -14,10 +14,12 @@ as_root() {
   if ((EUID == 0)); then "$@"; else sudo "$@"; fi
 }
 
-# as_postgres COMMAND...: run COMMAND as the `postgres` system user (peer auth on the socket).
-as_postgres() {
+# as_postgres COMMAND...: run COMMAND as the `postgres` system user (peer auth on the socket), from
+# `/`: in a directory it cannot enter (root's or a user's home), psql warns that it could not.
+as_postgres() (
+  cd /
   if ((EUID == 0)); then runuser -u postgres -- "$@"; else sudo -u postgres "$@"; fi
-}
+)
 
 # wait_for SECONDS WHAT COMMAND...: run COMMAND (which bounds its own time) every second until it
 # succeeds, or fail after SECONDS.
@@ -102,7 +104,7 @@ if ! root_connects; then
   if ! as_root grep -Eq '^host[[:space:]]+all[[:space:]]+root[[:space:]]+127\.0\.0\.1/32[[:space:]]+trust' "$hba"; then
     log "trusting root over 127.0.0.1 in $hba"
     as_root sed -i -e '1i host all root 127.0.0.1/32 trust' -e '1i host all root ::1/128 trust' "$hba"
-    as_postgres psql -q -c 'SELECT pg_reload_conf()'
+    as_postgres psql -tAc 'SELECT pg_reload_conf()' >/dev/null
   fi
   wait_for 30 "PostgreSQL as root" root_connects
 fi
