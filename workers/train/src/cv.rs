@@ -25,7 +25,7 @@ use broker_schemas::results::{
     ClassWeights, FeatureWeights, GridCandidate, GridSearch, HeldOut, MeanSd, PermutationTest,
     PipelineSummary, RocCurve, SiteScores, TextSummary,
 };
-use broker_schemas::{CvScheme, TextKind};
+use broker_schemas::{CvScheme, ScalerKind, TextKind};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -1027,7 +1027,13 @@ pub fn assemble(
         });
     Ok(RunOutcome {
         pipeline: PipelineSummary {
-            scaler: config.pipeline.scaler.as_str().to_owned(),
+            // As fitted: an `auto` left unresolved (no project kind) standardises globally.
+            scaler: match config.pipeline.scaler {
+                ScalerKind::Auto => ScalerKind::Global,
+                scaler => scaler,
+            }
+            .as_str()
+            .to_owned(),
             select_percentile: config.pipeline.select_percentile,
             pca_components: config.pipeline.pca_components,
             text: config.pipeline.text.as_ref().map(|step| match step {
