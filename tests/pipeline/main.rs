@@ -6,6 +6,7 @@ mod helpers;
 mod names;
 mod reproducibility;
 mod status;
+mod text;
 mod upsert;
 
 use std::collections::BTreeMap;
