@@ -140,7 +140,8 @@ pub enum SampleKind {
     Vector,
     /// A time-series matrix (e.g. ROI signals), turned into functional connectivity.
     Timeseries,
-    /// A text document, turned into hashed word uni+bi-gram frequencies.
+    /// A text document: TF-IDF of its words and word pairs in training (or the features
+    /// worker's hashed uni+bi-gram frequencies).
     Text,
 }
 
@@ -226,8 +227,8 @@ pub struct TrainOptions {
     /// The validation scheme (default: stratified k-fold with `cv.folds` and `cv.seed`).
     #[serde(default, skip_serializing_if = "is_default")]
     pub validation: Validation,
-    /// The steps before the model, each fitted inside every fold (default: global
-    /// standardisation only).
+    /// The steps before the model, each fitted inside every fold (default: standardisation
+    /// chosen by the project's kind and, for text, TF-IDF).
     #[serde(default, skip_serializing_if = "is_default")]
     pub pipeline: Pipeline,
     /// A parameter grid: parameter name → candidate values (strings), e.g.
@@ -299,10 +300,15 @@ impl CvScheme {
 /// Preprocessing steps, each fitted on a fold's training rows only.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Pipeline {
-    /// Standardisation: `global` (default), `per_site` (each site centred and scaled with its
-    /// own training rows: multi-site harmonisation) or `none`.
+    /// Standardisation: `auto` (default: `none` for a text project, else `global`), `global`,
+    /// `per_site` (each site centred and scaled with its own training rows: multi-site
+    /// harmonisation) or `none`.
     #[serde(default)]
     pub scaler: ScalerKind,
+    /// Text projects only: how documents become features. Default (absent): TF-IDF fitted
+    /// inside each fold with `min_df` 1 and no `max_features`. Refused for other projects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<TextFeatures>,
     /// ANOVA F-test feature selection (F-regression for regression models): the percentile of
     /// features kept, in (0, 100]. Default: no selection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -312,12 +318,67 @@ pub struct Pipeline {
     pub pca_components: Option<u32>,
 }
 
+/// How a text project's documents become features.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TextFeatures {
+    /// `tfidf` (default) or `hashed`.
+    #[serde(default)]
+    pub kind: TextKind,
+    /// `tfidf`: keep the terms found in at least this many of a fold's training documents
+    /// (default 1: every term; at least 1).
+    #[serde(default = "default_min_df")]
+    pub min_df: u32,
+    /// `tfidf`: keep at most this many terms, the most frequent over a fold's training
+    /// documents (at least 1). Default: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_features: Option<u32>,
+}
+
+fn default_min_df() -> u32 {
+    1
+}
+
+impl Default for TextFeatures {
+    fn default() -> Self {
+        Self {
+            kind: TextKind::default(),
+            min_df: default_min_df(),
+            max_features: None,
+        }
+    }
+}
+
+/// The features of a text project.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TextKind {
+    /// Word and bigram counts of the documents, weighed by TF-IDF (sublinear TF, smooth IDF,
+    /// rows of unit length) learned inside each fold from its training documents only.
+    #[default]
+    Tfidf,
+    /// The features worker's hashed term frequencies (4,096 buckets), as stored.
+    Hashed,
+}
+
+impl TextKind {
+    /// The name stored in `runs.results.pipeline.text.kind`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TextKind::Tfidf => "tfidf",
+            TextKind::Hashed => "hashed",
+        }
+    }
+}
+
 /// How features are standardised inside each fold.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ScalerKind {
-    /// One mean and sd per feature over the training rows.
+    /// Chosen by the train worker from the project's kind: `none` for text (TF-IDF rows are
+    /// already of unit length; z-scoring sparse counts makes them dense), `global` otherwise.
     #[default]
+    Auto,
+    /// One mean and sd per feature over the training rows.
     Global,
     /// One mean and sd per feature and site over that site's training rows; a test row of a
     /// site without training rows uses the global statistics.
@@ -330,6 +391,7 @@ impl ScalerKind {
     /// The name stored in `runs.results.pipeline.scaler`.
     pub fn as_str(self) -> &'static str {
         match self {
+            ScalerKind::Auto => "auto",
             ScalerKind::Global => "global",
             ScalerKind::PerSite => "per_site",
             ScalerKind::None => "none",

@@ -49,12 +49,30 @@ pub struct MeanSd {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct PipelineSummary {
-    /// `global` or `per_site` standardisation, or `none`.
+    /// `global` or `per_site` standardisation, or `none` (as run: `auto` resolved).
     pub scaler: String,
     /// ANOVA F-test feature selection: the percentile of features kept.
     pub select_percentile: Option<f64>,
     /// PCA components kept.
     pub pca_components: Option<usize>,
+    /// A text project's features.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<TextSummary>,
+}
+
+/// How a text run's documents became features.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct TextSummary {
+    /// `tfidf` (fitted inside each fold on its training documents) or `hashed` (the features
+    /// worker's hashed term frequencies).
+    pub kind: String,
+    /// `tfidf`: the fewest training documents a kept term is in.
+    pub min_df: Option<usize>,
+    /// `tfidf`: the most terms kept.
+    pub max_features: Option<usize>,
+    /// `tfidf`: the terms of the final model (fitted on all its rows).
+    pub vocabulary: Option<usize>,
 }
 
 /// A ROC curve: false- and true-positive rates at decreasing thresholds, and its area.
@@ -128,8 +146,8 @@ pub struct PermutationTest {
 pub struct FeatureWeights {
     /// `coefficients` (linear models, on standardised features) or `importances`.
     pub kind: String,
-    /// Feature names (e.g. `f12`, or a region pair `L-Hippocampus × R-Amygdala`), same length as
-    /// `values`.
+    /// Feature names (e.g. `f12`, a region pair `L-Hippocampus × R-Amygdala`, or a text run's
+    /// terms: words and `"word word"` pairs of its final vocabulary), same length as `values`.
     pub names: Vec<String>,
     /// One weight per feature (for multiclass linear models, the mean |coefficient| over classes).
     pub values: Vec<f64>,

@@ -111,12 +111,21 @@ pub async fn train(
     project_name: &str,
     sites: &[String],
     config: &RunConfig,
+    text_flag: Option<&str>,
 ) -> anyhow::Result<()> {
-    if project(client, project_name).await?.is_none() {
+    let Some((kind, _)) = project(client, project_name).await? else {
         bail!(
             "--project {project_name}: no such project; {}",
             project_names(client).await?
         );
+    };
+    if let Some(flag) = text_flag {
+        if kind != SampleKind::Text.as_str() {
+            bail!(
+                "{flag}: project {project_name:?} is a {kind} project; --text, --min-df and \
+                 --max-features apply to text projects only"
+            );
+        }
     }
     let all_sites: BTreeSet<String> = client
         .query(

@@ -4,7 +4,10 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use broker_schemas::{CrossValidation, CvScheme, ScalerKind, TrainOptions, TrainRequest, TrainV1};
+use broker_schemas::{
+    CrossValidation, CvScheme, ScalerKind, TextFeatures, TextKind, TrainOptions, TrainRequest,
+    TrainV1,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 use swarm_runtime::db::Pool;
 use swarm_runtime::Settings;
@@ -40,9 +43,23 @@ pub struct TrainArgs {
     /// `held-out-sites`: the sites to test on (comma-separated); the others are trained on.
     #[arg(long, value_delimiter = ',')]
     pub test_sites: Vec<String>,
-    /// Standardisation inside each fold: `global` (default), `per-site` or `none`.
-    #[arg(long, default_value = "global", value_parser = parse_scaler)]
+    /// Standardisation inside each fold: `auto` (default: `none` for a text project, whose
+    /// TF-IDF rows have unit length; `global` otherwise), `global`, `per-site` or `none`.
+    #[arg(long, default_value = "auto", value_parser = parse_scaler)]
     pub scaler: ScalerKind,
+    /// Text projects: how documents become features. `tfidf` (default): words and pairs of
+    /// neighbouring words counted, weighed by TF-IDF learned inside each fold from its training
+    /// documents only. `hashed`: the features worker's 4,096 hashed term frequencies.
+    #[arg(long, value_name = "tfidf|hashed", value_parser = parse_text)]
+    pub text: Option<TextKind>,
+    /// Text projects, tfidf: keep the terms found in at least N of a fold's training documents
+    /// (default 1: every term).
+    #[arg(long, value_name = "N")]
+    pub min_df: Option<u32>,
+    /// Text projects, tfidf: keep at most N terms, the most frequent over a fold's training
+    /// documents (default: no limit).
+    #[arg(long, value_name = "N")]
+    pub max_features: Option<u32>,
     /// Keep this percentile of features by their ANOVA F (fitted inside each fold).
     #[arg(long)]
     pub select_percentile: Option<f64>,
@@ -97,13 +114,24 @@ fn parse_scheme(s: &str) -> Result<CvScheme, String> {
     }
 }
 
+fn parse_text(s: &str) -> Result<TextKind, String> {
+    match s {
+        "tfidf" => Ok(TextKind::Tfidf),
+        "hashed" => Ok(TextKind::Hashed),
+        _ => Err(format!(
+            "unknown text features {s:?}; expected tfidf or hashed"
+        )),
+    }
+}
+
 fn parse_scaler(s: &str) -> Result<ScalerKind, String> {
     match s.replace('-', "_").as_str() {
+        "auto" => Ok(ScalerKind::Auto),
         "global" => Ok(ScalerKind::Global),
         "per_site" => Ok(ScalerKind::PerSite),
         "none" => Ok(ScalerKind::None),
         _ => Err(format!(
-            "unknown scaler {s:?}; expected global, per-site or none"
+            "unknown scaler {s:?}; expected auto, global, per-site or none"
         )),
     }
 }
@@ -128,6 +156,13 @@ impl TrainArgs {
         options.pipeline.scaler = self.scaler;
         options.pipeline.select_percentile = self.select_percentile;
         options.pipeline.pca_components = self.pca;
+        if self.text_flag().is_some() {
+            options.pipeline.text = Some(TextFeatures {
+                kind: self.text.unwrap_or_default(),
+                min_df: self.min_df.unwrap_or(1),
+                max_features: self.max_features,
+            });
+        }
         for (param, values) in &self.grid {
             options.grid.insert(
                 param.clone(),
@@ -143,6 +178,20 @@ impl TrainArgs {
         let config = swarm_train::request::validate_request(&request)
             .map_err(|e| anyhow::anyhow!(flag_names(&e)))?;
         Ok((request, config))
+    }
+
+    /// The first text flag given (`--text`, `--min-df`, `--max-features`), if any: they apply
+    /// to text projects only.
+    pub fn text_flag(&self) -> Option<&'static str> {
+        if self.text.is_some() {
+            Some("--text")
+        } else if self.min_df.is_some() {
+            Some("--min-df")
+        } else if self.max_features.is_some() {
+            Some("--max-features")
+        } else {
+            None
+        }
     }
 
     /// The job message for a new run.
@@ -164,7 +213,17 @@ impl TrainArgs {
 /// The worker's message for a refused request, with the message's field names replaced by the
 /// flags that set them (`cv.folds` → `--cv`).
 fn flag_names(error: &str) -> String {
-    const FLAGS: [(&str, &str); 8] = [
+    const FLAGS: [(&str, &str); 12] = [
+        (
+            "pipeline.text.min_df and pipeline.text.max_features apply to tfidf text features",
+            "--min-df and --max-features apply to --text tfidf",
+        ),
+        ("pipeline.text.min_df", "--min-df"),
+        ("pipeline.text.max_features", "--max-features"),
+        (
+            "text features (pipeline.text)",
+            "--text, --min-df and --max-features",
+        ),
         ("cv.folds", "--cv"),
         ("validation.repeats", "--repeats"),
         ("validation.test_sites", "--test-sites"),
@@ -325,7 +384,14 @@ pub async fn run(settings: &Settings, args: TrainArgs) -> anyhow::Result<()> {
     let (message, config) = args.request(run_id)?;
     if let Some(client) = super::precheck::connect(settings, "the project, sites and labels").await
     {
-        super::precheck::train(&client, &args.project, &args.sites, &config).await?;
+        super::precheck::train(
+            &client,
+            &args.project,
+            &args.sites,
+            &config,
+            args.text_flag(),
+        )
+        .await?;
     }
     let outlet = super::connect(settings).await?;
     outlet.send(&message, &run_id.to_string()).await?;

@@ -246,6 +246,7 @@ fn pca_components_match_scikit_learn_up_to_sign() {
             scaler: ScalerKind::None,
             select_percentile: None,
             pca_components: Some(k),
+            ..PipelineConfig::default()
         };
         let sites = vec!["site".to_owned(); x.rows()];
         let values = vec![0.0; x.rows()];
@@ -620,6 +621,7 @@ fn no_fold_fits_on_its_test_rows() {
         scaler: ScalerKind::PerSite,
         select_percentile: Some(50.0),
         pca_components: Some(3),
+        ..PipelineConfig::default()
     };
     let splits = swarm_train::validation::make_splits(
         &self::config("logistic", CvScheme::StratifiedKFold).scheme,

@@ -12,6 +12,7 @@ mod names;
 mod operations;
 mod reproducibility;
 mod status;
+mod text;
 mod upsert;
 
 use std::collections::BTreeMap;

@@ -230,6 +230,7 @@ pub fn complete_run(n_folds: usize, n_metrics: usize, n_subjects: usize) -> RunD
                 scaler: "global".to_owned(),
                 select_percentile: Some(50.0),
                 pca_components: None,
+                text: None,
             },
             metrics: metrics
                 .iter()

@@ -23,9 +23,9 @@ use std::collections::BTreeMap;
 
 use broker_schemas::results::{
     ClassWeights, FeatureWeights, GridCandidate, GridSearch, HeldOut, MeanSd, PermutationTest,
-    PipelineSummary, RocCurve, SiteScores,
+    PipelineSummary, RocCurve, SiteScores, TextSummary,
 };
-use broker_schemas::CvScheme;
+use broker_schemas::{CvScheme, ScalerKind, TextKind};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 use crate::matrix::Matrix;
 use crate::metrics::{self, MetricsError};
 use crate::model::{FittedModel, Labels, ModelError, ModelSpec, Task};
-use crate::pipeline::PipelineConfig;
+use crate::pipeline::{PipelineConfig, TextStep};
 use crate::plan::{self, Pick, Shape, UnitSpec};
 use crate::validation::{make_splits, Scheme, Split};
 
@@ -1006,7 +1006,11 @@ pub fn assemble(
         .feature_weights()
         .map(|(kind, values)| FeatureWeights {
             kind: kind.to_owned(),
-            names: (0..values.len()).map(|j| format!("f{j}")).collect(),
+            // A text run's weights are per term of its final vocabulary.
+            names: match model.pipeline().feature_names() {
+                Some(terms) if terms.len() == values.len() => terms.to_vec(),
+                _ => (0..values.len()).map(|j| format!("f{j}")).collect(),
+            },
             values,
             per_class: model
                 .class_weights()
@@ -1024,9 +1028,27 @@ pub fn assemble(
         });
     Ok(RunOutcome {
         pipeline: PipelineSummary {
-            scaler: config.pipeline.scaler.as_str().to_owned(),
+            // As fitted: an `auto` left unresolved (no project kind) standardises globally.
+            scaler: match config.pipeline.scaler {
+                ScalerKind::Auto => ScalerKind::Global,
+                scaler => scaler,
+            }
+            .as_str()
+            .to_owned(),
             select_percentile: config.pipeline.select_percentile,
             pca_components: config.pipeline.pca_components,
+            text: config.pipeline.text.as_ref().map(|step| match step {
+                TextStep::Tfidf { config, .. } => TextSummary {
+                    kind: TextKind::Tfidf.as_str().to_owned(),
+                    min_df: Some(config.min_df),
+                    max_features: config.max_features,
+                    vocabulary: model.pipeline().feature_names().map(<[String]>::len),
+                },
+                TextStep::Hashed => TextSummary {
+                    kind: TextKind::Hashed.as_str().to_owned(),
+                    ..TextSummary::default()
+                },
+            }),
         },
         spec,
         evaluation,

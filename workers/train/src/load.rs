@@ -1,5 +1,6 @@
 //! Loading a job's rows: one feature vector per sample of a project (or of the samples a run was
-//! planned on), in an order fixed by the data.
+//! planned on), or for a TF-IDF run of a text project one document per sample, in an order fixed
+//! by the data.
 
 use std::collections::BTreeMap;
 
@@ -22,6 +23,37 @@ FROM samples s
 LEFT JOIN features f ON f.sample_id = s.id
 WHERE s.id = ANY($1)
 ORDER BY s.id, f.version DESC NULLS LAST, f.extractor"#;
+
+/// Loads one document per sample of a project, as [`LOAD_SQL`] selects them.
+pub const LOAD_DOCUMENTS_SQL: &str = r#"SELECT s.id, s.site, s.subject, s.label, s.text, s.covariates
+FROM samples s
+WHERE s.project = $1 AND (cardinality($2::text[]) = 0 OR s.site = ANY($2))"#;
+
+/// Loads the documents of the samples a run was planned on by their ids.
+pub const LOAD_DOCUMENT_IDS_SQL: &str = r#"SELECT s.id, s.site, s.subject, s.label, s.text, s.covariates
+FROM samples s
+WHERE s.id = ANY($1)"#;
+
+/// A project's kind (`vector`, `timeseries`, `text`), none for an unknown project.
+pub async fn project_kind(
+    client: &impl GenericClient,
+    project: &str,
+) -> Result<Option<String>, HandleError> {
+    Ok(client
+        .query_opt("SELECT kind FROM projects WHERE name = $1", &[&project])
+        .await?
+        .map(|row| row.try_get(0))
+        .transpose()?)
+}
+
+/// What a row is made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The sample's stored feature vector (the features worker's).
+    Features,
+    /// The sample's document (`samples.text`), counted into terms by the run.
+    Documents,
+}
 
 /// Which samples to load.
 #[derive(Debug, Clone, Copy)]
@@ -52,7 +84,9 @@ pub struct Dataset {
     pub subjects: Vec<String>,
     /// Covariates (a JSON object per sample).
     pub covariates: Vec<serde_json::Value>,
-    /// Selected samples that have no features (yet).
+    /// [`Source::Documents`]: one document per sample (and `x` is empty).
+    pub documents: Option<Vec<String>>,
+    /// Selected samples that have no features (yet), or no document.
     pub without_features: usize,
 }
 
@@ -71,19 +105,27 @@ impl Dataset {
     }
 }
 
-/// Loads the selected rows, sorted by (site, subject); a sample without features is left out
-/// and counted. A non-finite value or a sample whose dimension differs is a permanent error
-/// naming it.
+/// Loads the selected rows from `source`, sorted by (site, subject); a sample without features
+/// (or document) is left out and counted. A non-finite value or a sample whose dimension
+/// differs is a permanent error naming it.
 pub async fn load(
     client: &impl GenericClient,
     selection: Selection<'_>,
+    source: Source,
     context: &str,
 ) -> Result<Dataset, HandleError> {
-    let found = match selection {
-        Selection::Project { project, sites } => {
+    let documents = source == Source::Documents;
+    let found = match (selection, documents) {
+        (Selection::Project { project, sites }, false) => {
             client.query(LOAD_SQL, &[&project, &sites]).await?
         }
-        Selection::Samples(ids) => client.query(LOAD_IDS_SQL, &[&ids]).await?,
+        (Selection::Project { project, sites }, true) => {
+            client
+                .query(LOAD_DOCUMENTS_SQL, &[&project, &sites])
+                .await?
+        }
+        (Selection::Samples(ids), false) => client.query(LOAD_IDS_SQL, &[&ids]).await?,
+        (Selection::Samples(ids), true) => client.query(LOAD_DOCUMENT_IDS_SQL, &[&ids]).await?,
     };
     let mut rows = Vec::new();
     for row in found {
@@ -94,13 +136,29 @@ pub async fn load(
     // bytes), never the database's insertion order: folds, permutations and bootstrap draws are
     // then the same for the same data and seed in any database.
     rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    let mut data = Dataset::default();
+    let mut data = Dataset {
+        documents: documents.then(Vec::new),
+        ..Dataset::default()
+    };
     let mut first: Option<(String, String, usize)> = None;
     for (_, row) in rows {
         let id: i64 = row.try_get(0)?;
         let site: String = row.try_get(1)?;
         let subject: String = row.try_get(2)?;
         let label: String = row.try_get(3)?;
+        if let Some(texts) = data.documents.as_mut() {
+            let Some(text) = row.try_get::<_, Option<String>>(4)? else {
+                data.without_features += 1;
+                continue;
+            };
+            texts.push(text);
+            data.ids.push(id);
+            data.labels.push(label);
+            data.sites.push(site);
+            data.subjects.push(subject);
+            data.covariates.push(row.try_get(5)?);
+            continue;
+        }
         let Some(FloatVec(values)) = row.try_get::<_, Option<FloatVec>>(4)? else {
             data.without_features += 1;
             continue;

@@ -1,5 +1,6 @@
-//! The preprocessing before a model, fitted on training rows only: standardisation (global or
-//! per site), ANOVA F-test feature selection keeping a percentile, and PCA.
+//! The preprocessing before a model, fitted on training rows only: TF-IDF of a text project's
+//! term counts, standardisation (global or per site), ANOVA F-test feature selection keeping a
+//! percentile, and PCA.
 //!
 //! [`PipelineConfig::fit`] learns every step from the rows it is given and nothing else; the
 //! cross-validation driver gives it a fold's training rows, so test rows never reach a fitted
@@ -7,6 +8,7 @@
 //! applies the same steps to any rows.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use broker_schemas::ScalerKind;
 use serde::{Deserialize, Serialize};
@@ -16,11 +18,16 @@ use faer::MatRef;
 use crate::algo::decompose::principal_axes;
 use crate::matrix::{dot, Matrix};
 use crate::preprocess::StandardScaler;
+use crate::tfidf::{FittedTfidf, TfidfConfig};
 
 /// Which steps run, before fitting.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PipelineConfig {
-    /// Standardisation.
+    /// A text project's features: TF-IDF of term counts before every other step, or the
+    /// hashed features as stored. `None` for other projects.
+    pub text: Option<TextStep>,
+    /// Standardisation (`Auto` is resolved from the project's kind before fitting; left
+    /// unresolved, it standardises globally).
     pub scaler: ScalerKind,
     /// Keep this percentile of features by their univariate F statistic.
     pub select_percentile: Option<f64>,
@@ -31,6 +38,7 @@ pub struct PipelineConfig {
 impl Default for PipelineConfig {
     fn default() -> Self {
         Self {
+            text: None,
             scaler: ScalerKind::Global,
             select_percentile: None,
             pca_components: None,
@@ -38,6 +46,40 @@ impl Default for PipelineConfig {
     }
 }
 
+/// A text run's features.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TextStep {
+    /// The rows are term counts; TF-IDF is fitted on the training rows.
+    Tfidf {
+        /// `min_df` and `max_features`.
+        config: TfidfConfig,
+        /// The count matrix's column names (every term of the run's documents), shared by
+        /// every fold's fit.
+        vocabulary: Vocabulary,
+    },
+    /// The rows are the features worker's hashed term frequencies: nothing to fit.
+    Hashed,
+}
+
+/// Terms, shared without copying (a fold's config is cloned per fit).
+#[derive(Clone, PartialEq, Default)]
+pub struct Vocabulary(pub Arc<Vec<String>>);
+
+impl std::fmt::Debug for Vocabulary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Vocabulary({} terms)", self.0.len())
+    }
+}
+
+/// A fitted TF-IDF step with the names of the columns it keeps, so that the model carries its
+/// own vocabulary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FittedText {
+    /// Kept count columns and their IDF.
+    pub tfidf: FittedTfidf,
+    /// The kept terms, in column order.
+    pub terms: Vec<String>,
+}
 /// The targets a supervised step (selection) may look at.
 #[derive(Debug, Clone, Copy)]
 pub enum Supervision<'a> {
@@ -78,8 +120,11 @@ pub struct Pca {
 /// The fitted steps.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FittedPipeline {
-    /// Input features.
+    /// Input features (for text: the run's count columns).
     pub n_features: usize,
+    /// TF-IDF (text), first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<FittedText>,
     /// Standardisation.
     pub scaler: FittedScaler,
     /// The kept features (indices into the input), when selecting.
@@ -112,6 +157,14 @@ impl PipelineConfig {
         if self.pca_components == Some(0) {
             return Err("pipeline.pca_components must be at least 1".into());
         }
+        if let Some(TextStep::Tfidf { config, .. }) = &self.text {
+            if config.min_df == 0 {
+                return Err("pipeline.text.min_df must be at least 1".into());
+            }
+            if config.max_features == Some(0) {
+                return Err("pipeline.text.max_features must be at least 1".into());
+            }
+        }
         Ok(())
     }
 
@@ -123,10 +176,29 @@ impl PipelineConfig {
         target: Supervision<'_>,
     ) -> Result<FittedPipeline, PipelineError> {
         self.validate().map_err(PipelineError::Config)?;
+        let n_features = x.cols();
+        // TF-IDF learns its terms and IDF from these (training) rows only: a term no training
+        // document has gets no column.
+        let text = match &self.text {
+            Some(TextStep::Tfidf { config, vocabulary }) => {
+                let tfidf = FittedTfidf::fit(x, config);
+                let terms = tfidf
+                    .kept
+                    .iter()
+                    .map(|&j| vocabulary.0.get(j).cloned().unwrap_or_default())
+                    .collect();
+                Some(FittedText { tfidf, terms })
+            }
+            Some(TextStep::Hashed) | None => None,
+        };
+        let weighed = text.as_ref().map(|t| t.tfidf.transform(x));
+        let x = weighed.as_ref().unwrap_or(x);
         let rows = x.to_rows();
         let scaler = match self.scaler {
             ScalerKind::None => FittedScaler::None,
-            ScalerKind::Global => FittedScaler::Global(StandardScaler::fit(&rows)?),
+            ScalerKind::Global | ScalerKind::Auto => {
+                FittedScaler::Global(StandardScaler::fit(&rows)?)
+            }
             ScalerKind::PerSite => {
                 let global = StandardScaler::fit(&rows)?;
                 let mut by_site: BTreeMap<&str, Vec<&Vec<f64>>> = BTreeMap::new();
@@ -144,7 +216,8 @@ impl PipelineConfig {
             }
         };
         let mut pipeline = FittedPipeline {
-            n_features: x.cols(),
+            n_features,
+            text,
             scaler,
             selected: None,
             pca: None,
@@ -191,7 +264,8 @@ impl FittedPipeline {
 
     /// Applies the fitted steps to rows (with their sites, for per-site scaling).
     pub fn transform(&self, x: &Matrix, sites: &[String]) -> Result<Matrix, PipelineError> {
-        let mut z = self.scale(x, sites)?;
+        let weighed = self.text.as_ref().map(|t| t.tfidf.transform(x));
+        let mut z = self.scale(weighed.as_ref().unwrap_or(x), sites)?;
         if let Some(kept) = &self.selected {
             z = z.select_cols(kept);
         }
@@ -201,8 +275,15 @@ impl FittedPipeline {
         Ok(z)
     }
 
-    /// Maps per-model-input weights back to the input features: through the PCA components
-    /// (for linear weights) and the selection (unselected features get 0).
+    /// The names of the features [`FittedPipeline::weights_to_input`] maps to, when the
+    /// pipeline knows them: a text run's kept terms.
+    pub fn feature_names(&self) -> Option<&[String]> {
+        self.text.as_ref().map(|t| &t.terms[..])
+    }
+
+    /// Maps per-model-input weights back to the input features (for text: the kept terms):
+    /// through the PCA components (for linear weights) and the selection (unselected features
+    /// get 0).
     pub fn weights_to_input(&self, weights: &[f64], linear: bool) -> Option<Vec<f64>> {
         let mut w = weights.to_vec();
         if let Some(pca) = &self.pca {
@@ -219,7 +300,11 @@ impl FittedPipeline {
             w = back;
         }
         if let Some(kept) = &self.selected {
-            let mut full = vec![0.0; self.n_features];
+            let width = self
+                .text
+                .as_ref()
+                .map_or(self.n_features, |t| t.terms.len());
+            let mut full = vec![0.0; width];
             for (&j, v) in kept.iter().zip(&w) {
                 full[j] = *v;
             }
@@ -357,6 +442,7 @@ mod tests {
             scaler: ScalerKind::Global,
             select_percentile: Some(50.0),
             pca_components: Some(1),
+            ..PipelineConfig::default()
         };
         let fitted = config.fit(&x, &sites, Supervision::Classes(&y, 2)).unwrap();
         assert_eq!(fitted.selected, Some(vec![0, 3]));
@@ -365,6 +451,54 @@ mod tests {
         let w = fitted.weights_to_input(&[1.0], true).unwrap();
         assert_eq!(w.len(), 4);
         assert!(w[1] == 0.0 && w[2] == 0.0 && w[0] != 0.0);
+    }
+
+    #[test]
+    fn tfidf_is_fitted_on_training_documents_only() {
+        let documents: Vec<String> = [
+            "red apple sweet",
+            "green apple sour",
+            "red cherry sweet",
+            "green lime sour",
+            "red zebra sweet",
+            "green zebra sour",
+        ]
+        .iter()
+        .map(|d| d.to_string())
+        .collect();
+        let counts = crate::tfidf::count(&documents).unwrap();
+        let config = PipelineConfig {
+            text: Some(TextStep::Tfidf {
+                config: TfidfConfig::default(),
+                vocabulary: Vocabulary(Arc::new(counts.vocabulary.clone())),
+            }),
+            scaler: ScalerKind::None,
+            ..PipelineConfig::default()
+        };
+        // "zebra" is only in the test documents (rows 4 and 5).
+        let train = counts.counts.select_rows(&[0, 1, 2, 3]);
+        let y = [0, 1, 0, 1];
+        let sites = vec![String::new(); 4];
+        let fitted = config
+            .fit(&train, &sites, Supervision::Classes(&y, 2))
+            .unwrap();
+        let terms = fitted.feature_names().unwrap();
+        assert!(terms.iter().all(|t| !t.contains("zebra")), "{terms:?}");
+        assert!(terms.iter().any(|t| t == "red apple"));
+        let test = counts.counts.select_rows(&[4, 5]);
+        let z = fitted.transform(&test, &sites[..2]).unwrap();
+        assert_eq!(z.cols(), terms.len(), "no column for a test-only term");
+        let model = crate::model::FittedModel::fit(
+            &crate::model::ModelSpec::parse("logistic", &BTreeMap::new()).unwrap(),
+            &config,
+            &train,
+            &sites,
+            crate::model::Labels::Classes(&y, &["a".into(), "b".into()]),
+            0,
+        )
+        .unwrap();
+        let (_, weights) = model.feature_weights().unwrap();
+        assert_eq!(weights.len(), terms.len(), "one weight per training term");
     }
 
     #[test]

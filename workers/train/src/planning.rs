@@ -6,22 +6,30 @@
 //! is recorded as a failed run with its reason, not dead-lettered: no replay could fix it.
 //!
 //! [`prepare`] is what every replica does again to compute a unit: the same rows (by the
-//! sample ids stored with the plan) give the same configuration, data and plan.
+//! sample ids stored with the plan) give the same configuration, data and plan. It also
+//! resolves what depends on the project's kind: the `auto` scaler (`none` for text, else
+//! `global`) and a text project's features — by default its documents counted into terms
+//! ([`crate::tfidf::count`], which learns nothing) with TF-IDF fitted inside each fold
+//! ([`crate::pipeline::TextStep`]), or the features worker's hashed vectors.
+
+use std::sync::Arc;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use broker_schemas::{CvScheme, TrainRequest, TrainUnitV1};
+use broker_schemas::{CvScheme, ScalerKind, TextKind, TrainRequest, TrainUnitV1};
 use swarm_runtime::{HandleError, Work};
 
 use crate::cache::Footprint;
 use crate::cv::{self, Data, Plan, RunConfig, TargetData};
-use crate::load::{load, Dataset, Selection};
+use crate::load::{load, project_kind, Dataset, Selection, Source};
 use crate::matrix::Matrix;
 use crate::model::Task;
+use crate::pipeline::{TextStep, Vocabulary};
 use crate::plan::{self, fit_count};
 use crate::request::{check_budget, describe, validate_request};
 use crate::runs::{INSERT_JOB_SQL, INSERT_UNITS_SQL, RUN_EXISTS_SQL};
 use crate::store::Lineage;
+use crate::tfidf::{self, TfidfConfig};
 
 /// A run as every one of its units needs it.
 #[derive(Debug)]
@@ -47,21 +55,75 @@ impl Footprint for PlannedRun {
     }
 }
 
-/// Builds a run from its request and rows, or the reason the data make it impossible.
+/// Where a run's rows come from: a text project's documents, unless the request asks for the
+/// hashed features.
+pub fn source_of(request: &TrainRequest, kind: Option<&str>) -> Source {
+    let hashed = request
+        .options
+        .pipeline
+        .text
+        .is_some_and(|t| t.kind == TextKind::Hashed);
+    if kind == Some("text") && !hashed {
+        Source::Documents
+    } else {
+        Source::Features
+    }
+}
+
+/// Builds a run from its request, its project's kind and its rows (loaded from
+/// [`source_of`]), or the reason the data make it impossible.
 pub fn prepare(
     request: TrainRequest,
+    kind: Option<&str>,
     mut dataset: Dataset,
     lineage: Lineage,
 ) -> Result<PlannedRun, String> {
-    let config = validate_request(&request)?;
+    let mut config = validate_request(&request)?;
     let context = describe(&request.train.project, &request.train.sites);
     let fail = |reason: String| format!("{context}: {reason}");
-    check_rows(&request, &config, &dataset).map_err(fail)?;
+    let text = kind == Some("text");
+    if let (Some(kind), Some(_)) = (kind, &request.options.pipeline.text) {
+        if !text {
+            return Err(fail(format!(
+                "text features (pipeline.text) apply to text projects only, not to a {kind}                  project"
+            )));
+        }
+    }
+    if config.pipeline.scaler == ScalerKind::Auto {
+        // TF-IDF rows have unit length; z-scoring sparse term weights would make them dense
+        // and weigh rare terms up.
+        config.pipeline.scaler = if text {
+            ScalerKind::None
+        } else {
+            ScalerKind::Global
+        };
+    }
+    let x = match dataset.documents.take() {
+        Some(documents) => {
+            let counts = tfidf::count(&documents).map_err(|e| fail(e.to_string()))?;
+            let options = request.options.pipeline.text.unwrap_or_default();
+            config.pipeline.text = Some(TextStep::Tfidf {
+                config: TfidfConfig {
+                    min_df: options.min_df as usize,
+                    max_features: options.max_features.map(|m| m as usize),
+                },
+                vocabulary: Vocabulary(Arc::new(counts.vocabulary)),
+            });
+            counts.counts
+        }
+        None => {
+            if text {
+                config.pipeline.text = Some(TextStep::Hashed);
+            }
+            Matrix::from_rows(&dataset.x)
+        }
+    };
+    check_rows(&request, &config, &dataset, x.cols()).map_err(fail)?;
     let task = config.spec.task();
     let target = TargetData::from_labels(&dataset.labels, task)
         .map_err(|e| fail(with_hint(e.to_string(), task, &dataset.labels)))?;
     let data = Data {
-        x: Matrix::from_rows(&dataset.x),
+        x,
         sites: dataset.sites.clone(),
         target,
     };
@@ -80,9 +142,15 @@ pub fn prepare(
 }
 
 /// What the rows must offer the request: samples with features, every site asked for, every
-/// class as often as there are folds, no more PCA components than features.
-fn check_rows(request: &TrainRequest, config: &RunConfig, data: &Dataset) -> Result<(), String> {
-    if data.x.is_empty() {
+/// class as often as there are folds, no more PCA components than `features` (the columns of
+/// the rows, for text every term of the documents).
+fn check_rows(
+    request: &TrainRequest,
+    config: &RunConfig,
+    data: &Dataset,
+    features: usize,
+) -> Result<(), String> {
+    if data.ids.is_empty() {
         return Err(if data.without_features > 0 {
             format!(
                 "no samples with features to train on ({} without features yet)",
@@ -144,7 +212,6 @@ fn check_rows(request: &TrainRequest, config: &RunConfig, data: &Dataset) -> Res
         }
     }
     if let Some(components) = config.pipeline.pca_components {
-        let features = data.x[0].len();
         let kept = match config.pipeline.select_percentile {
             Some(pct) => ((features as f64 * pct / 100.0).floor() as usize).clamp(1, features),
             None => features,
@@ -215,7 +282,9 @@ pub async fn plan_run(
         project: &request.train.project,
         sites: &request.train.sites,
     };
-    let dataset = load(&**work.tx(), selection, &context).await?;
+    let kind = project_kind(&**work.tx(), &request.train.project).await?;
+    let source = source_of(&request, kind.as_deref());
+    let dataset = load(&**work.tx(), selection, source, &context).await?;
     let meta = work.meta().clone();
     let lineage = Lineage {
         job_id: meta.job_id.clone(),
@@ -247,7 +316,7 @@ pub async fn plan_run(
                 .await
             }
         };
-    let run = match prepare(request.clone(), dataset, lineage.clone()) {
+    let run = match prepare(request.clone(), kind.as_deref(), dataset, lineage.clone()) {
         Ok(run) => run,
         Err(reason) => {
             tracing::warn!(%run_id, reason, "The run is impossible for its data; it is recorded as failed.");
@@ -316,6 +385,7 @@ mod tests {
             sites: sites.iter().map(|s| s.to_string()).collect(),
             subjects: (0..labels.len()).map(|i| format!("s{i}")).collect(),
             covariates: vec![serde_json::Value::Null; labels.len()],
+            documents: None,
             without_features: 0,
         }
     }
@@ -329,7 +399,7 @@ mod tests {
     }
 
     fn refused(request: TrainRequest, data: Dataset) -> String {
-        prepare(request, data, lineage()).unwrap_err()
+        prepare(request, None, data, lineage()).unwrap_err()
     }
 
     #[test]
@@ -379,7 +449,41 @@ mod tests {
         let reason = refused(request("logistic"), Dataset::default());
         assert!(reason.contains("no samples"), "{reason}");
 
-        let run = prepare(request("logistic"), rows(&labels, &["a"; 20]), lineage()).unwrap();
+        let mut r = request("logistic");
+        r.options.pipeline.text = Some(Default::default());
+        let reason = prepare(r, Some("vector"), rows(&labels, &["a"; 20]), lineage()).unwrap_err();
+        assert!(reason.contains("text projects only"), "{reason}");
+
+        let run = prepare(
+            request("logistic"),
+            Some("vector"),
+            rows(&labels, &["a"; 20]),
+            lineage(),
+        )
+        .unwrap();
+        assert_eq!(run.config.pipeline.scaler, ScalerKind::Global, "auto");
+
+        // A text project: documents counted into terms, TF-IDF inside the folds, no scaler.
+        let mut documents = rows(&labels, &["a"; 20]);
+        documents.x = Vec::new();
+        documents.documents = Some(
+            labels
+                .iter()
+                .map(|l| format!("word {l} and more {l}"))
+                .collect(),
+        );
+        let run = prepare(request("logistic"), Some("text"), documents, lineage()).unwrap();
+        assert_eq!(
+            run.config.pipeline.scaler,
+            ScalerKind::None,
+            "auto for text"
+        );
+        assert!(matches!(
+            run.config.pipeline.text,
+            Some(TextStep::Tfidf { .. })
+        ));
+        // "a" and "b" are too short to be tokens: and, more, word, "word and", "and more".
+        assert_eq!(run.data.x.cols(), 5);
         assert_eq!(run.plan.splits.len(), 5);
     }
 

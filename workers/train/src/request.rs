@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use broker_schemas::{CvScheme, StatsTest, StatsV1, TrainRequest};
+use broker_schemas::{CvScheme, StatsTest, StatsV1, TextFeatures, TextKind, TrainRequest};
 
 use crate::cv::{self, RunConfig};
 use crate::model::{ModelSpec, Task};
@@ -55,7 +55,13 @@ pub fn validate_request(request: &TrainRequest) -> Result<RunConfig, String> {
     }
     let spec =
         ModelSpec::parse(&message.model, &message.params).map_err(|e| format!("train.v1: {e}"))?;
+    if let Some(text) = &options.pipeline.text {
+        validate_text(text).map_err(|e| format!("train.v1: {e}"))?;
+    }
+    // The text step and an `auto` scaler depend on the project's kind: the worker resolves them
+    // once it has loaded the project (`planning::prepare`).
     let pipeline = PipelineConfig {
+        text: None,
         scaler: options.pipeline.scaler,
         select_percentile: options.pipeline.select_percentile,
         pca_components: options.pipeline.pca_components.map(|c| c as usize),
@@ -109,6 +115,24 @@ pub fn validate_request(request: &TrainRequest) -> Result<RunConfig, String> {
         permutations: options.permutations as usize,
         nested: options.nested,
     })
+}
+
+/// Checks a text project's options: `min_df` and `max_features` at least 1, and only for
+/// TF-IDF.
+pub fn validate_text(text: &TextFeatures) -> Result<(), String> {
+    if text.min_df == 0 {
+        return Err("pipeline.text.min_df must be at least 1, got 0".into());
+    }
+    if text.max_features == Some(0) {
+        return Err("pipeline.text.max_features must be at least 1, got 0".into());
+    }
+    if text.kind == TextKind::Hashed && (text.min_df != 1 || text.max_features.is_some()) {
+        return Err(
+            "pipeline.text.min_df and pipeline.text.max_features apply to tfidf text features,              not hashed ones"
+                .into(),
+        );
+    }
+    Ok(())
 }
 
 /// Checks a `stats.v1` before any database work.
@@ -243,6 +267,19 @@ mod tests {
         let mut m = request();
         m.options.validation.scheme = CvScheme::HeldOutSites;
         assert!(validate_request(&m).unwrap_err().contains("test_sites"));
+        for (min_df, max_features, ok) in [(1, None, true), (0, None, false), (2, Some(0), false)] {
+            let mut m = request();
+            m.options.pipeline.text = Some(TextFeatures {
+                kind: TextKind::Tfidf,
+                min_df,
+                max_features,
+            });
+            let checked = validate_request(&m);
+            assert_eq!(checked.is_ok(), ok, "{checked:?}");
+            if !ok {
+                assert!(checked.unwrap_err().contains("pipeline.text."));
+            }
+        }
         let mut m = request();
         m.train.project = " ".into();
         assert!(validate_request(&m).is_err());

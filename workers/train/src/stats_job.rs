@@ -6,7 +6,7 @@ use std::time::Instant;
 use broker_schemas::{ReportV1, StatsTest, StatsV1};
 use swarm_runtime::{HandleError, Work};
 
-use crate::load::{load, Selection};
+use crate::load::{load, Selection, Source};
 use crate::request::{describe, validate_stats};
 use crate::stats;
 use crate::store::{json_value, to_i32, INSERT_STATS_SQL, STATS_EXISTS_SQL};
@@ -31,7 +31,7 @@ pub async fn run_stats(work: &mut Work<'_>, message: StatsV1) -> Result<(), Hand
         project: &message.project,
         sites: &message.sites,
     };
-    let mut data = load(&**work.tx(), selection, &context).await?;
+    let mut data = load(&**work.tx(), selection, Source::Features, &context).await?;
     if !message.groups.is_empty() {
         // Only the compared groups' rows.
         let keep: Vec<usize> = (0..data.labels.len())

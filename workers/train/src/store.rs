@@ -161,7 +161,15 @@ pub async fn store_run(tx: &Transaction<'_>, record: &RunRecord<'_>) -> Result<(
                 &cv_json,
                 &message.sites,
                 &to_i32("n_samples", input.sites.len())?,
-                &to_i32("n_features", input.x.cols())?,
+                // A text run's features are the final model's terms, not every counted term.
+                &to_i32(
+                    "n_features",
+                    outcome
+                        .model
+                        .pipeline()
+                        .feature_names()
+                        .map_or(input.x.cols(), <[String]>::len),
+                )?,
                 &classes,
                 &json_value(&data.summary())?,
                 &json_value(&metrics)?,

@@ -26,8 +26,8 @@ use uuid::Uuid;
 
 use crate::cv::{self, RunOutcome, SplitResult};
 use crate::handler::Shared;
-use crate::load::{load, Selection};
-use crate::planning::{prepare, PlannedRun, Step};
+use crate::load::{load, project_kind, Selection};
+use crate::planning::{prepare, source_of, PlannedRun, Step};
 use crate::request::describe;
 use crate::runs::{
     CLAIM_SQL, COUNT_UNIT_SQL, FAIL_SQL, FINISH_SQL, LOAD_JOB_SQL, LOCK_JOB_SQL, RESULTS_SQL,
@@ -186,7 +186,9 @@ async fn load_run(pool: &Pool, run_id: Uuid) -> Result<PlannedRun, HandleError> 
         trace_id: row.try_get(5)?,
     };
     let context = describe(&request.train.project, &request.train.sites);
-    let dataset = load(&**client, Selection::Samples(&ids), &context).await?;
+    let kind = project_kind(&**client, &request.train.project).await?;
+    let source = source_of(&request, kind.as_deref());
+    let dataset = load(&**client, Selection::Samples(&ids), source, &context).await?;
     if dataset.ids != ids {
         return Err(HandleError::permanent(format!(
             "{context}: {} of the {} samples the run was planned on are left",
@@ -194,9 +196,10 @@ async fn load_run(pool: &Pool, run_id: Uuid) -> Result<PlannedRun, HandleError> 
             ids.len()
         )));
     }
-    let run = tokio::task::spawn_blocking(move || prepare(request, dataset, lineage))
-        .await
-        .map_err(|e| HandleError::Transient(anyhow::Error::new(e)))?;
+    let run =
+        tokio::task::spawn_blocking(move || prepare(request, kind.as_deref(), dataset, lineage))
+            .await
+            .map_err(|e| HandleError::Transient(anyhow::Error::new(e)))?;
     run.map_err(HandleError::Permanent)
 }
 

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use broker_schemas::results::TextSummary;
 use serde::Serialize;
 
 use super::format::{
@@ -1077,18 +1078,20 @@ fn score_text(run: &RunData, pooled: &BTreeMap<String, f64>, name: &str) -> Stri
 /// The preprocessing pipeline as (label, value) pairs.
 fn pipeline_rows(run: &RunData) -> Vec<(&'static str, String)> {
     let p = &run.results.pipeline;
-    let mut rows = vec![
-        ("Task", task(run).to_owned()),
-        (
-            "Standardisation",
-            match p.scaler.as_str() {
-                "" => "not recorded".to_owned(),
-                "global" => "z-score, fitted on each fold's training rows".to_owned(),
-                "per_site" => "z-score per site, fitted on each fold's training rows".to_owned(),
-                other => other.to_owned(),
-            },
-        ),
-    ];
+    let mut rows = vec![("Task", task(run).to_owned())];
+    if let Some(text) = &p.text {
+        rows.push(("Text features", text_features(text)));
+    }
+    rows.extend([(
+        "Standardisation",
+        match p.scaler.as_str() {
+            "" => "not recorded".to_owned(),
+            "global" => "z-score, fitted on each fold's training rows".to_owned(),
+            "per_site" => "z-score per site, fitted on each fold's training rows".to_owned(),
+            "none" => "none".to_owned(),
+            other => other.to_owned(),
+        },
+    )]);
     if let Some(pct) = p.select_percentile {
         rows.push((
             "Feature selection",
@@ -1102,6 +1105,30 @@ fn pipeline_rows(run: &RunData) -> Vec<(&'static str, String)> {
         rows.push(("Positive class", pos.clone()));
     }
     rows
+}
+
+/// How a text run's documents became features.
+fn text_features(text: &TextSummary) -> String {
+    match text.kind.as_str() {
+        "tfidf" => {
+            let mut sentence = format!(
+                "TF-IDF of words and word pairs (sublinear TF, smooth IDF, unit-length rows), \
+                 fitted inside each fold on its training documents only; min_df {}, \
+                 max_features {}",
+                text.min_df.unwrap_or(1),
+                text.max_features
+                    .map_or_else(|| "none".to_owned(), |m| m.to_string())
+            );
+            if let Some(n) = text.vocabulary {
+                sentence.push_str(&format!("; the final model's vocabulary has {n} terms"));
+            }
+            sentence
+        }
+        "hashed" => "hashed word and word-pair frequencies (4,096 buckets) from the features \
+                     worker"
+            .to_owned(),
+        other => other.to_owned(),
+    }
 }
 
 /// Validation settings as (label, value) pairs.
