@@ -27,10 +27,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use broker_schemas::{TrainOptions, TrainRequest, TrainV1};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use swarm_runtime::Topology;
 use uuid::Uuid;
+
+mod shared;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -85,22 +85,11 @@ fn digits() -> Job {
 }
 
 fn connectivity() -> Job {
-    let subjects = env_number("HEAVY_SUBJECTS", 1000);
-    let edges = 116 * 115 / 2;
-    let mut rng = ChaCha8Rng::seed_from_u64(18);
-    let (mut rows, mut labels) = (Vec::new(), Vec::new());
-    for s in 0..subjects {
-        let patient = s % 2 == 1;
-        rows.push(
-            (0..edges)
-                .map(|e| {
-                    let shift = if patient && e % 20 == 0 { 0.15 } else { 0.0 };
-                    rng.random_range(-1.0f32..1.0) * 0.5 + shift
-                })
-                .collect(),
-        );
-        labels.push(if patient { "patient" } else { "control" }.into());
-    }
+    let (rows, patients) = shared::connectivity(env_number("HEAVY_SUBJECTS", 1000));
+    let labels = patients
+        .iter()
+        .map(|&p| if p { "patient" } else { "control" }.into())
+        .collect();
     let mut grid = BTreeMap::new();
     grid.insert("C".into(), vec!["0.01".into(), "0.1".into(), "1".into()]);
     Job {

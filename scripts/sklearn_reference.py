@@ -23,13 +23,10 @@ Writes, under tests/data/:
 `cargo test --workspace` compares against the committed files and needs no Python. To refresh:
     python3 -m venv /tmp/skvenv && /tmp/skvenv/bin/pip install scikit-learn scipy statsmodels
     /tmp/skvenv/bin/python scripts/sklearn_reference.py
-With `--bench` it only prints {"<data set>/<model>": seconds} timings as JSON on stdout (the
-criterion-free bench `benches/models.rs` calls it to put scikit-learn's time beside ours).
 """
 
 import json
 import os
-import sys
 import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -176,9 +173,7 @@ def stats_fixture():
 
 
 def main():
-    bench = "--bench" in sys.argv
     reference = {"sklearn_version": __import__("sklearn").__version__, "datasets": {}}
-    timings = {}
     for name, load in LOADERS.items():
         x, y = load(return_X_y=True)
         test_folds = folds(y)
@@ -186,17 +181,12 @@ def main():
         for model, make in MODELS.items():
             accuracies, seconds = run(x, y, test_folds, make)
             entry["models"][model] = {"fold_accuracy": accuracies, "seconds": seconds}
-            if model in SEEDED and not bench:
+            if model in SEEDED:
                 means = [np.mean(run(x, y, test_folds, lambda: SEEDED[model](seed))[0]) for seed in range(SEEDS)]
                 entry["models"][model]["seed_mean_accuracy"] = float(np.mean(means))
                 entry["models"][model]["seeds"] = SEEDS
-            timings[f"{name}/{model}"] = seconds
         reference["datasets"][name] = entry
-        if not bench:
-            write_csv(name, x, y)
-    if bench:
-        json.dump(timings, sys.stdout)
-        return
+        write_csv(name, x, y)
     x, y, reference["regression"] = regression_reference()
     write_csv("diabetes", x, y)
     x, y, reference["knn_ties"] = knn_ties_reference()
