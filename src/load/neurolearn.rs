@@ -30,7 +30,9 @@ pub type Covariates = std::collections::BTreeMap<String, f64>;
 /// (`LABEL_GROUP`, `LABEL_SCORE`, `LABEL_AGE`, …), then the features. The label is the column
 /// `label` (default `LABEL_GROUP`, else the first `LABEL_*` column); the other `LABEL_*` columns
 /// that hold numbers on every row are returned as each subject's covariates (named without the
-/// `LABEL_` prefix, lower case: `LABEL_AGE` → `age`).
+/// `LABEL_` prefix, lower case: `LABEL_AGE` → `age`), and so are text columns of two values,
+/// coded 0 and 1 in sorted order (`F` 0, `M` 1); a note on stderr says how each text column was
+/// taken.
 pub fn read_neurolearn_table<R: Read>(
     path: &Path,
     reader: R,
@@ -124,14 +126,46 @@ pub fn read_neurolearn_table<R: Read>(
             })
         })
         .collect();
+    // A text column of two values (`M`/`F`) is coded 0/1 in sorted order, and said so; any other
+    // text column is left out, and said so.
+    let mut coded: Vec<(usize, [String; 2])> = Vec::new();
+    for &c in label_columns.iter().filter(|&&c| c != label_column) {
+        if numeric.contains(&c) {
+            continue;
+        }
+        let values: std::collections::BTreeSet<&str> = raw_covariates
+            .iter()
+            .flat_map(|row| row.iter().filter(|(col, _)| *col == c))
+            .map(|(_, v)| v.trim())
+            .collect();
+        let name = names[c].trim_start_matches("LABEL_").to_lowercase();
+        match values.iter().collect::<Vec<_>>().as_slice() {
+            [a, b] if !a.is_empty() => {
+                eprintln!(
+                    "note: {file}: {} is text with two values: covariate {name} = 0 for {a:?}, 1 for {b:?}",
+                    names[c]
+                );
+                coded.push((c, [a.to_string(), b.to_string()]));
+            }
+            _ => eprintln!(
+                "note: {file}: {} is not a covariate: it holds {} distinct text values (code it as \
+                 numbers to use it)",
+                names[c],
+                values.len()
+            ),
+        }
+    }
     let covariates = raw_covariates
         .iter()
         .map(|row| {
             row.iter()
-                .filter(|(c, _)| numeric.contains(c))
-                .map(|(c, v)| {
+                .filter_map(|(c, v)| {
                     let name = names[*c].trim_start_matches("LABEL_").to_lowercase();
-                    (name, v.parse::<f64>().unwrap_or(f64::NAN))
+                    if numeric.contains(c) {
+                        return Some((name, v.parse::<f64>().unwrap_or(f64::NAN)));
+                    }
+                    let (_, levels) = coded.iter().find(|(col, _)| col == c)?;
+                    Some((name, f64::from(u8::from(v.trim() == levels[1]))))
                 })
                 .collect()
         })
@@ -161,9 +195,14 @@ mod tests {
             read_neurolearn_table(path, table.as_bytes(), Some("LABEL_SCORE")).unwrap();
         assert_eq!(scored[0].label, "12.5");
         assert_eq!(covariates[1].get("age"), Some(&45.0));
+        // A text column of two values is coded 0/1 in sorted order: control 0, patient 1.
+        assert_eq!(covariates[0].get("group"), Some(&1.0));
+        assert_eq!(covariates[1].get("group"), Some(&0.0));
+        let three = "ID,LABEL_GROUP,LABEL_SITE,F1\ns1,a,x,1\ns2,b,y,2\ns3,a,z,3\n";
+        let (_, covariates) = read_neurolearn_table(path, three.as_bytes(), None).unwrap();
         assert!(
-            !covariates[1].contains_key("group"),
-            "a text column is not a covariate"
+            !covariates[0].contains_key("site"),
+            "a text column of three values is not a covariate"
         );
         let err = read_neurolearn_table(path, table.as_bytes(), Some("LABEL_SEX")).unwrap_err();
         assert!(
