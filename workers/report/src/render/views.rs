@@ -837,37 +837,29 @@ pub fn predictions_csv(predictions: &[Prediction], regression: bool) -> String {
         out.push_str("repeat,site,subject,fold,y_true,y_pred,score,correct\n");
     }
     for p in predictions {
-        if regression {
-            let residual = p.residual().map(|r| r.to_string()).unwrap_or_default();
-            let _ = writeln!(
-                out,
-                "{},{},{},{},{},{},{residual}",
-                p.repeat,
-                csv_field(&p.site),
-                csv_field(&p.subject),
-                p.fold,
-                csv_field(&p.y_true),
-                csv_field(&p.y_pred),
-            );
-            continue;
-        }
-        let score = p
-            .score
-            .filter(|s| s.is_finite())
-            .map(|s| format!("{s}"))
-            .unwrap_or_default();
-        let _ = writeln!(
+        // The columns both kinds share, then a regression's residual or a classifier's score
+        // and correctness.
+        let _ = write!(
             out,
-            "{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},",
             p.repeat,
             csv_field(&p.site),
             csv_field(&p.subject),
             p.fold,
             csv_field(&p.y_true),
             csv_field(&p.y_pred),
-            score,
-            p.y_true == p.y_pred,
         );
+        if regression {
+            let residual = p.residual().map(|r| r.to_string()).unwrap_or_default();
+            let _ = writeln!(out, "{residual}");
+        } else {
+            let score = p
+                .score
+                .filter(|s| s.is_finite())
+                .map(|s| format!("{s}"))
+                .unwrap_or_default();
+            let _ = writeln!(out, "{score},{}", p.y_true == p.y_pred);
+        }
     }
     out
 }
