@@ -228,11 +228,7 @@ impl PipelineConfig {
                 Supervision::Classes(y, k) => f_classif(&z, y, k),
                 Supervision::Values(v) => f_regression(&z, v),
             };
-            let keep = ((z.cols() as f64 * percentile / 100.0).floor() as usize).clamp(1, z.cols());
-            let mut order: Vec<usize> = (0..z.cols()).collect();
-            order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
-            let mut kept: Vec<usize> = order[..keep].to_vec();
-            kept.sort_unstable();
+            let kept = select_percentile(&scores, percentile);
             z = z.select_cols(&kept);
             pipeline.selected = Some(kept);
         }
@@ -355,7 +351,71 @@ fn fit_pca(x: &Matrix, k: usize) -> Pca {
     }
 }
 
-/// scikit-learn's `f_classif`: the one-way ANOVA F per feature (0 for a constant feature).
+/// The features scikit-learn's `SelectPercentile(percentile)` keeps for `scores`, ascending.
+///
+/// As its `_get_support_mask`: NaN scores become the smallest finite value (ranked last); the
+/// threshold is `np.percentile(scores, 100 − percentile)` (linear interpolation); every score
+/// above it is kept, then the features tied at it in index order up to
+/// `int(p · percentile / 100)` in all (a negative remainder drops ties from the end, as Python's
+/// `ties[:r]`). So more than `int(p · percentile / 100)` may be kept (7 of 64 at 10 %). When
+/// that keeps nothing, the single best feature (lowest index on ties) is kept instead.
+pub fn select_percentile(scores: &[f64], percentile: f64) -> Vec<usize> {
+    let p = scores.len();
+    if percentile >= 100.0 {
+        return (0..p).collect();
+    }
+    let clean: Vec<f64> = scores
+        .iter()
+        .map(|&s| if s.is_nan() { f64::MIN } else { s })
+        .collect();
+    let threshold = numpy_percentile(&clean, 100.0 - percentile);
+    let mut kept: Vec<bool> = clean.iter().map(|&s| s > threshold).collect();
+    let above = kept.iter().filter(|&&k| k).count() as i64;
+    let ties: Vec<usize> = (0..p).filter(|&j| clean[j] == threshold).collect();
+    if !ties.is_empty() {
+        let max_feats = (p as f64 * percentile / 100.0) as i64;
+        let r = max_feats - above;
+        let end = if r >= 0 {
+            (r as usize).min(ties.len())
+        } else {
+            ties.len().saturating_sub(r.unsigned_abs() as usize)
+        };
+        for &j in &ties[..end] {
+            kept[j] = true;
+        }
+    }
+    let mut out: Vec<usize> = (0..p).filter(|&j| kept[j]).collect();
+    if out.is_empty() && p > 0 {
+        let best = (0..p).fold(0, |b, j| if clean[j] > clean[b] { j } else { b });
+        out.push(best);
+    }
+    out
+}
+
+/// `np.percentile(values, q)` with numpy's default linear method (and its `_lerp`).
+fn numpy_percentile(values: &[f64], q: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    let index = (n - 1) as f64 * (q / 100.0);
+    let lo = (index.floor() as usize).min(n - 1);
+    let hi = (lo + 1).min(n - 1);
+    let t = index - lo as f64;
+    let (a, b) = (sorted[lo], sorted[hi]);
+    let diff = b - a;
+    if t >= 0.5 {
+        b - diff * (1.0 - t)
+    } else {
+        a + diff * t
+    }
+}
+
+/// scikit-learn's `f_classif`: the one-way ANOVA F per feature — NaN for a constant feature and
+/// infinite for one constant within every class, as scikit-learn's (which
+/// [`select_percentile`] ranks as scikit-learn's `SelectPercentile` does).
 pub fn f_classif(x: &Matrix, y: &[usize], n_classes: usize) -> Vec<f64> {
     let (n, p) = (x.rows(), x.cols());
     let mut count = vec![0.0; n_classes];
@@ -385,12 +445,7 @@ pub fn f_classif(x: &Matrix, y: &[usize], n_classes: usize) -> Vec<f64> {
                 ssw += (x.get(i, j) - m).powi(2);
             }
             let (dfb, dfw) = (groups as f64 - 1.0, n as f64 - groups as f64);
-            let f = (ssb / dfb) / (ssw / dfw);
-            if f.is_finite() {
-                f
-            } else {
-                0.0
-            }
+            (ssb / dfb) / (ssw / dfw)
         })
         .collect()
 }
