@@ -193,17 +193,17 @@ impl PipelineConfig {
         };
         let weighed = text.as_ref().map(|t| t.tfidf.transform(x));
         let x = weighed.as_ref().unwrap_or(x);
-        let rows = x.to_rows();
+        let rows: Vec<&[f64]> = (0..x.rows()).map(|i| x.row(i)).collect();
         let scaler = match self.scaler {
             ScalerKind::None => FittedScaler::None,
             ScalerKind::Global | ScalerKind::Auto => {
-                FittedScaler::Global(StandardScaler::fit(&rows)?)
+                FittedScaler::Global(StandardScaler::fit_matrix(x)?)
             }
             ScalerKind::PerSite => {
                 let global = StandardScaler::fit(&rows)?;
-                let mut by_site: BTreeMap<&str, Vec<&Vec<f64>>> = BTreeMap::new();
+                let mut by_site: BTreeMap<&str, Vec<&[f64]>> = BTreeMap::new();
                 for (row, site) in rows.iter().zip(sites) {
-                    by_site.entry(site.as_str()).or_default().push(row);
+                    by_site.entry(site.as_str()).or_default().push(*row);
                 }
                 let mut fitted = BTreeMap::new();
                 for (site, site_rows) in by_site {
@@ -243,7 +243,7 @@ impl FittedPipeline {
     fn scale(&self, x: &Matrix, sites: &[String]) -> Result<Matrix, PipelineError> {
         Ok(match &self.scaler {
             FittedScaler::None => x.clone(),
-            FittedScaler::Global(s) => Matrix::from_rows(&s.transform_rows(&x.to_rows())?),
+            FittedScaler::Global(s) => s.transform_matrix(x)?,
             FittedScaler::PerSite {
                 global,
                 sites: by_site,
@@ -417,35 +417,41 @@ fn numpy_percentile(values: &[f64], q: f64) -> f64 {
 /// infinite for one constant within every class, as scikit-learn's (which
 /// [`select_percentile`] ranks as scikit-learn's `SelectPercentile` does).
 pub fn f_classif(x: &Matrix, y: &[usize], n_classes: usize) -> Vec<f64> {
+    // One pass over the rows: per-class sums and the sum of squares per feature, then
+    // scikit-learn's `f_oneway` formula (sstot − ssbn within, from the same sums).
     let (n, p) = (x.rows(), x.cols());
     let mut count = vec![0.0; n_classes];
-    for &c in y {
+    let mut sums = vec![0.0; n_classes * p];
+    let mut squares = vec![0.0; p];
+    for (i, &c) in y.iter().enumerate().take(n) {
         count[c] += 1.0;
+        let row = x.row(i);
+        for ((s, q), &v) in sums[c * p..(c + 1) * p]
+            .iter_mut()
+            .zip(squares.iter_mut())
+            .zip(row)
+        {
+            *s += v;
+            *q += v * v;
+        }
     }
-    let groups = count.iter().filter(|&&c| c > 0.0).count();
+    let present: Vec<usize> = (0..n_classes).filter(|&c| count[c] > 0.0).collect();
+    let groups = present.len() as f64;
+    let n_f = n as f64;
+    let (dfb, dfw) = (groups - 1.0, n_f - groups);
     (0..p)
         .map(|j| {
-            let mut sum = vec![0.0; n_classes];
-            let mut total = 0.0;
-            for i in 0..n {
-                sum[y[i]] += x.get(i, j);
-                total += x.get(i, j);
+            let total: f64 = present.iter().map(|&c| sums[c * p + j]).sum();
+            let square_of_total = total * total;
+            let sstot = squares[j] - square_of_total / n_f;
+            let mut ssbn = 0.0;
+            for &c in &present {
+                let s = sums[c * p + j];
+                ssbn += s * s / count[c];
             }
-            let grand = total / n as f64;
-            let mut ssb = 0.0;
-            for c in 0..n_classes {
-                if count[c] > 0.0 {
-                    let m = sum[c] / count[c];
-                    ssb += count[c] * (m - grand).powi(2);
-                }
-            }
-            let mut ssw = 0.0;
-            for i in 0..n {
-                let m = sum[y[i]] / count[y[i]];
-                ssw += (x.get(i, j) - m).powi(2);
-            }
-            let (dfb, dfw) = (groups as f64 - 1.0, n as f64 - groups as f64);
-            (ssb / dfb) / (ssw / dfw)
+            ssbn -= square_of_total / n_f;
+            let sswn = sstot - ssbn;
+            (ssbn / dfb) / (sswn / dfw)
         })
         .collect()
 }
