@@ -231,6 +231,7 @@ fn pipeline(scaler: bool, percentile: Option<f64>, pca: Option<usize>) -> Pipeli
         },
         select_percentile: percentile,
         pca_components: pca,
+        text: None,
     }
 }
 
