@@ -222,6 +222,10 @@ impl PipelineConfig {
             selected: None,
             pca: None,
         };
+        if self.select_percentile.is_none() && self.pca_components.is_none() {
+            // Nothing after the scaler learns from the scaled rows: don't compute them.
+            return Ok(pipeline);
+        }
         let mut z = pipeline.scale(x, sites)?;
         if let Some(percentile) = self.select_percentile {
             let scores = match target {
