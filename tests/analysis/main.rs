@@ -23,7 +23,7 @@ use swarm_train::cv::{self, evaluate, Data, RunConfig, TargetData};
 use swarm_train::handler::TrainJob;
 use swarm_train::matrix::Matrix;
 use swarm_train::model::{FittedModel, Labels, ModelSpec, MODELS};
-use swarm_train::pipeline::PipelineConfig;
+use swarm_train::pipeline::{PipelineConfig, Supervision};
 use swarm_train::validation::{make_splits, Scheme};
 use swarm_train::TrainHandler;
 use uuid::Uuid;
@@ -1081,5 +1081,44 @@ fn a_multiclass_linear_svc_weighs_each_class_pair_as_its_binary_svc_does() {
                 "{class} against {against}: {w} vs {e}"
             );
         }
+    }
+}
+
+/// `SelectPercentile(f_classif)` behind the standard scaler keeps the features scikit-learn keeps
+/// on digits, whose constant pixels score NaN (ranked last) and where the percentile threshold
+/// keeps more than `int(p · percentile / 100)` (7 of 64 at 10 %). The indices come from
+/// `scripts/select_percentile_reference.py`.
+#[test]
+fn select_percentile_matches_scikit_learn_on_digits() {
+    let data = dataset("digits");
+    let TargetData::Classes { y, classes } = &data.target else {
+        panic!("digits has classes")
+    };
+    let expected: [(f64, &[usize]); 4] = [
+        (5.0, &[26, 33, 34, 42]),
+        (10.0, &[21, 26, 28, 33, 34, 42, 43]),
+        (
+            25.0,
+            &[
+                10, 13, 20, 21, 26, 28, 30, 33, 34, 36, 42, 43, 46, 58, 60, 61,
+            ],
+        ),
+        (
+            50.0,
+            &[
+                2, 5, 10, 13, 18, 19, 20, 21, 25, 26, 27, 28, 29, 30, 33, 34, 35, 36, 37, 38, 41,
+                42, 43, 44, 46, 50, 53, 54, 58, 60, 61, 62,
+            ],
+        ),
+    ];
+    for (percentile, kept) in expected {
+        let config = PipelineConfig {
+            select_percentile: Some(percentile),
+            ..PipelineConfig::default()
+        };
+        let fitted = config
+            .fit(&data.x, &data.sites, Supervision::Classes(y, classes.len()))
+            .expect("fits");
+        assert_eq!(fitted.selected.as_deref(), Some(kept), "{percentile} %");
     }
 }

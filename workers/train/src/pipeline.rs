@@ -193,17 +193,17 @@ impl PipelineConfig {
         };
         let weighed = text.as_ref().map(|t| t.tfidf.transform(x));
         let x = weighed.as_ref().unwrap_or(x);
-        let rows = x.to_rows();
+        let rows: Vec<&[f64]> = (0..x.rows()).map(|i| x.row(i)).collect();
         let scaler = match self.scaler {
             ScalerKind::None => FittedScaler::None,
             ScalerKind::Global | ScalerKind::Auto => {
-                FittedScaler::Global(StandardScaler::fit(&rows)?)
+                FittedScaler::Global(StandardScaler::fit_matrix(x)?)
             }
             ScalerKind::PerSite => {
                 let global = StandardScaler::fit(&rows)?;
-                let mut by_site: BTreeMap<&str, Vec<&Vec<f64>>> = BTreeMap::new();
+                let mut by_site: BTreeMap<&str, Vec<&[f64]>> = BTreeMap::new();
                 for (row, site) in rows.iter().zip(sites) {
-                    by_site.entry(site.as_str()).or_default().push(row);
+                    by_site.entry(site.as_str()).or_default().push(*row);
                 }
                 let mut fitted = BTreeMap::new();
                 for (site, site_rows) in by_site {
@@ -222,17 +222,17 @@ impl PipelineConfig {
             selected: None,
             pca: None,
         };
+        if self.select_percentile.is_none() && self.pca_components.is_none() {
+            // Nothing after the scaler learns from the scaled rows: don't compute them.
+            return Ok(pipeline);
+        }
         let mut z = pipeline.scale(x, sites)?;
         if let Some(percentile) = self.select_percentile {
             let scores = match target {
                 Supervision::Classes(y, k) => f_classif(&z, y, k),
                 Supervision::Values(v) => f_regression(&z, v),
             };
-            let keep = ((z.cols() as f64 * percentile / 100.0).floor() as usize).clamp(1, z.cols());
-            let mut order: Vec<usize> = (0..z.cols()).collect();
-            order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
-            let mut kept: Vec<usize> = order[..keep].to_vec();
-            kept.sort_unstable();
+            let kept = select_percentile(&scores, percentile);
             z = z.select_cols(&kept);
             pipeline.selected = Some(kept);
         }
@@ -247,7 +247,7 @@ impl FittedPipeline {
     fn scale(&self, x: &Matrix, sites: &[String]) -> Result<Matrix, PipelineError> {
         Ok(match &self.scaler {
             FittedScaler::None => x.clone(),
-            FittedScaler::Global(s) => Matrix::from_rows(&s.transform_rows(&x.to_rows())?),
+            FittedScaler::Global(s) => s.transform_matrix(x)?,
             FittedScaler::PerSite {
                 global,
                 sites: by_site,
@@ -355,42 +355,107 @@ fn fit_pca(x: &Matrix, k: usize) -> Pca {
     }
 }
 
-/// scikit-learn's `f_classif`: the one-way ANOVA F per feature (0 for a constant feature).
+/// The features scikit-learn's `SelectPercentile(percentile)` keeps for `scores`, ascending.
+///
+/// As its `_get_support_mask`: NaN scores become the smallest finite value (ranked last); the
+/// threshold is `np.percentile(scores, 100 − percentile)` (linear interpolation); every score
+/// above it is kept, then the features tied at it in index order up to
+/// `int(p · percentile / 100)` in all (a negative remainder drops ties from the end, as Python's
+/// `ties[:r]`). So more than `int(p · percentile / 100)` may be kept (7 of 64 at 10 %). When
+/// that keeps nothing, the single best feature (lowest index on ties) is kept instead.
+pub fn select_percentile(scores: &[f64], percentile: f64) -> Vec<usize> {
+    let p = scores.len();
+    if percentile >= 100.0 {
+        return (0..p).collect();
+    }
+    let clean: Vec<f64> = scores
+        .iter()
+        .map(|&s| if s.is_nan() { f64::MIN } else { s })
+        .collect();
+    let threshold = numpy_percentile(&clean, 100.0 - percentile);
+    let mut kept: Vec<bool> = clean.iter().map(|&s| s > threshold).collect();
+    let above = kept.iter().filter(|&&k| k).count() as i64;
+    let ties: Vec<usize> = (0..p).filter(|&j| clean[j] == threshold).collect();
+    if !ties.is_empty() {
+        let max_feats = (p as f64 * percentile / 100.0) as i64;
+        let r = max_feats - above;
+        let end = if r >= 0 {
+            (r as usize).min(ties.len())
+        } else {
+            ties.len().saturating_sub(r.unsigned_abs() as usize)
+        };
+        for &j in &ties[..end] {
+            kept[j] = true;
+        }
+    }
+    let mut out: Vec<usize> = (0..p).filter(|&j| kept[j]).collect();
+    if out.is_empty() && p > 0 {
+        let best = (0..p).fold(0, |b, j| if clean[j] > clean[b] { j } else { b });
+        out.push(best);
+    }
+    out
+}
+
+/// `np.percentile(values, q)` with numpy's default linear method (and its `_lerp`).
+fn numpy_percentile(values: &[f64], q: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    let index = (n - 1) as f64 * (q / 100.0);
+    let lo = (index.floor() as usize).min(n - 1);
+    let hi = (lo + 1).min(n - 1);
+    let t = index - lo as f64;
+    let (a, b) = (sorted[lo], sorted[hi]);
+    let diff = b - a;
+    if t >= 0.5 {
+        b - diff * (1.0 - t)
+    } else {
+        a + diff * t
+    }
+}
+
+/// scikit-learn's `f_classif`: the one-way ANOVA F per feature — NaN for a constant feature and
+/// infinite for one constant within every class, as scikit-learn's (which
+/// [`select_percentile`] ranks as scikit-learn's `SelectPercentile` does).
 pub fn f_classif(x: &Matrix, y: &[usize], n_classes: usize) -> Vec<f64> {
+    // One pass over the rows: per-class sums and the sum of squares per feature, then
+    // scikit-learn's `f_oneway` formula (sstot − ssbn within, from the same sums).
     let (n, p) = (x.rows(), x.cols());
     let mut count = vec![0.0; n_classes];
-    for &c in y {
+    let mut sums = vec![0.0; n_classes * p];
+    let mut squares = vec![0.0; p];
+    for (i, &c) in y.iter().enumerate().take(n) {
         count[c] += 1.0;
+        let row = x.row(i);
+        for ((s, q), &v) in sums[c * p..(c + 1) * p]
+            .iter_mut()
+            .zip(squares.iter_mut())
+            .zip(row)
+        {
+            *s += v;
+            *q += v * v;
+        }
     }
-    let groups = count.iter().filter(|&&c| c > 0.0).count();
+    let present: Vec<usize> = (0..n_classes).filter(|&c| count[c] > 0.0).collect();
+    let groups = present.len() as f64;
+    let n_f = n as f64;
+    let (dfb, dfw) = (groups - 1.0, n_f - groups);
     (0..p)
         .map(|j| {
-            let mut sum = vec![0.0; n_classes];
-            let mut total = 0.0;
-            for i in 0..n {
-                sum[y[i]] += x.get(i, j);
-                total += x.get(i, j);
+            let total: f64 = present.iter().map(|&c| sums[c * p + j]).sum();
+            let square_of_total = total * total;
+            let sstot = squares[j] - square_of_total / n_f;
+            let mut ssbn = 0.0;
+            for &c in &present {
+                let s = sums[c * p + j];
+                ssbn += s * s / count[c];
             }
-            let grand = total / n as f64;
-            let mut ssb = 0.0;
-            for c in 0..n_classes {
-                if count[c] > 0.0 {
-                    let m = sum[c] / count[c];
-                    ssb += count[c] * (m - grand).powi(2);
-                }
-            }
-            let mut ssw = 0.0;
-            for i in 0..n {
-                let m = sum[y[i]] / count[y[i]];
-                ssw += (x.get(i, j) - m).powi(2);
-            }
-            let (dfb, dfw) = (groups as f64 - 1.0, n as f64 - groups as f64);
-            let f = (ssb / dfb) / (ssw / dfw);
-            if f.is_finite() {
-                f
-            } else {
-                0.0
-            }
+            ssbn -= square_of_total / n_f;
+            let sswn = sstot - ssbn;
+            (ssbn / dfb) / (sswn / dfw)
         })
         .collect()
 }

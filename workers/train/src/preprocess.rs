@@ -11,6 +11,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::matrix::Matrix;
+
 /// Why a scaler cannot be fitted or applied.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ScalerError {
@@ -137,6 +139,39 @@ impl StandardScaler {
                     .collect()
             })
             .collect())
+    }
+}
+
+impl StandardScaler {
+    /// [`StandardScaler::fit`] on a matrix's rows, without copying them.
+    pub fn fit_matrix(x: &Matrix) -> Result<Self, ScalerError> {
+        let rows: Vec<&[f64]> = (0..x.rows()).map(|i| x.row(i)).collect();
+        Self::fit(&rows)
+    }
+
+    /// [`StandardScaler::transform_rows`] on a matrix: one pass over its buffer, one output.
+    pub fn transform_matrix(&self, x: &Matrix) -> Result<Matrix, ScalerError> {
+        let p = self.n_features();
+        if x.cols() != p && x.rows() > 0 {
+            return Err(ScalerError::Dimension {
+                row: 0,
+                expected: p,
+                found: x.cols(),
+            });
+        }
+        let mut out = Vec::with_capacity(x.rows() * p);
+        for i in 0..x.rows() {
+            let row = x.row(i);
+            if let Some(j) = row.iter().position(|v| !v.is_finite()) {
+                return Err(ScalerError::NonFinite { row: i, feature: j });
+            }
+            out.extend(
+                row.iter()
+                    .zip(self.mean.iter().zip(&self.scale))
+                    .map(|(&v, (&m, &s))| (v - m) / s),
+            );
+        }
+        Ok(Matrix::new(x.rows(), p, out))
     }
 }
 

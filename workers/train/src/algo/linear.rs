@@ -13,6 +13,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use faer::linalg::solvers::Solve;
+use faer::{Col, ColRef, Mat, MatRef, Side};
+
 use super::lbfgs::Lbfgs;
 use crate::matrix::{dot, Matrix};
 
@@ -164,50 +167,19 @@ impl LinearRegression {
         let (n, p) = (x.rows(), x.cols());
         let (xc, x_mean, y_mean) = centre(x, y);
         let yc: Vec<f64> = y.iter().map(|v| v - y_mean).collect();
+        let xr = MatRef::from_row_major_slice(xc.data(), n, p);
+        let yr = ColRef::from_slice(&yc);
         let coef = if p <= n {
             // (XᵀX + αI) w = Xᵀy
-            let mut a = vec![0.0; p * p];
-            for i in 0..n {
-                let row = xc.row(i);
-                for j in 0..p {
-                    let rj = row[j];
-                    if rj != 0.0 {
-                        for k in j..p {
-                            a[j * p + k] += rj * row[k];
-                        }
-                    }
-                }
-            }
-            for j in 0..p {
-                for k in 0..j {
-                    a[j * p + k] = a[k * p + j];
-                }
-            }
-            let mut b = vec![0.0; p];
-            for i in 0..n {
-                for (j, bj) in b.iter_mut().enumerate() {
-                    *bj += xc.get(i, j) * yc[i];
-                }
-            }
-            solve_spd(a, b, p, alpha)
+            let a: Mat<f64> = xr.transpose() * xr;
+            let b: Col<f64> = xr.transpose() * yr;
+            solve_spd(a, b, alpha)
         } else {
             // Dual: w = Xᵀ (XXᵀ + αI)⁻¹ y
-            let mut a = vec![0.0; n * n];
-            for i in 0..n {
-                for j in i..n {
-                    let v = dot(xc.row(i), xc.row(j));
-                    a[i * n + j] = v;
-                    a[j * n + i] = v;
-                }
-            }
-            let dual = solve_spd(a, yc.clone(), n, alpha);
-            let mut w = vec![0.0; p];
-            for i in 0..n {
-                for (j, wj) in w.iter_mut().enumerate() {
-                    *wj += xc.get(i, j) * dual[i];
-                }
-            }
-            w
+            let a: Mat<f64> = xr * xr.transpose();
+            let dual = solve_spd(a, yr.to_owned(), alpha);
+            let w: Col<f64> = xr.transpose() * ColRef::from_slice(&dual);
+            w.iter().copied().collect()
         };
         let intercept = y_mean - dot(&coef, &x_mean);
         Self { coef, intercept }
@@ -332,34 +304,22 @@ fn centre(x: &Matrix, y: &[f64]) -> (Matrix, Vec<f64>, f64) {
     (xc, mean, y_mean)
 }
 
-/// Solves `(A + αI) x = b` for a symmetric positive semi-definite `A` (d × d) by Cholesky; when
-/// the factorisation fails (α = 0 and `A` singular), retries with a tiny growing jitter.
-pub fn solve_spd(a: Vec<f64>, b: Vec<f64>, d: usize, alpha: f64) -> Vec<f64> {
-    let trace: f64 = (0..d).map(|i| a[i * d + i]).sum::<f64>() / d.max(1) as f64;
+/// Solves `(A + αI) x = b` for a symmetric positive semi-definite `A` by faer's LLT (Cholesky);
+/// when the factorisation fails (α = 0 and `A` singular), retries with a tiny growing jitter.
+pub fn solve_spd(a: Mat<f64>, b: Col<f64>, alpha: f64) -> Vec<f64> {
+    let d = a.nrows();
+    let trace: f64 = (0..d).map(|i| a[(i, i)]).sum::<f64>() / d.max(1) as f64;
     let mut jitter = 0.0;
     loop {
-        let mut l = a.clone();
+        let mut m = a.clone();
         for i in 0..d {
-            l[i * d + i] += alpha + jitter;
+            m[(i, i)] += alpha + jitter;
         }
-        if cholesky(&mut l, d) {
-            // Forward then back substitution.
-            let mut z = b.clone();
-            for i in 0..d {
-                let mut s = z[i];
-                for k in 0..i {
-                    s -= l[i * d + k] * z[k];
-                }
-                z[i] = s / l[i * d + i];
+        if let Ok(llt) = m.llt(Side::Lower) {
+            let x = llt.solve(b.as_mat());
+            if x.col(0).iter().all(|v| v.is_finite()) {
+                return x.col(0).iter().copied().collect();
             }
-            for i in (0..d).rev() {
-                let mut s = z[i];
-                for k in i + 1..d {
-                    s -= l[k * d + i] * z[k];
-                }
-                z[i] = s / l[i * d + i];
-            }
-            return z;
         }
         jitter = if jitter == 0.0 {
             1e-12 * trace.max(1e-300)
@@ -367,29 +327,6 @@ pub fn solve_spd(a: Vec<f64>, b: Vec<f64>, d: usize, alpha: f64) -> Vec<f64> {
             jitter * 10.0
         };
     }
-}
-
-/// In-place lower Cholesky factor of a row-major `d × d` matrix; false if not positive definite.
-fn cholesky(a: &mut [f64], d: usize) -> bool {
-    for j in 0..d {
-        let mut s = a[j * d + j];
-        for k in 0..j {
-            s -= a[j * d + k] * a[j * d + k];
-        }
-        if s <= 0.0 || !s.is_finite() {
-            return false;
-        }
-        let diag = s.sqrt();
-        a[j * d + j] = diag;
-        for i in j + 1..d {
-            let mut s = a[i * d + j];
-            for k in 0..j {
-                s -= a[i * d + k] * a[j * d + k];
-            }
-            a[i * d + j] = s / diag;
-        }
-    }
-    true
 }
 
 #[cfg(test)]

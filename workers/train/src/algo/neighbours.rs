@@ -8,7 +8,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::linear::argmax;
-use crate::matrix::{dot, gram, Matrix};
+use faer::MatRef;
+
+use crate::matrix::{dot, Matrix};
 
 /// A fitted KNN classifier: the training rows themselves.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,12 +36,14 @@ impl Knn {
         let mut out = Matrix::zeros(x.rows(), self.n_classes);
         let mut key = vec![0.0; n];
         let mut heap = Heap::new(k);
-        let products = gram(x, &self.x);
+        // One matrix product (faer) for every test row against every training row.
+        let products: faer::Mat<f64> = MatRef::from_row_major_slice(x.data(), x.rows(), x.cols())
+            * MatRef::from_row_major_slice(self.x.data(), n, self.x.cols()).transpose();
         for i in 0..x.rows() {
             // ‖t‖² − 2 x·t orders the training rows t as ‖x − t‖² does (‖x‖² is common), with
             // scikit-learn's rounding: no clamping at zero that would make near-ties exact.
-            for ((kt, nt), pt) in key.iter_mut().zip(&norms).zip(products.row(i)) {
-                *kt = nt - 2.0 * pt;
+            for (t, (kt, nt)) in key.iter_mut().zip(&norms).enumerate() {
+                *kt = nt - 2.0 * products[(i, t)];
             }
             let row = out.row_mut(i);
             for t in nearest(&key, &mut heap) {
