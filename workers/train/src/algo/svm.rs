@@ -6,6 +6,8 @@
 //! working-set rule, same stopping tolerance (`tol`, default 1e-3), same bias — so its models
 //! match scikit-learn's, and a fitted model is plain data.
 
+use std::rc::Rc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::matrix::{dot, gram, Matrix};
@@ -42,7 +44,7 @@ struct KernelCache<'a> {
     x: &'a Matrix,
     norms: Vec<f64>,
     kernel: Kernel,
-    rows: Vec<Option<Vec<f64>>>,
+    rows: Vec<Option<Rc<[f64]>>>,
     order: std::collections::VecDeque<usize>,
     capacity: usize,
 }
@@ -70,7 +72,8 @@ impl<'a> KernelCache<'a> {
             .eval(self.x.row(i), self.x.row(i), self.norms[i], self.norms[i])
     }
 
-    fn row(&mut self, i: usize) -> &[f64] {
+    /// Kernel row `i` (shared, not copied: the solver holds two rows at a time).
+    fn row(&mut self, i: usize) -> Rc<[f64]> {
         if self.rows[i].is_none() {
             if self.order.len() >= self.capacity {
                 if let Some(old) = self.order.pop_front() {
@@ -79,13 +82,13 @@ impl<'a> KernelCache<'a> {
             }
             let xi = self.x.row(i);
             let ni = self.norms[i];
-            let row = (0..self.x.rows())
+            let row: Rc<[f64]> = (0..self.x.rows())
                 .map(|t| self.kernel.eval(xi, self.x.row(t), ni, self.norms[t]))
                 .collect();
             self.rows[i] = Some(row);
             self.order.push_back(i);
         }
-        self.rows[i].as_deref().unwrap_or_default()
+        self.rows[i].clone().unwrap_or_else(|| Rc::from(Vec::new()))
     }
 }
 
@@ -117,6 +120,8 @@ fn solve(mut prob: Problem<'_>) -> Solution {
     let upper = |a: &[f64], t: usize| a[t] >= c[t];
     let lower = |a: &[f64], t: usize| a[t] <= 0.0;
     let max_iter = (100 * l).max(10_000_000);
+    // `t mod n` for t < 2n (SVR has two variables per row) without a division in the hot loops.
+    let row_of = |t: usize| if t >= n { t - n } else { t };
     for _ in 0..max_iter {
         // Working set: i maximises −yᵢ∇ᵢ over I_up; j minimises the second-order decrease.
         let mut gmax = f64::NEG_INFINITY;
@@ -135,13 +140,14 @@ fn solve(mut prob: Problem<'_>) -> Solution {
         if i == usize::MAX {
             break;
         }
-        let ki: Vec<f64> = prob.cache.row(i % n).to_vec();
+        let ki = prob.cache.row(i % n);
+        let kd_i = kd[i % n];
         let mut gmax2 = f64::NEG_INFINITY;
         let mut j = usize::MAX;
         let mut best = f64::INFINITY;
         for t in 0..l {
-            let kit = ki[t % n];
-            let quad = kd[i % n] + kd[t % n] - 2.0 * kit;
+            let kit = ki[row_of(t)];
+            let quad = kd_i + kd[row_of(t)] - 2.0 * kit;
             let quad = if quad > 0.0 { quad } else { TAU };
             if y[t] > 0.0 {
                 if !lower(&alpha, t) {
@@ -174,7 +180,7 @@ fn solve(mut prob: Problem<'_>) -> Solution {
         if gmax + gmax2 < prob.tol || j == usize::MAX {
             break;
         }
-        let kj: Vec<f64> = prob.cache.row(j % n).to_vec();
+        let kj = prob.cache.row(j % n);
         let q_ij = y[i] * y[j] * ki[j % n];
         let (q_ii, q_jj) = (kd[i % n], kd[j % n]);
         let (ci, cj) = (c[i], c[j]);
@@ -235,7 +241,8 @@ fn solve(mut prob: Problem<'_>) -> Solution {
         alpha[j] = aj;
         let (di, dj) = ((ai - old_i) * y[i], (aj - old_j) * y[j]);
         for t in 0..l {
-            g[t] += y[t] * (ki[t % n] * di + kj[t % n] * dj);
+            let r = row_of(t);
+            g[t] += y[t] * (ki[r] * di + kj[r] * dj);
         }
     }
     // ρ as libsvm: the mean of yₜ∇ₜ over free variables, else the middle of the feasible range.
