@@ -279,15 +279,20 @@ async fn a_unit_that_cannot_be_computed_fails_its_run_once_with_the_reason() {
     // Every patient at lab-c: leaving lab-c out trains on controls only.
     seed(&env, "p", 12, 6, true).await;
     let worker = train_worker(&env, &[SMALL_UNITS, ("CONCURRENCY", "2")]);
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_swarm"))
-        .args(["train", "--project", "p", "--leave-site-out", "--wait"])
-        .args(["--timeout", "120"])
-        .env("AMQP_URL", &env.settings.amqp_url)
-        .env("DATABASE_URL", &env.settings.database_url)
-        .env("SWARM_NAMESPACE", &env.settings.namespace)
-        .output()
-        .await
-        .unwrap();
+    let output = env
+        .cli_output(
+            &[],
+            &[
+                "train",
+                "--project",
+                "p",
+                "--leave-site-out",
+                "--wait",
+                "--timeout",
+                "120",
+            ],
+        )
+        .await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{stderr}");
     assert!(
@@ -310,14 +315,7 @@ async fn a_unit_that_cannot_be_computed_fails_its_run_once_with_the_reason() {
         "{status}"
     );
     // Its report says why there is none.
-    let report = tokio::process::Command::new(env!("CARGO_BIN_EXE_swarm"))
-        .args(["report", "show", &run.to_string()])
-        .env("DATABASE_URL", &env.settings.database_url)
-        .output()
-        .await
-        .unwrap();
-    let said = String::from_utf8_lossy(&report.stderr);
-    assert!(!report.status.success(), "{said}");
+    let said = env.cli_fails(&["report", "show", &run.to_string()]).await;
     assert!(
         said.contains("has no report") && said.contains("failed") && said.contains("fold 3"),
         "{said}"
@@ -433,14 +431,8 @@ async fn a_cancelled_run_computes_no_unit_after_the_cancel() {
         .await;
     assert_eq!(runs, 0);
     // A second cancel says there is nothing to cancel.
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_swarm"))
-        .args(["cancel", &run.to_string()])
-        .env("DATABASE_URL", &env.settings.database_url)
-        .output()
-        .await
-        .unwrap();
-    assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("cancelled already"));
+    let said = env.cli_fails(&["cancel", &run.to_string()]).await;
+    assert!(said.contains("cancelled already"), "{said}");
     worker.terminate().await;
     env.finish(Vec::new()).await;
 }
