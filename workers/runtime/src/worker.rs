@@ -364,40 +364,40 @@ pub(crate) async fn handle<H: Handler>(
         let queue = shared.topology.queue(H::NAME);
         let started = std::time::Instant::now();
         crate::metrics::in_flight(&queue, 1.0);
-        // While the database is down, hold the message (unacked, so nothing is lost) and retry it
-        // in place: an outage is not the message's fault and must not use up its attempts.
-        let mut wait = Duration::from_millis(250);
-        let outcome = loop {
-            // Delivered more often than any attempt ends: earlier deliveries ended with the
-            // worker (a crash, an out-of-memory kill), so this one would likely end it too.
-            if attempt(&delivery) > shared.settings.max_attempts {
-                break Outcome::DeadLettered(format!(
-                    "delivered {} times without an outcome: the worker stopped while handling it",
-                    attempt(&delivery) - 1
-                ));
+        let attempt = attempt(&delivery);
+        // Delivered more often than any attempt ends: earlier deliveries ended with the worker
+        // (a crash, an out-of-memory kill), so this one would likely end it too.
+        let outcome = if attempt > shared.settings.max_attempts {
+            Outcome::DeadLettered(format!(
+                "delivered {} times without an outcome: the worker stopped while handling it",
+                attempt - 1
+            ))
+        } else {
+            // While the database is down, hold the message (unacked, so nothing is lost) and
+            // retry it in place: an outage is not the message's fault and must not use up its
+            // attempts.
+            let mut wait = Duration::from_millis(250);
+            loop {
+                let outcome = process(
+                    &shared.handler,
+                    &shared.pool,
+                    &queue,
+                    &delivery,
+                    trace_id.clone(),
+                )
+                .await;
+                let unavailable = matches!(&outcome, Outcome::Retry(e) if is_unavailable(e));
+                if !unavailable || shared.health.draining.load(Ordering::SeqCst) {
+                    break outcome;
+                }
+                tracing::warn!(retry_in = ?wait, "The database is unavailable; holding the message.");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
             }
-            let outcome = process(
-                &shared.handler,
-                &shared.pool,
-                &queue,
-                &delivery,
-                trace_id.clone(),
-            )
-            .await;
-            let unavailable = matches!(&outcome, Outcome::Retry(e) if is_unavailable(e));
-            if !unavailable || shared.health.draining.load(Ordering::SeqCst) {
-                break outcome;
-            }
-            tracing::warn!(retry_in = ?wait, "The database is unavailable; holding the message.");
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(Duration::from_secs(5));
         };
         let outcome = match outcome {
-            Outcome::Retry(error) if attempt(&delivery) >= shared.settings.max_attempts => {
-                Outcome::DeadLettered(format!(
-                    "gave up after {} attempts: {error:#}",
-                    attempt(&delivery)
-                ))
+            Outcome::Retry(error) if attempt >= shared.settings.max_attempts => {
+                Outcome::DeadLettered(format!("gave up after {attempt} attempts: {error:#}"))
             }
             other => other,
         };
@@ -432,20 +432,19 @@ pub(crate) async fn handle<H: Handler>(
                             "Failed to dead-letter; requeueing."
                         );
                         crate::metrics::handled(&queue, Handled::Retried, started.elapsed());
-                        requeue(&delivery, attempt(&delivery)).await;
+                        requeue(&delivery, attempt).await;
                     }
                 }
             }
             Outcome::Retry(error) => {
                 tracing::Span::current().record("error.type", "transient");
-                let n = attempt(&delivery);
                 tracing::warn!(
                     error = format!("{error:#}"),
-                    attempt = n,
+                    attempt,
                     "Failed; will retry."
                 );
                 crate::metrics::handled(&queue, Handled::Retried, started.elapsed());
-                requeue(&delivery, n).await;
+                requeue(&delivery, attempt).await;
             }
         }
         crate::metrics::in_flight(&queue, -1.0);
