@@ -2,7 +2,8 @@
 //!
 //! `list` reads the `report_summary` view (and the statistics jobs with a report); `show` prints
 //! a stored report, or renders one afresh when the run or job exists but its report is not
-//! stored yet; `open` writes the HTML page to a file and prints its path.
+//! stored yet, or when the run failed or was cancelled (a short report of why, what was asked
+//! for and how far it got); `open` writes the HTML page to a file and prints its path.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -162,29 +163,31 @@ async fn fetch(client: &tokio_postgres::Client, id: Uuid) -> anyhow::Result<Rend
             json: row.get(3),
         });
     }
-    let Some(subject) = swarm_report::load_subject(client, id).await? else {
-        return Err(no_report(client, id).await);
-    };
-    eprintln!("The report of {id} is not stored yet; rendering it now.");
-    Ok(swarm_report::render::all(
-        &subject,
-        &RenderOptions::from_env(),
-    )?)
+    let options = RenderOptions::from_env();
+    if let Some(subject) = swarm_report::load_subject(client, id).await? {
+        eprintln!("The report of {id} is not stored yet; rendering it now.");
+        return Ok(swarm_report::render::all(&subject, &options)?);
+    }
+    match swarm_report::load_stopped(client, id).await? {
+        Some(stopped) => Ok(swarm_report::render::stopped::report(&stopped, &options)?),
+        None => Err(no_report(client, id).await),
+    }
 }
 
 /// The report of `id` rendered now as plain text for a terminal.
 async fn text_of(client: &tokio_postgres::Client, id: Uuid) -> anyhow::Result<String> {
-    let Some(subject) = swarm_report::load_subject(client, id).await? else {
-        return Err(no_report(client, id).await);
-    };
-    Ok(swarm_report::render::text(
-        &subject,
-        &RenderOptions::from_env(),
-    )?)
+    let options = RenderOptions::from_env();
+    if let Some(subject) = swarm_report::load_subject(client, id).await? {
+        return Ok(swarm_report::render::text(&subject, &options)?);
+    }
+    match swarm_report::load_stopped(client, id).await? {
+        Some(stopped) => Ok(swarm_report::render::stopped::text(&stopped, &options)?),
+        None => Err(no_report(client, id).await),
+    }
 }
 
-/// Why `id` has no report: a run that failed (with its reason), was cancelled or is still
-/// running stores no results to report; anything else is unknown.
+/// Why `id` has no report: a run still running has no results yet; anything else is unknown.
+/// (A run that failed or was cancelled gets a report of why: [`swarm_report::render::stopped`].)
 async fn no_report(client: &tokio_postgres::Client, id: Uuid) -> anyhow::Error {
     match swarm_train::runs::progress(client, id).await {
         Ok(Some(progress)) => anyhow::anyhow!(

@@ -1,8 +1,9 @@
 //! One heavy job over the whole swarm: a `train.v1` run fans out into work units that real
 //! `swarm worker train` processes share. The same results with one process or two (and any
 //! threads or unit size), a process SIGKILLed and another SIGTERMed mid-run, a unit that fails
-//! its run once, a unit given up on after its attempts, and a cancel that stops it — each against the shared broker and a database of
-//! its own (worker processes are killed here, never the broker or the database).
+//! its run once, a unit given up on after its attempts, and a cancel that stops it (and the
+//! report of a failed or cancelled run) — each against the shared broker and a database of its
+//! own (worker processes are killed here, never the broker or the database).
 
 #[path = "../pipeline/helpers.rs"]
 mod helpers;
@@ -314,12 +315,26 @@ async fn a_unit_that_cannot_be_computed_fails_its_run_once_with_the_reason() {
         status.contains("failed") && status.contains("fold 3"),
         "{status}"
     );
-    // Its report says why there is none.
-    let said = env.cli_fails(&["report", "show", &run.to_string()]).await;
+    // Its report says that it failed and why, in every format.
+    let said = env.cli(&["report", "show", &run.to_string()]).await;
     assert!(
-        said.contains("has no report") && said.contains("failed") && said.contains("fold 3"),
+        said.contains("failed") && said.contains("fold 3") && said.contains("Request"),
         "{said}"
     );
+    let page = env
+        .cli(&["report", "show", &run.to_string(), "--format", "html"])
+        .await;
+    assert!(
+        page.contains("Why there are no results") && page.contains("fold 3"),
+        "{page}"
+    );
+    let document: serde_json::Value = serde_json::from_str(
+        &env.cli(&["report", "show", &run.to_string(), "--format", "json"])
+            .await,
+    )
+    .unwrap();
+    assert_eq!(document["state"], "failed");
+    assert_eq!(document["kind"], "stopped");
     // Failed once: no run stored, nothing dead-lettered, and the worker goes on with the next
     // job.
     let runs: i64 = env
@@ -430,6 +445,13 @@ async fn a_cancelled_run_computes_no_unit_after_the_cancel() {
         .scalar("SELECT count(*) FROM runs WHERE id = $1", &[&run])
         .await;
     assert_eq!(runs, 0);
+    // Its report says it was cancelled, and how far it got.
+    let said = env.cli(&["report", "show", &run.to_string()]).await;
+    assert!(
+        said.contains("was cancelled")
+            && said.contains(&format!("{} of {} work units", p.units_done, p.units_total)),
+        "{said}"
+    );
     // A second cancel says there is nothing to cancel.
     let said = env.cli_fails(&["cancel", &run.to_string()]).await;
     assert!(said.contains("cancelled already"), "{said}");

@@ -12,7 +12,8 @@ use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
 use crate::model::{
-    Covariate, CvScheme, FoldRow, MetricSummary, Prediction, RunData, StatsData, Subject,
+    Covariate, CvScheme, FoldRow, MetricSummary, Prediction, RunData, StatsData, StoppedRun,
+    Subject,
 };
 use crate::render::Rendered;
 
@@ -53,6 +54,11 @@ pub const SELECT_STATS: &str = "SELECT s.id, s.project, s.test, s.covariate, s.s
      coalesce((SELECT n.names FROM feature_names n WHERE n.project = s.project \
                AND n.kind = 'regions'), p.region_labels) AS region_labels \
      FROM stats_jobs s LEFT JOIN projects p ON p.name = s.project WHERE s.id = $1";
+
+/// Reads a run that stopped without results: failed or cancelled.
+pub const SELECT_STOPPED: &str = "SELECT run_id, project, state, reason, request, units_done, \
+     units_total, created_at, finished_at, job_id, trace_id FROM run_jobs \
+     WHERE run_id = $1 AND state IN ('failed', 'cancelled')";
 
 /// Stores a report, replacing an earlier one (re-rendering is idempotent).
 pub const UPSERT_REPORT: &str = "INSERT INTO reports \
@@ -98,6 +104,37 @@ where
     Ok(load_stats(client, id)
         .await?
         .map(|stats| Subject::Stats(Box::new(stats))))
+}
+
+/// Loads a run that failed or was cancelled, which has no results to report; `Ok(None)` when
+/// there is no such run. The CLI renders its report on demand ([`crate::render::stopped`]); the
+/// report worker never reads `run_jobs`.
+#[tracing::instrument(skip_all, fields(run_id = %id), err)]
+pub async fn load_stopped<C>(client: &C, id: Uuid) -> Result<Option<StoppedRun>, LoadError>
+where
+    C: GenericClient + Sync,
+{
+    let Some(row) = client.query_opt(SELECT_STOPPED, &[&id]).await? else {
+        return Ok(None);
+    };
+    let bad = |what: String| LoadError::Malformed { run_id: id, what };
+    let body: Vec<u8> = row.try_get("request")?;
+    let request = broker_schemas::decode::<broker_schemas::TrainRequest>(&body)
+        .map_err(|e| bad(format!("run_jobs.request: {e}")))?;
+    Ok(Some(StoppedRun {
+        run_id: row.try_get("run_id")?,
+        project: row.try_get("project")?,
+        state: row.try_get("state")?,
+        reason: row.try_get("reason")?,
+        request,
+        units_done: non_negative(row.try_get("units_done")?, "run_jobs.units_done").map_err(bad)?,
+        units_total: non_negative(row.try_get("units_total")?, "run_jobs.units_total")
+            .map_err(bad)?,
+        created_at: row.try_get("created_at")?,
+        finished_at: row.try_get("finished_at")?,
+        job_id: row.try_get("job_id")?,
+        trace_id: row.try_get("trace_id")?,
+    }))
 }
 
 /// Loads a statistics job; `Ok(None)` when there is no such job.

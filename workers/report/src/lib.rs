@@ -20,7 +20,9 @@
 //! runtime's transaction; [`fixtures`] builds complete synthetic runs for tests and benches.
 //!
 //! API boundary: the `swarm` CLI reads the stored `reports` rows; it may reuse [`load_subject`]
-//! and [`render::all`] to render afresh. Analysts read `reports` and the views `report_summary`
+//! and [`render::all`] to render afresh, and renders the report of a run that failed or was
+//! cancelled ([`load_stopped`], [`render::stopped`]) itself: such a run has no results and no
+//! stored report. Analysts read `reports` and the views `report_summary`
 //! and `run_metrics` with SQL (role `swarm_analyst`, `deploy/postgres/analyst.sql`).
 //!
 //! Invariants: a report is a pure function of its run (or job) and the [`RenderOptions`];
@@ -37,7 +39,11 @@ pub mod model;
 pub mod pooled;
 pub mod render;
 
-pub use db::{load_run, load_stats, load_subject, store_report, LoadError, ReportLineage};
+pub use db::{
+    load_run, load_stats, load_stopped, load_subject, store_report, LoadError, ReportLineage,
+};
 pub use handler::ReportHandler;
-pub use model::{CvScheme, FoldRow, MetricSummary, Prediction, RunData, StatsData, Subject};
+pub use model::{
+    CvScheme, FoldRow, MetricSummary, Prediction, RunData, StatsData, StoppedRun, Subject,
+};
 pub use render::{RenderError, RenderOptions, Rendered};

@@ -161,6 +161,43 @@ pub struct StatsData {
     pub region_labels: Vec<String>,
 }
 
+/// A run that stopped without results (`run_jobs` in state `failed` or `cancelled`): what its
+/// report shows instead of scores.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoppedRun {
+    /// The run id.
+    pub run_id: Uuid,
+    /// The project it was to train on.
+    pub project: String,
+    /// `failed` or `cancelled`.
+    pub state: String,
+    /// Why: the failing unit's error, the refused request's check, or the cancel.
+    pub reason: Option<String>,
+    /// What was asked for (the `train.v1` body).
+    pub request: broker_schemas::TrainRequest,
+    /// Work units stored before it stopped, and planned.
+    pub units_done: u32,
+    /// Work units planned (0 when it was refused before planning).
+    pub units_total: u32,
+    /// When it was planned.
+    pub created_at: DateTime<Utc>,
+    /// When it stopped.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The job (AMQP `correlation_id`).
+    pub job_id: Option<String>,
+    /// The trace it ran in.
+    pub trace_id: Option<String>,
+}
+
+impl StoppedRun {
+    /// Milliseconds from its plan to its stop (0 when unknown).
+    pub fn duration_ms(&self) -> i64 {
+        self.finished_at
+            .map(|f| (f - self.created_at).num_milliseconds().max(0))
+            .unwrap_or(0)
+    }
+}
+
 /// The display name of feature `index`: a region pair (`A × B`) when `region_labels` has `R`
 /// labels and there are `R(R-1)/2` features (the upper triangle of a connectivity matrix, row by
 /// row, as the features worker writes it); else the stored `name` when there is one; else

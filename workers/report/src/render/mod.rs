@@ -4,7 +4,9 @@
 //! Pure functions, no I/O. [`views`] formats a run into one view, every section once;
 //! `templates/report.html` renders it as the page and `templates/report.md` as Markdown (or, with
 //! the same template, as plain text for a terminal: [`text`]). [`stats`] does the same for a
-//! statistics job; [`format`] holds the number, label, CSV and escaping helpers both use.
+//! statistics job, and [`stopped`] for a run that failed or was cancelled (its short report
+//! takes the place of the results); [`format`] holds the number, label, CSV and escaping
+//! helpers they use.
 //!
 //! Every format shows the same sections, in this order: the headline, the data (samples per
 //! site and class), the model and its parameters (and the preprocessing pipeline), the validation
@@ -25,6 +27,7 @@
 
 mod format;
 pub mod stats;
+pub mod stopped;
 mod views;
 
 use std::sync::OnceLock;
@@ -37,20 +40,23 @@ use format::{to_json, Flavour};
 pub use views::predictions_csv;
 use views::{Medium, RunView};
 
-/// The HTML templates: the run page and the statistics page, the page around both
-/// (`page.html`: head, header, lineage, footer), the macros they share and the stylesheet.
+/// The HTML templates: the run page, the statistics page and the stopped run's page, the page
+/// around them (`page.html`: head, header, lineage, footer), the macros they share and the
+/// stylesheet.
 const HTML_TEMPLATES: &[(&str, &str)] = &[
     ("report.html", include_str!("../../templates/report.html")),
     ("stats.html", include_str!("../../templates/stats.html")),
+    ("stopped.html", include_str!("../../templates/stopped.html")),
     ("page.html", include_str!("../../templates/page.html")),
     ("macros.html", include_str!("../../templates/macros.html")),
     ("style.css", include_str!("../../templates/style.css")),
 ];
-/// The text templates, rendered as Markdown or as plain text: the run and statistics reports and
-/// the lineage table they share.
+/// The text templates, rendered as Markdown or as plain text: the run, statistics and stopped
+/// run reports and the lineage table they share.
 const TEXT_TEMPLATES: &[(&str, &str)] = &[
     ("report.md", include_str!("../../templates/report.md")),
     ("stats.md", include_str!("../../templates/stats.md")),
+    ("stopped.md", include_str!("../../templates/stopped.md")),
     ("lineage.md", include_str!("../../templates/lineage.md")),
 ];
 /// The `format` field of a run's JSON document.
