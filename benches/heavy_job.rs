@@ -4,7 +4,8 @@
 //! - **digits** (1,797 × 64): RBF SVC, C × gamma 3 × 3, stratified 5-fold,
 //!   `HEAVY_PERMUTATIONS` permutations (default 20);
 //! - **connectivity** (`HEAVY_SUBJECTS` × 6,670, default 1,000: the upper triangle of 116 regions'
-//!   connectivity, two groups with a small difference in 5 % of the edges): logistic
+//!   connectivity: latent networks over a noise floor, two groups that differ in one network
+//!   and in 5 % of the edges; `benches/shared/mod.rs`): logistic
 //!   regression, C 3 values, stratified 5-fold, `HEAVY_CONNECTIVITY_PERMUTATIONS` (default 2).
 //!
 //! Swarm runs each job through the real broker and database with `swarm worker train`

@@ -9,9 +9,9 @@
 //!   (a linear part, an interaction, a sine and noise) for ridge and SVR;
 //! - **digits**: `tests/data/digits.csv` (1,797 × 64);
 //! - **connectivity**: `MODELS_SUBJECTS` (default 2,000) × 6,670, the upper triangle of 116
-//!   regions, two groups with a small mean difference in 5 % of the edges
-//!   (`benches/shared/mod.rs`, the generator `heavy_job` uses); a continuous target (the group
-//!   plus the shifted edges' mean, and noise) for ridge and SVR.
+//!   regions: 12 latent networks over a noise floor, two groups that differ in the first
+//!   network and in 5 % of the edges (`benches/shared/mod.rs`, the generator `heavy_job` uses);
+//!   a continuous target (the group plus the shifted edges' mean, and noise) for ridge and SVR.
 //!
 //! Models: logistic, linear SVC, RBF SVC, random forest, KNN, Gaussian NB behind the standard
 //! scaler (scikit-learn's `make_pipeline(StandardScaler(), model)` with its defaults, which are
@@ -42,7 +42,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use broker_schemas::ScalerKind;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 use swarm_train::cv::{encode_labels, evaluate, Data, TargetData};
@@ -53,6 +53,8 @@ use swarm_train::pipeline::{PipelineConfig, Supervision};
 use swarm_train::validation::Split;
 
 mod shared;
+
+use shared::normal;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -74,13 +76,6 @@ struct Set {
     folds: Vec<Split>,
     /// Runs of a cheap cell (best of).
     repeats: usize,
-}
-
-/// A standard normal draw (Box–Muller).
-fn normal(rng: &mut ChaCha8Rng) -> f64 {
-    let u: f64 = 1.0 - rng.random::<f64>();
-    let v: f64 = rng.random();
-    (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
 }
 
 fn classes(y: &[usize]) -> TargetData {
