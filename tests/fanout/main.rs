@@ -1,9 +1,10 @@
 //! One heavy job over the whole swarm: a `train.v1` run fans out into work units that real
 //! `swarm worker train` processes share. The same results with one process or two (and any
 //! threads or unit size), a process SIGKILLed and another SIGTERMed mid-run, a unit that fails
-//! its run once, a unit given up on after its attempts, and a cancel that stops it (and the
-//! report of a failed or cancelled run) — each against the shared broker and a database of its
-//! own (worker processes are killed here, never the broker or the database).
+//! its run once, a unit given up on after its attempts or after its workers kept dying on it,
+//! and a cancel that stops it (and the report of a failed or cancelled run) — each against the
+//! shared broker and a database of its own (worker processes are killed here, never the broker
+//! or the database).
 
 #[path = "../pipeline/helpers.rs"]
 mod helpers;
@@ -397,6 +398,67 @@ async fn a_unit_given_up_on_after_its_attempts_fails_its_run() {
         .scalar("SELECT count(*) FROM runs WHERE id = $1", &[&run])
         .await;
     assert_eq!(runs, 0);
+    worker.terminate().await;
+    env.finish(Vec::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unit_whose_worker_keeps_dying_fails_its_run_instead_of_looping() {
+    let env = TestEnv::new().await;
+    seed(&env, "p", 12, 6, false).await;
+    // Storing unit 2 hangs (a stand-in for a unit that takes its worker down): each worker that
+    // takes it is SIGKILLed there.
+    let client = env.pool.get().await.unwrap();
+    client
+        .batch_execute(
+            "CREATE FUNCTION hang_unit() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+               IF NEW.unit = 2 AND NEW.state = 'done' THEN PERFORM pg_sleep(600); END IF;
+               RETURN NEW;
+             END $$;
+             CREATE TRIGGER hang_unit BEFORE UPDATE ON run_units
+               FOR EACH ROW EXECUTE FUNCTION hang_unit();",
+        )
+        .await
+        .unwrap();
+    let settings = [SMALL_UNITS, ("MAX_ATTEMPTS", "2")];
+    let run = start(&env, &job("p", 0)).await;
+    let hanging = "SELECT count(*) FROM pg_stat_activity \
+                   WHERE datname = current_database() AND wait_event = 'PgSleep'";
+    for _ in 0..2 {
+        let worker = train_worker(&env, &settings);
+        env.wait_count("a worker storing unit 2", hanging, &[], 1)
+            .await;
+        worker.kill().await;
+        // The server would notice the dead client only at its next read; end its session now.
+        client
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event = 'PgSleep'",
+                &[],
+            )
+            .await
+            .unwrap();
+        env.wait_count("no session storing unit 2", hanging, &[], 0)
+            .await;
+    }
+    // The third delivery of unit 2 is not handled again: the run fails with why.
+    let worker = train_worker(&env, &settings);
+    let p = until_state(&env, run, "failed").await;
+    let reason = p.reason.unwrap();
+    assert!(
+        reason.contains("unit 2") && reason.contains("delivered 2 times without an outcome"),
+        "{reason}"
+    );
+    env.wait_count(
+        "the unit's dead letter",
+        "SELECT count(*) FROM dead_letters WHERE message_type = 'train.unit.v1'",
+        &[],
+        1,
+    )
+    .await;
+    let hung: i64 = env.scalar(hanging, &[]).await;
+    assert_eq!(hung, 0, "unit 2 was handled a third time");
     worker.terminate().await;
     env.finish(Vec::new()).await;
 }
