@@ -421,7 +421,14 @@ async fn a_unit_whose_worker_keeps_dying_fails_its_run_instead_of_looping() {
         )
         .await
         .unwrap();
-    let settings = [SMALL_UNITS, ("MAX_ATTEMPTS", "2")];
+    // One delivery at a time: a killed worker returns unit 2 alone (the broker counts a
+    // return as a delivery of every message the worker held, prefetched ones too).
+    let settings = [
+        SMALL_UNITS,
+        ("MAX_ATTEMPTS", "2"),
+        ("PREFETCH", "1"),
+        ("CONCURRENCY", "1"),
+    ];
     let run = start(&env, &job("p", 0)).await;
     let hanging = "SELECT count(*) FROM pg_stat_activity \
                    WHERE datname = current_database() AND wait_event = 'PgSleep'";
