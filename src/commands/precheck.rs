@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use anyhow::bail;
-use broker_schemas::{CvScheme, SampleKind};
+use broker_schemas::{CvScheme, SampleKind, TextKind};
 use swarm_runtime::Settings;
 use swarm_train::cv::RunConfig;
 use swarm_train::model::Task;
@@ -112,6 +112,7 @@ pub async fn train(
     sites: &[String],
     config: &RunConfig,
     text_flag: Option<&str>,
+    text: Option<TextKind>,
 ) -> anyhow::Result<()> {
     let Some((kind, _)) = project(client, project_name).await? else {
         bail!(
@@ -240,8 +241,11 @@ pub async fn train(
     };
     let train_sizes = splits.map_err(|why| anyhow::anyhow!("{flag}: {why}"))?;
     let features = rows[0].features;
+    // A text run on TF-IDF has its folds' vocabularies as features, which only the worker
+    // counts (and checks `--pca` against); the stored hashed features say nothing of them.
+    let tfidf = kind == SampleKind::Text.as_str() && text != Some(TextKind::Hashed);
     if let Some(pca) = config.pipeline.pca_components {
-        if pca > features {
+        if pca > features && !tfidf {
             bail!(
                 "--pca {pca}: project {project_name:?} has {features} features; ask for at most \
                  {features} components"

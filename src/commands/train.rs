@@ -390,6 +390,7 @@ pub async fn run(settings: &Settings, args: TrainArgs) -> anyhow::Result<()> {
             &args.sites,
             &config,
             args.text_flag(),
+            args.text,
         )
         .await?;
     }

@@ -87,6 +87,24 @@ async fn a_text_project_trains_on_tfidf_fitted_inside_each_fold() {
             vec!["train", "--project", "notes", "--max-features", "0"],
             "--max-features must be at least 1",
         ),
+        // --pca is checked against the hashed features only when they are the features; a
+        // TF-IDF run's are its vocabulary (thousands of terms here), so the samples bound it.
+        (
+            vec![
+                "train",
+                "--project",
+                "notes",
+                "--text",
+                "hashed",
+                "--pca",
+                "5000",
+            ],
+            "has 4096 features",
+        ),
+        (
+            vec!["train", "--project", "notes", "--pca", "5000"],
+            "the smallest training fold has",
+        ),
     ] {
         let stderr = env.cli_fails(&args).await;
         assert!(stderr.contains(expected), "swarm {args:?}: {stderr}");
