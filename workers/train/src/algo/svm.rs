@@ -2,15 +2,20 @@
 //! Lin 2005) with a kernel-row cache, for C-SVC (one-vs-one for more than two classes, votes with
 //! ties to the lower class, as libsvm) and ε-SVR.
 //!
-//! This solver follows libsvm (what scikit-learn wraps) step by step — same dual, same
-//! working-set rule, same stopping tolerance (`tol`, default 1e-3), same bias — so its models
-//! match scikit-learn's, and a fitted model is plain data.
+//! The solver (`svm/smo.rs`, over `Q` in `svm/qmatrix.rs`) follows libsvm (what scikit-learn
+//! wraps) step by step — same dual, same working-set rule, same shrinking, same stopping
+//! tolerance (`tol`, default 1e-3), same bias — so its models match scikit-learn's, and a fitted
+//! model is plain data.
 
-use std::rc::Rc;
+mod qmatrix;
+mod smo;
 
 use serde::{Deserialize, Serialize};
 
 use crate::matrix::{dot, gram, Matrix};
+
+use qmatrix::{SvcQ, SvrQ};
+use smo::{solve, Problem, Settings};
 
 /// A kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -37,242 +42,6 @@ impl Kernel {
             Kernel::Rbf { gamma } => (-gamma * (na + nb - 2.0 * ab).max(0.0)).exp(),
         }
     }
-}
-
-/// Kernel rows of a set of training rows, computed on demand and cached within a memory budget.
-struct KernelCache<'a> {
-    x: &'a Matrix,
-    norms: Vec<f64>,
-    kernel: Kernel,
-    rows: Vec<Option<Rc<[f64]>>>,
-    order: std::collections::VecDeque<usize>,
-    capacity: usize,
-}
-
-/// Bytes of kernel rows one solver may cache.
-const CACHE_BYTES: usize = 256 << 20;
-
-impl<'a> KernelCache<'a> {
-    fn new(x: &'a Matrix, kernel: Kernel) -> Self {
-        let n = x.rows();
-        let norms = (0..n).map(|i| dot(x.row(i), x.row(i))).collect();
-        let capacity = (CACHE_BYTES / (8 * n.max(1))).clamp(2, n.max(2));
-        Self {
-            x,
-            norms,
-            kernel,
-            rows: vec![None; n],
-            order: Default::default(),
-            capacity,
-        }
-    }
-
-    fn diag(&self, i: usize) -> f64 {
-        self.kernel
-            .eval(self.x.row(i), self.x.row(i), self.norms[i], self.norms[i])
-    }
-
-    /// Kernel row `i` (shared, not copied: the solver holds two rows at a time).
-    fn row(&mut self, i: usize) -> Rc<[f64]> {
-        if self.rows[i].is_none() {
-            if self.order.len() >= self.capacity {
-                if let Some(old) = self.order.pop_front() {
-                    self.rows[old] = None;
-                }
-            }
-            let xi = self.x.row(i);
-            let ni = self.norms[i];
-            let row: Rc<[f64]> = (0..self.x.rows())
-                .map(|t| self.kernel.eval(xi, self.x.row(t), ni, self.norms[t]))
-                .collect();
-            self.rows[i] = Some(row);
-            self.order.push_back(i);
-        }
-        self.rows[i].clone().unwrap_or_else(|| Rc::from(Vec::new()))
-    }
-}
-
-/// The dual problem `min ½ αᵀQα + pᵀα, yᵀα = const, 0 ≤ αₜ ≤ Cₜ` with `Q_st = y_s y_t K(s mod n,
-/// t mod n)`, where `n` is the number of kernel rows (SVR has two variables per row).
-struct Problem<'a> {
-    cache: KernelCache<'a>,
-    y: Vec<f64>,
-    p: Vec<f64>,
-    c: Vec<f64>,
-    tol: f64,
-}
-
-/// The solution: α and the bias ρ (decision = Σ y α K − ρ).
-struct Solution {
-    alpha: Vec<f64>,
-    rho: f64,
-}
-
-const TAU: f64 = 1e-12;
-
-fn solve(mut prob: Problem<'_>) -> Solution {
-    let l = prob.y.len();
-    let n = prob.cache.x.rows();
-    let kd: Vec<f64> = (0..n).map(|i| prob.cache.diag(i)).collect();
-    let mut alpha = vec![0.0; l];
-    let mut g = prob.p.clone();
-    let (y, c) = (&prob.y, &prob.c);
-    let upper = |a: &[f64], t: usize| a[t] >= c[t];
-    let lower = |a: &[f64], t: usize| a[t] <= 0.0;
-    let max_iter = (100 * l).max(10_000_000);
-    // `t mod n` for t < 2n (SVR has two variables per row) without a division in the hot loops.
-    let row_of = |t: usize| if t >= n { t - n } else { t };
-    for _ in 0..max_iter {
-        // Working set: i maximises −yᵢ∇ᵢ over I_up; j minimises the second-order decrease.
-        let mut gmax = f64::NEG_INFINITY;
-        let mut i = usize::MAX;
-        for t in 0..l {
-            if y[t] > 0.0 {
-                if !upper(&alpha, t) && -g[t] >= gmax {
-                    gmax = -g[t];
-                    i = t;
-                }
-            } else if !lower(&alpha, t) && g[t] >= gmax {
-                gmax = g[t];
-                i = t;
-            }
-        }
-        if i == usize::MAX {
-            break;
-        }
-        let ki = prob.cache.row(i % n);
-        let kd_i = kd[i % n];
-        let mut gmax2 = f64::NEG_INFINITY;
-        let mut j = usize::MAX;
-        let mut best = f64::INFINITY;
-        for t in 0..l {
-            let kit = ki[row_of(t)];
-            let quad = kd_i + kd[row_of(t)] - 2.0 * kit;
-            let quad = if quad > 0.0 { quad } else { TAU };
-            if y[t] > 0.0 {
-                if !lower(&alpha, t) {
-                    let diff = gmax + g[t];
-                    if g[t] >= gmax2 {
-                        gmax2 = g[t];
-                    }
-                    if diff > 0.0 {
-                        let obj = -(diff * diff) / quad;
-                        if obj <= best {
-                            best = obj;
-                            j = t;
-                        }
-                    }
-                }
-            } else if !upper(&alpha, t) {
-                let diff = gmax - g[t];
-                if -g[t] >= gmax2 {
-                    gmax2 = -g[t];
-                }
-                if diff > 0.0 {
-                    let obj = -(diff * diff) / quad;
-                    if obj <= best {
-                        best = obj;
-                        j = t;
-                    }
-                }
-            }
-        }
-        if gmax + gmax2 < prob.tol || j == usize::MAX {
-            break;
-        }
-        let kj = prob.cache.row(j % n);
-        let q_ij = y[i] * y[j] * ki[j % n];
-        let (q_ii, q_jj) = (kd[i % n], kd[j % n]);
-        let (ci, cj) = (c[i], c[j]);
-        let (old_i, old_j) = (alpha[i], alpha[j]);
-        let (mut ai, mut aj) = (old_i, old_j);
-        if y[i] != y[j] {
-            let quad = q_ii + q_jj + 2.0 * q_ij;
-            let quad = if quad > 0.0 { quad } else { TAU };
-            let delta = (-g[i] - g[j]) / quad;
-            let diff = ai - aj;
-            ai += delta;
-            aj += delta;
-            if diff > 0.0 {
-                if aj < 0.0 {
-                    aj = 0.0;
-                    ai = diff;
-                }
-            } else if ai < 0.0 {
-                ai = 0.0;
-                aj = -diff;
-            }
-            if diff > ci - cj {
-                if ai > ci {
-                    ai = ci;
-                    aj = ci - diff;
-                }
-            } else if aj > cj {
-                aj = cj;
-                ai = cj + diff;
-            }
-        } else {
-            let quad = q_ii + q_jj - 2.0 * q_ij;
-            let quad = if quad > 0.0 { quad } else { TAU };
-            let delta = (g[i] - g[j]) / quad;
-            let sum = ai + aj;
-            ai -= delta;
-            aj += delta;
-            if sum > ci {
-                if ai > ci {
-                    ai = ci;
-                    aj = sum - ci;
-                }
-            } else if aj < 0.0 {
-                aj = 0.0;
-                ai = sum;
-            }
-            if sum > cj {
-                if aj > cj {
-                    aj = cj;
-                    ai = sum - cj;
-                }
-            } else if ai < 0.0 {
-                ai = 0.0;
-                aj = sum;
-            }
-        }
-        alpha[i] = ai;
-        alpha[j] = aj;
-        let (di, dj) = ((ai - old_i) * y[i], (aj - old_j) * y[j]);
-        for t in 0..l {
-            let r = row_of(t);
-            g[t] += y[t] * (ki[r] * di + kj[r] * dj);
-        }
-    }
-    // ρ as libsvm: the mean of yₜ∇ₜ over free variables, else the middle of the feasible range.
-    let (mut ub, mut lb) = (f64::INFINITY, f64::NEG_INFINITY);
-    let (mut free, mut sum) = (0usize, 0.0);
-    for t in 0..l {
-        let yg = y[t] * g[t];
-        if upper(&alpha, t) {
-            if y[t] < 0.0 {
-                ub = ub.min(yg);
-            } else {
-                lb = lb.max(yg);
-            }
-        } else if lower(&alpha, t) {
-            if y[t] > 0.0 {
-                ub = ub.min(yg);
-            } else {
-                lb = lb.max(yg);
-            }
-        } else {
-            free += 1;
-            sum += yg;
-        }
-    }
-    let rho = if free > 0 {
-        sum / free as f64
-    } else {
-        (ub + lb) / 2.0
-    };
-    Solution { alpha, rho }
 }
 
 /// One binary sub-model of an SVC: support vectors (indices into [`Svc::support`]), their
@@ -312,6 +81,21 @@ impl Svc {
         kernel: Kernel,
         tol: f64,
     ) -> Self {
+        let settings = Settings {
+            tol,
+            shrinking: true,
+        };
+        Self::fit_with(x, y, n_classes, c, kernel, settings)
+    }
+
+    fn fit_with(
+        x: &Matrix,
+        y: &[usize],
+        n_classes: usize,
+        c: f64,
+        kernel: Kernel,
+        settings: Settings,
+    ) -> Self {
         let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); n_classes];
         for (i, &k) in y.iter().enumerate() {
             by_class[k].push(i);
@@ -328,13 +112,15 @@ impl Svc {
                     .map(|&r| if y[r] == a { 1.0 } else { -1.0 })
                     .collect();
                 let l = rows.len();
-                let sol = solve(Problem {
-                    cache: KernelCache::new(&sub, kernel),
-                    p: vec![-1.0; l],
-                    c: vec![c; l],
-                    y: ys.clone(),
-                    tol,
-                });
+                let sol = solve(
+                    Problem {
+                        q: SvcQ::new(&sub, &ys, kernel),
+                        p: vec![-1.0; l],
+                        c: vec![c; l],
+                        y: ys.clone(),
+                    },
+                    settings,
+                );
                 let mut sv = Vec::new();
                 let mut coef = Vec::new();
                 for t in 0..l {
@@ -436,6 +222,21 @@ pub struct Svr {
 impl Svr {
     /// Fits on rows `x` and targets `z`.
     pub fn fit(x: &Matrix, z: &[f64], c: f64, epsilon: f64, kernel: Kernel, tol: f64) -> Self {
+        let settings = Settings {
+            tol,
+            shrinking: true,
+        };
+        Self::fit_with(x, z, c, epsilon, kernel, settings)
+    }
+
+    fn fit_with(
+        x: &Matrix,
+        z: &[f64],
+        c: f64,
+        epsilon: f64,
+        kernel: Kernel,
+        settings: Settings,
+    ) -> Self {
         let n = x.rows();
         let mut y = vec![1.0; 2 * n];
         let mut p = vec![0.0; 2 * n];
@@ -444,13 +245,15 @@ impl Svr {
             p[i + n] = epsilon + z[i];
             y[i + n] = -1.0;
         }
-        let sol = solve(Problem {
-            cache: KernelCache::new(x, kernel),
-            y,
-            p,
-            c: vec![c; 2 * n],
-            tol,
-        });
+        let sol = solve(
+            Problem {
+                q: SvrQ::new(x, kernel),
+                y,
+                p,
+                c: vec![c; 2 * n],
+            },
+            settings,
+        );
         let mut rows = Vec::new();
         let mut coef = Vec::new();
         for i in 0..n {
@@ -491,7 +294,153 @@ impl Svr {
 
 #[cfg(test)]
 mod tests {
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    use super::qmatrix::QMatrix;
     use super::*;
+
+    /// Two overlapping clouds in 5 dimensions (class 1 shifted by 1 along every axis) and a
+    /// noisy continuous target: hard enough that SMO needs thousands of iterations.
+    fn overlapping(n: usize) -> (Matrix, Vec<usize>, Vec<f64>) {
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let mut rows = Vec::with_capacity(n);
+        let (mut classes, mut targets) = (Vec::new(), Vec::new());
+        for i in 0..n {
+            let class = i % 2;
+            let row: Vec<f64> = (0..5)
+                .map(|_| class as f64 + rng.random_range(-1.5..1.5))
+                .collect();
+            targets.push(row.iter().sum::<f64>().sin() + rng.random_range(-0.3..0.3));
+            rows.push(row);
+            classes.push(class);
+        }
+        (Matrix::from_rows(&rows), classes, targets)
+    }
+
+    /// `m(α) − M(α)` over every variable, with the gradient `Qα + p` computed afresh.
+    fn kkt_gap(mut q: impl QMatrix, y: &[f64], p: &[f64], c: f64, alpha: &[f64]) -> f64 {
+        let l = y.len();
+        let mut g = p.to_vec();
+        for s in 0..l {
+            if alpha[s] != 0.0 {
+                for (gt, q) in g.iter_mut().zip(q.row(s, l)) {
+                    *gt += alpha[s] * q;
+                }
+            }
+        }
+        let (mut up, mut low) = (f64::NEG_INFINITY, f64::INFINITY);
+        for t in 0..l {
+            let v = -y[t] * g[t];
+            let (can_rise, can_fall) = (alpha[t] < c, alpha[t] > 0.0);
+            if (y[t] > 0.0 && can_rise) || (y[t] < 0.0 && can_fall) {
+                up = up.max(v);
+            }
+            if (y[t] > 0.0 && can_fall) || (y[t] < 0.0 && can_rise) {
+                low = low.min(v);
+            }
+        }
+        up - low
+    }
+
+    /// Shrinking and without: both reach the stopping rule over all variables, the same dual
+    /// objective, and the same model, on problems where shrinking happens.
+    #[test]
+    fn shrinking_changes_nothing_that_matters() {
+        let tol = 1e-3;
+        let (x, classes, targets) = overlapping(800);
+        let (test, _, _) = overlapping(300);
+        let with = |shrinking| Settings { tol, shrinking };
+        for kernel in [Kernel::Linear, Kernel::Rbf { gamma: 0.2 }] {
+            let c = 10.0;
+            // C-SVC.
+            let y: Vec<f64> = classes
+                .iter()
+                .map(|&k| if k == 0 { 1.0 } else { -1.0 })
+                .collect();
+            let svc = |shrinking| {
+                let problem = Problem {
+                    q: SvcQ::new(&x, &y, kernel),
+                    y: y.clone(),
+                    p: vec![-1.0; y.len()],
+                    c: vec![c; y.len()],
+                };
+                solve(problem, with(shrinking))
+            };
+            let (shrunk, full) = (svc(true), svc(false));
+            // ε-SVR.
+            let (n, epsilon) = (targets.len(), 0.1);
+            let y_svr: Vec<f64> = (0..2 * n).map(|t| if t < n { 1.0 } else { -1.0 }).collect();
+            let p_svr: Vec<f64> = (0..2 * n)
+                .map(|t| {
+                    if t < n {
+                        epsilon - targets[t]
+                    } else {
+                        epsilon + targets[t - n]
+                    }
+                })
+                .collect();
+            let svr = |shrinking| {
+                let problem = Problem {
+                    q: SvrQ::new(&x, kernel),
+                    y: y_svr.clone(),
+                    p: p_svr.clone(),
+                    c: vec![c; 2 * n],
+                };
+                solve(problem, with(shrinking))
+            };
+            let (shrunk_svr, full_svr) = (svr(true), svr(false));
+            for (what, shrunk, full, gap) in [
+                (
+                    "svc",
+                    &shrunk,
+                    &full,
+                    kkt_gap(
+                        SvcQ::new(&x, &y, kernel),
+                        &y,
+                        &vec![-1.0; y.len()],
+                        c,
+                        &shrunk.alpha,
+                    ),
+                ),
+                (
+                    "svr",
+                    &shrunk_svr,
+                    &full_svr,
+                    kkt_gap(SvrQ::new(&x, kernel), &y_svr, &p_svr, c, &shrunk_svr.alpha),
+                ),
+            ] {
+                let case = format!("{what} {kernel:?}: {:?}", shrunk.stats);
+                assert!(shrunk.stats.iterations > 1000, "{case}");
+                assert!(shrunk.stats.shrunk > 0, "{case}");
+                assert!(shrunk.stats.reconstructions > 0, "{case}");
+                assert_eq!(full.stats.shrunk, 0, "{case}");
+                assert!(gap < tol, "{case}: gap {gap}");
+                // Both stop within `tol` of optimality, not at the optimum.
+                let diff = (shrunk.objective - full.objective).abs();
+                assert!(
+                    diff <= 1e-5 * full.objective.abs(),
+                    "{case}: {} vs {}",
+                    shrunk.objective,
+                    full.objective
+                );
+            }
+            let fit = |shrinking| Svc::fit_with(&x, &classes, 2, c, kernel, with(shrinking));
+            assert_eq!(
+                fit(true).predict(&test).0,
+                fit(false).predict(&test).0,
+                "{kernel:?}"
+            );
+            let fit = |shrinking| Svr::fit_with(&x, &targets, c, 0.1, kernel, with(shrinking));
+            let (a, b) = (fit(true).predict(&test), fit(false).predict(&test));
+            let worst = a
+                .iter()
+                .zip(&b)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f64::max);
+            assert!(worst < 1e-2, "{kernel:?}: predictions differ by {worst}");
+        }
+    }
 
     #[test]
     fn separates_two_and_three_classes() {
