@@ -4,8 +4,6 @@
 //! when it asks for more. Rows are cached under a budget of entries, least recently used first
 //! out, as libsvm's `Cache`.
 
-use std::ops::Range;
-
 use crate::matrix::{dot, dot4, Matrix};
 
 use super::Kernel;
@@ -132,7 +130,7 @@ impl RowCache {
     }
 }
 
-/// `K(xᵢ, x_{row_of(t)})` for `t` in `range`, into `out` (`out[0]` for `range.start`), with
+/// `K(xᵢ, x_{row_of(t)})` for `t` from `start` on, into `out` (`out[0]` for `start`), with
 /// `norms[t]` the squared norm of row `row_of(t)`: four rows per pass, so that `xᵢ` is read once
 /// for four dot products (`dot4`).
 fn kernel_entries(
@@ -142,9 +140,9 @@ fn kernel_entries(
     row_of: impl Fn(usize) -> usize,
     norms: &[f64],
     out: &mut [f64],
-    range: Range<usize>,
+    start: usize,
 ) {
-    let mut t = range.start;
+    let mut t = start;
     for block in out.chunks_mut(4) {
         if block.len() == 4 {
             let rows = [
@@ -164,7 +162,6 @@ fn kernel_entries(
         }
         t += block.len();
     }
-    debug_assert_eq!(t, range.end);
 }
 
 /// `Q` of a C-SVC: one variable per training row, its rows cached in the solver's order.
@@ -209,7 +206,7 @@ impl<'a> SvcQ<'a> {
             |t| data_row[t],
             &self.norms,
             &mut row[start..len],
-            start..len,
+            start,
         );
         let yi = self.y[i];
         for (q, &yt) in row[start..len].iter_mut().zip(&self.y[start..len]) {
@@ -285,7 +282,7 @@ impl<'a> SvrQ<'a> {
         if start < n {
             let xr = (self.x.row(r), self.norms[r]);
             let row = &mut self.cache.rows[r][start..n];
-            kernel_entries(self.kernel, self.x, xr, |t| t, &self.norms, row, start..n);
+            kernel_entries(self.kernel, self.x, xr, |t| t, &self.norms, row, start);
         }
     }
 
