@@ -4,7 +4,7 @@
 //! when it asks for more. Rows are cached under a budget of entries, least recently used first
 //! out, as libsvm's `Cache`.
 
-use crate::matrix::{dot, Matrix};
+use crate::matrix::{dot, dot4, Matrix};
 
 use super::Kernel;
 
@@ -130,6 +130,40 @@ impl RowCache {
     }
 }
 
+/// `K(xᵢ, x_{row_of(t)})` for `t` from `start` on, into `out` (`out[0]` for `start`), with
+/// `norms[t]` the squared norm of row `row_of(t)`: four rows per pass, so that `xᵢ` is read once
+/// for four dot products (`dot4`).
+fn kernel_entries(
+    kernel: Kernel,
+    x: &Matrix,
+    (xi, ni): (&[f64], f64),
+    row_of: impl Fn(usize) -> usize,
+    norms: &[f64],
+    out: &mut [f64],
+    start: usize,
+) {
+    let mut t = start;
+    for block in out.chunks_mut(4) {
+        if block.len() == 4 {
+            let rows = [
+                x.row(row_of(t)),
+                x.row(row_of(t + 1)),
+                x.row(row_of(t + 2)),
+                x.row(row_of(t + 3)),
+            ];
+            let d = dot4(rows, xi);
+            for (k, o) in block.iter_mut().enumerate() {
+                *o = kernel.of_dot(d[k], ni, norms[t + k]);
+            }
+        } else {
+            for (k, o) in block.iter_mut().enumerate() {
+                *o = kernel.eval(xi, x.row(row_of(t + k)), ni, norms[t + k]);
+            }
+        }
+        t += block.len();
+    }
+}
+
 /// `Q` of a C-SVC: one variable per training row, its rows cached in the solver's order.
 #[derive(Debug)]
 pub(super) struct SvcQ<'a> {
@@ -162,13 +196,21 @@ impl<'a> SvcQ<'a> {
         if start >= len {
             return;
         }
-        let (xi, ni, yi) = (self.x.row(self.data_row[i]), self.norms[i], self.y[i]);
+        let xi = (self.x.row(self.data_row[i]), self.norms[i]);
         let row = &mut self.cache.rows[i];
-        for t in start..len {
-            let k = self
-                .kernel
-                .eval(xi, self.x.row(self.data_row[t]), ni, self.norms[t]);
-            row[t] = yi * self.y[t] * k;
+        let data_row = &self.data_row;
+        kernel_entries(
+            self.kernel,
+            self.x,
+            xi,
+            |t| data_row[t],
+            &self.norms,
+            &mut row[start..len],
+            start,
+        );
+        let yi = self.y[i];
+        for (q, &yt) in row[start..len].iter_mut().zip(&self.y[start..len]) {
+            *q *= yi * yt;
         }
     }
 }
@@ -237,10 +279,10 @@ impl<'a> SvrQ<'a> {
     fn fill(&mut self, r: usize) {
         let n = self.x.rows();
         let start = self.cache.grow(r, n);
-        let (xr, nr) = (self.x.row(r), self.norms[r]);
-        let row = &mut self.cache.rows[r];
-        for t in start..n {
-            row[t] = self.kernel.eval(xr, self.x.row(t), nr, self.norms[t]);
+        if start < n {
+            let xr = (self.x.row(r), self.norms[r]);
+            let row = &mut self.cache.rows[r][start..n];
+            kernel_entries(self.kernel, self.x, xr, |t| t, &self.norms, row, start);
         }
     }
 
