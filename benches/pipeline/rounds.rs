@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 
-use crate::floor::{self, Compute, Floor, Queue, Sql};
+use crate::floor::{self, Compute, Floor, Queue, Sql, IN_FLIGHT};
 use crate::report::{
     median, median_run, paired_note, paired_ratios, rates, retried, Measured, Row, Table,
 };
@@ -106,7 +106,7 @@ pub(crate) async fn run_workload(
         others.push(Other::new(
             Floor::OneHop(Compute::AfterWrites, Sql::Copy, Queue::Quorum),
             "(a) sequential floor: the same, COPY, features computed after the samples are written",
-            "nothing overlapped",
+            "nothing overlapped within a batch",
         ));
     }
     let mut swarm_runs: Vec<(Vec<Measured>, u32, bool)> =
@@ -175,7 +175,7 @@ pub(crate) async fn run_workload(
     let floor_row = median_run(best_runs);
     table.push(Row {
         what: format!(
-            "(a) floor: one hop, {BATCH} messages per transaction, {}, quorum queue",
+            "(a) floor: one hop, {BATCH} messages per transaction, {IN_FLIGHT} in flight, {}, quorum queue",
             sql_name(best_sql)
         ),
         // The row shows one run (the one nearest below the median); the ratios below are to the

@@ -10,7 +10,8 @@
 //!   production queue type (quorum), and once per round on a classic queue, so the quorum
 //!   queue's cost is visible.
 //!
-//! Every floor runs one loop, one batch at a time, like the runtime's batched mode.
+//! Every floor takes a batch at a time and works on up to [`consume::IN_FLIGHT`] at once, acking
+//! them in order, like the runtime's batched mode.
 
 mod consume;
 mod one_hop;
@@ -21,7 +22,7 @@ use lapin::options::{QueueBindOptions, QueueDeleteOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use uuid::Uuid;
 
-pub use consume::Batching;
+pub use consume::{Batching, IN_FLIGHT};
 pub use one_hop::{Compute, Sql};
 
 use crate::cpu::Cpu;

@@ -11,7 +11,8 @@
 //!    thread while the samples are written ([`Compute::WhileWriting`]) or after
 //!    ([`Compute::AfterWrites`]);
 //!
-//! then the commit and one `multiple=true` ack. No `features.v1` message, no outbox, no second
+//! then the commit and one `multiple=true` ack. Two batches are in flight: one is decoded and
+//! written while the one before commits, on a connection of its own. No `features.v1` message, no outbox, no second
 //! queue, no re-reading the samples. The rows are Swarm's: values as big-endian `float4`
 //! `bytea`, the lineage columns (`job_id`, `message_id`) of the message that wrote each row.
 //!
@@ -77,7 +78,8 @@ pub enum Compute {
 }
 
 /// Takes `messages` `ingest.v1` deliveries from `consumer` (of `queue`) and commits each
-/// batch's samples and features in one transaction, then acks it.
+/// batch's samples and features in one transaction (up to [`IN_FLIGHT`](super::consume::IN_FLIGHT)
+/// at once, on connections of `pool`), then acks it.
 pub async fn one_hop(
     consumer: &mut Consumer,
     pool: &Pool,
@@ -87,8 +89,13 @@ pub async fn one_hop(
     compute: Compute,
     sql: Sql,
 ) -> anyhow::Result<()> {
-    each_batch(consumer, messages, batching, async |batch| {
-        commit(pool, queue, batch, compute, sql).await
+    let queue = queue.to_string();
+    each_batch(consumer, messages, batching, |batch| {
+        let (pool, queue) = (pool.clone(), queue.clone());
+        async move {
+            commit(&pool, &queue, &batch, compute, sql).await?;
+            Ok(batch)
+        }
     })
     .await
 }
