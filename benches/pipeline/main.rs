@@ -19,15 +19,19 @@
 //! `SELECT count(*) FROM features WHERE job_id = $1` reaches the number of samples (polled every
 //! 20 ms, every 2 ms over the last tenth); for the floors, from their consumer, set up beforehand,
 //! until their loop commits and acks the last batch. The floors (`floor/`) write the same rows
-//! with the same idempotency records as Swarm, a batch of deliveries per transaction in
-//! set-based statements. Measurements run in rounds (`BENCH_ROUNDS`, default 3): the one-hop
-//! floor, the reference floors, then every Swarm configuration, round after round, and the floor
-//! once more at the end; each row shows its median run, and ratios are to the median of the
-//! floor's runs; its note also gives each run against the floor runs just before and after it
-//! (paired ratios: the machine's drift cancels). The reference floors, shown but not targets: the
-//! same loop on a classic queue (the quorum queue's cost), and for the time series a
-//! *sequential* floor, the features computed after the samples are written, nothing overlapped
-//! (Swarm's notes add their ratio to it). Each row also shows the CPU it used per item:
+//! with the same idempotency records and lineage columns as Swarm, a batch of deliveries per
+//! transaction, two batches in flight (one written while the other commits), in one of two SQL
+//! forms: binary `COPY` into temporary staging tables and one `INSERT … SELECT … ON CONFLICT`
+//! per table, or multi-row upserts of `unnest`ed arrays.
+//! Measurements run in rounds (`BENCH_ROUNDS`, default 3): the one-hop floor in both forms, the
+//! reference floors, then every Swarm configuration, round after round, and the floor in both
+//! forms once more at the end. The form with the higher median is *the* floor: each row shows
+//! its median run, and ratios are to the median of that floor's runs; its note also gives each
+//! run against the floor runs just before and after it (paired ratios: the machine's drift
+//! cancels). The reference floors, shown but not targets: the other SQL form, the `COPY` loop
+//! on a classic queue (the quorum queue's cost), and for the time series a *sequential* `COPY`
+//! floor, the features computed after the samples are written, nothing overlapped within a
+//! batch (Swarm's notes add their ratio to it). Each row also shows the CPU it used per item:
 //! the whole machine's, this process's (the consumers), PostgreSQL's, RabbitMQ's and the rest's
 //! (the kernel's threads, anything else). Two last Swarm rows run each hop alone: the ingest
 //! worker until every sample is stored, and the features worker over the `features.v1` messages

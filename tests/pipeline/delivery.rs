@@ -1,9 +1,11 @@
-//! Exactly once and in batches: redeliveries, a message id twice in a batch, the batch's idle
-//! commit, the worker handle, unroutable messages, and a producer in another language.
+//! Exactly once and in batches: redeliveries, a message id twice in a batch, a subject in two
+//! messages of one batch, the batch's idle commit, the worker handle, unroutable messages, and a
+//! producer in another language.
 
 use std::time::Duration;
 
 use broker_schemas::IngestV1;
+use swarm_runtime::floats::FloatVec;
 
 use uuid::Uuid;
 
@@ -101,6 +103,147 @@ async fn a_message_id_twice_in_one_batch_is_handled_once() {
         .await;
     assert_eq!(features_messages, 2, "the copy emitted a features.v1");
     env.finish(workers).await;
+}
+
+/// Batches (`swarm_batches_total`) of `queue` committed whole, and split into single messages.
+fn batches(queue: &str) -> (f64, f64) {
+    let text = swarm_runtime::metrics::handle().render();
+    let count = |outcome: &str| {
+        let outcome = format!("outcome=\"{outcome}\"");
+        helpers::metric(
+            &text,
+            "swarm_batches_total",
+            &[&format!("\"{queue}\""), &outcome],
+        )
+    };
+    (count("committed"), count("split"))
+}
+
+/// Every sample of project `p` and its features row: (subject, label, sample values, message
+/// id, updated_at, feature values, the feature row's message id, created_at), by subject.
+async fn stored_rows(env: &TestEnv) -> Vec<String> {
+    let client = env.pool.get().await.unwrap();
+    client
+        .query(
+            r#"SELECT concat_ws(' ', s.subject, s.label, encode(s."values", 'hex'), s.message_id,
+                   s.updated_at, encode(f."values", 'hex'), f.message_id, f.created_at)
+               FROM samples s LEFT JOIN features f ON f.sample_id = s.id
+               WHERE s.project = 'p' ORDER BY s.subject"#,
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subject_in_two_messages_of_one_batch_is_written_once_the_later_wins() {
+    let mut env = TestEnv::new().await;
+    env.settings.batch_size = 10;
+    env.settings.batch_wait_ms = 500;
+    env.settings.batch_idle_ms = 500;
+    let message = |label: &str, subjects: [&str; 2], value: f32| IngestV1 {
+        project: "p".into(),
+        site: "s".into(),
+        samples: subjects
+            .iter()
+            .map(|subject| vector(subject, label, vec![value, 1.0]))
+            .collect(),
+    };
+    // Both name y; they wait in the queue before the worker starts, so they arrive as one
+    // batch, the first delivered first.
+    let (first, second) = (Uuid::now_v7().to_string(), Uuid::now_v7().to_string());
+    let bodies = [
+        (&first, message("a", ["x", "y"], 1.0)),
+        (&second, message("b", ["y", "z"], 2.0)),
+    ];
+    for (id, body) in &bodies {
+        env.publish_ingest(id, body).await;
+    }
+    let ingest = swarm_runtime::spawn(swarm_ingest::IngestHandler, env.settings.clone());
+    // Both features.v1 wait too, so the features worker also takes them as one batch.
+    eventually("two features.v1 queued", || async {
+        env.queue_depth("features").await == 2
+    })
+    .await;
+    let features = swarm_runtime::spawn(swarm_features::FeaturesHandler, env.settings.clone());
+    env.wait_count("features", "SELECT count(*) FROM features", &[], 3)
+        .await;
+    eventually("both features.v1 processed", || async {
+        env.processed("features").await == 2
+    })
+    .await;
+    let labels: String = env
+        .scalar(
+            "SELECT string_agg(subject || ':' || label || ':' || message_id, ',' ORDER BY subject) FROM samples",
+            &[],
+        )
+        .await;
+    assert_eq!(
+        labels,
+        format!("x:a:{first},y:b:{second},z:b:{second}"),
+        "y is the later message's"
+    );
+    let y_feature: Vec<f32> = env
+        .scalar::<FloatVec>(
+            r#"SELECT f."values" FROM features f JOIN samples s ON s.id = f.sample_id WHERE s.subject = 'y'"#,
+            &[],
+        )
+        .await
+        .0;
+    assert_eq!(
+        y_feature,
+        vec![2.0, 1.0],
+        "y's features are of its later sample"
+    );
+    assert_eq!(env.processed("ingest").await, 2, "one record per message");
+    for worker in ["ingest", "features"] {
+        let (committed, split) = batches(&env.topology.queue(worker));
+        assert_eq!(
+            (committed, split),
+            (1.0, 0.0),
+            "{worker}: one batch, committed whole"
+        );
+    }
+
+    // The batch again, with other content: skipped whole (a sentinel after it shows when).
+    let before = stored_rows(&env).await;
+    for (id, body) in &bodies {
+        let mut again = body.clone();
+        again
+            .samples
+            .iter_mut()
+            .for_each(|s| s.label = "changed".into());
+        env.publish_ingest(id, &again).await;
+    }
+    let sentinel = IngestV1 {
+        project: "q".into(),
+        site: "s".into(),
+        samples: vec![vector("w", "a", vec![1.0, 1.0])],
+    };
+    env.publish_ingest(&Uuid::now_v7().to_string(), &sentinel)
+        .await;
+    env.wait_count(
+        "the sentinel's features",
+        "SELECT count(*) FROM features",
+        &[],
+        4,
+    )
+    .await;
+    assert_eq!(
+        stored_rows(&env).await,
+        before,
+        "the redelivery changed rows"
+    );
+    assert_eq!(env.processed("ingest").await, 3);
+    assert_eq!(
+        env.processed("features").await,
+        3,
+        "the redelivery emitted nothing"
+    );
+    env.finish(vec![ingest, features]).await;
 }
 
 /// An `ingest.v1` of one small vector sample of project `p`.

@@ -1,7 +1,9 @@
 //! Taking deliveries a batch at a time, as the runtime's batched mode does: up to `size` per
-//! batch, one `multiple=true` ack after each; and the broker-alone floor, which does nothing
-//! else.
+//! batch, up to [`IN_FLIGHT`] batches worked on at once, one `multiple=true` ack after each, in
+//! order; and the broker-alone floor, which does nothing else.
 
+use std::collections::VecDeque;
+use std::future::Future;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
@@ -10,6 +12,7 @@ use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, Consumer};
+use tokio::task::JoinHandle;
 
 /// How a floor groups deliveries: up to `size` per batch, waiting at most `wait` for it to fill
 /// (the runtime's `BATCH_SIZE` / `BATCH_WAIT_MS`).
@@ -84,22 +87,43 @@ async fn ack_through(last: &Delivery) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Batches a floor commits at once: the next batch is decoded and written while the one before
+/// commits, as Swarm's workers keep batches in flight (`CONCURRENCY`); acks stay in order.
+pub const IN_FLIGHT: usize = 2;
+
 /// Takes `messages` deliveries from `consumer` (of [`consume`]) a batch at a time: `work` on
-/// each batch, then one `multiple=true` ack for it.
-pub(super) async fn each_batch(
+/// each batch on a task of its own, up to [`IN_FLIGHT`] at once, each giving its batch back
+/// when done; then one `multiple=true` ack per batch, in their order.
+pub(super) async fn each_batch<F, Fut>(
     consumer: &mut Consumer,
     messages: usize,
     batching: Batching,
-    mut work: impl AsyncFnMut(&[Delivery]) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
+    work: F,
+) -> anyhow::Result<()>
+where
+    F: Fn(Vec<Delivery>) -> Fut,
+    Fut: Future<Output = anyhow::Result<Vec<Delivery>>> + Send + 'static,
+{
+    let mut pending = VecDeque::new();
     let mut done = 0;
     while done < messages {
         let batch = next_batch(consumer, batching.size.min(messages - done), batching.wait).await?;
-        work(&batch).await?;
-        ack_through(batch.last().expect("a batch is never empty")).await?;
         done += batch.len();
+        pending.push_back(tokio::spawn(work(batch)));
+        if pending.len() == IN_FLIGHT {
+            settle(pending.pop_front().expect("in flight")).await?;
+        }
+    }
+    while let Some(task) = pending.pop_front() {
+        settle(task).await?;
     }
     Ok(())
+}
+
+/// Waits for a batch's work, then acks through its last delivery.
+async fn settle(task: JoinHandle<anyhow::Result<Vec<Delivery>>>) -> anyhow::Result<()> {
+    let batch = task.await.context("a batch's task panicked")??;
+    ack_through(batch.last().expect("a batch is never empty")).await
 }
 
 /// Takes `messages` deliveries from `consumer` and acks them, a batch at a time; no database.
@@ -108,5 +132,11 @@ pub async fn broker_alone(
     messages: usize,
     batching: Batching,
 ) -> anyhow::Result<()> {
-    each_batch(consumer, messages, batching, async |_| Ok(())).await
+    each_batch(
+        consumer,
+        messages,
+        batching,
+        |batch| async move { Ok(batch) },
+    )
+    .await
 }

@@ -4,11 +4,14 @@
 //! - [`Floor::BrokerAlone`] ([`consume::broker_alone`]): consume the pre-filled queue and ack
 //!   with `multiple=true` once per batch; no decoding, no database. The ceiling the broker sets.
 //! - [`Floor::OneHop`] ([`one_hop::one_hop`]): the same queue, and per batch one transaction that
-//!   writes what Swarm's ingest and features workers write, in set-based statements — the least
-//!   a correct consumer can do. On the production queue type (quorum), and once per round on a
-//!   classic queue, so the quorum queue's cost is visible.
+//!   writes what Swarm's ingest and features workers write — the least a correct consumer can
+//!   do — through binary `COPY` and one `INSERT … SELECT … ON CONFLICT` per table
+//!   ([`Sql::Copy`]) or multi-row upserts of `unnest`ed arrays ([`Sql::Unnest`]). On the
+//!   production queue type (quorum), and once per round on a classic queue, so the quorum
+//!   queue's cost is visible.
 //!
-//! Every floor runs one loop, one batch at a time, like the runtime's batched mode.
+//! Every floor takes a batch at a time and works on up to [`consume::IN_FLIGHT`] at once, acking
+//! them in order, like the runtime's batched mode.
 
 mod consume;
 mod one_hop;
@@ -19,8 +22,8 @@ use lapin::options::{QueueBindOptions, QueueDeleteOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use uuid::Uuid;
 
-pub use consume::Batching;
-pub use one_hop::Compute;
+pub use consume::{Batching, IN_FLIGHT};
+pub use one_hop::{Compute, Sql};
 
 use crate::cpu::Cpu;
 use crate::report::Measured;
@@ -42,7 +45,7 @@ pub enum Queue {
 #[derive(Debug, Clone, Copy)]
 pub enum Floor {
     BrokerAlone,
-    OneHop(Compute, Queue),
+    OneHop(Compute, Sql, Queue),
 }
 
 /// Measures `which` floor over `workload` in a world of its own.
@@ -53,7 +56,7 @@ pub async fn measure(
 ) -> anyhow::Result<Measured> {
     let world = World::new(services).await?;
     let queue = world.topology.queue("ingest");
-    if let Floor::OneHop(_, Queue::Classic) = which {
+    if let Floor::OneHop(_, _, Queue::Classic) = which {
         if let Err(error) = classic(&world, &queue).await {
             world.finish().await?;
             return Err(error);
@@ -93,7 +96,7 @@ pub async fn measure(
         Floor::BrokerAlone => {
             consume::broker_alone(&mut consumer, workload.messages, batching).await
         }
-        Floor::OneHop(compute, _) => {
+        Floor::OneHop(compute, sql, _) => {
             one_hop::one_hop(
                 &mut consumer,
                 &pool,
@@ -101,6 +104,7 @@ pub async fn measure(
                 workload.messages,
                 batching,
                 compute,
+                sql,
             )
             .await
         }

@@ -1,38 +1,48 @@
 //! The one-hop floor: the least a correct consumer does to store what Swarm's ingest and
-//! features workers store, with the fastest SQL for it. Per batch of deliveries, in ONE
-//! transaction:
+//! features workers store. Per batch of deliveries, in ONE transaction:
 //!
 //! 1. the batch's idempotency records, one `INSERT … SELECT unnest(…) … ON CONFLICT DO NOTHING
 //!    RETURNING` (a redelivered message is skipped);
 //! 2. the ingest worker's project check, once per project in the batch;
-//! 3. every sample of the batch in one multi-row upsert: its columns sent as arrays and
-//!    `unnest`ed, `ON CONFLICT (project, site, subject) DO UPDATE`, `RETURNING` the ids (a
-//!    subject named by two messages of the batch is written once, the later message's);
+//! 3. every sample of the batch in one multi-row upsert, `ON CONFLICT (project, site, subject)
+//!    DO UPDATE`, `RETURNING` the ids (a subject named by two messages of the batch is written
+//!    once, the later message's);
 //! 4. every sample's features in one multi-row upsert the same way, computed on a blocking
 //!    thread while the samples are written ([`Compute::WhileWriting`]) or after
 //!    ([`Compute::AfterWrites`]);
 //!
-//! then the commit and one `multiple=true` ack. No `features.v1` message, no outbox, no second
+//! then the commit and one `multiple=true` ack. Two batches are in flight: one is decoded and
+//! written while the one before commits, on a connection of its own. No `features.v1` message, no outbox, no second
 //! queue, no re-reading the samples. The rows are Swarm's: values as big-endian `float4`
 //! `bytea`, the lineage columns (`job_id`, `message_id`) of the message that wrote each row.
+//!
+//! The upserts take one of two forms ([`Sql`]): binary `COPY … FROM STDIN` into the session's
+//! temporary staging tables (no WAL, emptied at every commit) and one `INSERT … SELECT … ON
+//! CONFLICT` from each, or every column as an array parameter, `unnest`ed in the select list
+//! (read in lockstep; in `FROM` the server would first copy the arrays into a tuplestore, onto
+//! disk past `work_mem`: a batch of time series is 15 MB). The staging tables need the
+//! database's TEMP privilege (PUBLIC's unless revoked).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context as _};
 use broker_schemas::{IngestV1, SampleKind};
-use deadpool_postgres::Pool;
+use deadpool_postgres::{Pool, Transaction};
 use lapin::message::Delivery;
 use lapin::Consumer;
 use swarm_runtime::floats::Floats;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::Type;
 
 use super::consume::{each_batch, Batching};
 
-/// The ingest worker's upsert (workers/ingest/src/handler.rs) for a whole batch of messages:
-/// every column an array, without `covariates` and `text`, which the bench's samples leave at
+/// The ingest worker's upsert (workers/ingest/src/handler.rs): every column an array, without `covariates` and `text`, which the bench's samples leave at
 /// their defaults (`'{}'` and NULL).
 const UPSERT_SAMPLES: &str = r#"INSERT INTO samples (project, site, subject, label, kind, timepoints, "values", job_id, message_id)
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::integer[], $7::bytea[], $8::text[], $9::text[])
+    SELECT unnest($1::text[]), unnest($2::text[]), unnest($3::text[]), unnest($4::text[]),
+        unnest($5::text[]), unnest($6::integer[]), unnest($7::bytea[]), unnest($8::text[]),
+        unnest($9::text[])
     ON CONFLICT (project, site, subject) DO UPDATE SET
         label = EXCLUDED.label, kind = EXCLUDED.kind, timepoints = EXCLUDED.timepoints,
         "values" = EXCLUDED."values", job_id = EXCLUDED.job_id,
@@ -42,10 +52,21 @@ const UPSERT_SAMPLES: &str = r#"INSERT INTO samples (project, site, subject, lab
 /// The features worker's upsert (workers/features/src/handler.rs) for a whole batch of
 /// messages.
 const UPSERT_FEATURES: &str = r#"INSERT INTO features (sample_id, extractor, version, "values", job_id, message_id)
-    SELECT * FROM unnest($1::bigint[], $2::text[], $3::integer[], $4::bytea[], $5::text[], $6::text[])
+    SELECT unnest($1::bigint[]), unnest($2::text[]), unnest($3::integer[]), unnest($4::bytea[]),
+        unnest($5::text[]), unnest($6::text[])
     ON CONFLICT (sample_id, extractor, version) DO UPDATE SET
         "values" = EXCLUDED."values", job_id = EXCLUDED.job_id,
         message_id = EXCLUDED.message_id, trace_id = EXCLUDED.trace_id, created_at = now()"#;
+
+/// How the one-hop floor sends a batch's rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sql {
+    /// Every column as an array parameter, `unnest`ed into one multi-row upsert.
+    Unnest,
+    /// Binary `COPY` into a session's temporary table, then one `INSERT … SELECT … ON
+    /// CONFLICT` from it.
+    Copy,
+}
 
 /// When the one-hop floor computes a batch's features.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +78,8 @@ pub enum Compute {
 }
 
 /// Takes `messages` `ingest.v1` deliveries from `consumer` (of `queue`) and commits each
-/// batch's samples and features in one transaction, then acks it.
+/// batch's samples and features in one transaction (up to [`IN_FLIGHT`](super::consume::IN_FLIGHT)
+/// at once, on connections of `pool`), then acks it.
 pub async fn one_hop(
     consumer: &mut Consumer,
     pool: &Pool,
@@ -65,9 +87,15 @@ pub async fn one_hop(
     messages: usize,
     batching: Batching,
     compute: Compute,
+    sql: Sql,
 ) -> anyhow::Result<()> {
-    each_batch(consumer, messages, batching, async |batch| {
-        commit(pool, queue, batch, compute).await
+    let queue = queue.to_string();
+    each_batch(consumer, messages, batching, |batch| {
+        let (pool, queue) = (pool.clone(), queue.clone());
+        async move {
+            commit(&pool, &queue, &batch, compute, sql).await?;
+            Ok(batch)
+        }
     })
     .await
 }
@@ -157,6 +185,7 @@ async fn commit(
     queue: &str,
     batch: &[Delivery],
     compute: Compute,
+    sql: Sql,
 ) -> anyhow::Result<()> {
     let mut decoded = batch
         .iter()
@@ -225,19 +254,78 @@ async fn commit(
         let (decoded, order) = (decoded.clone(), order.clone());
         tokio::task::spawn_blocking(move || extract_all(&decoded, &order))
     });
+    let keys = |at: &At| {
+        let (m, s) = (&decoded[at.0].message, &decoded[at.0].message.samples[at.1]);
+        (m.project.as_str(), m.site.as_str(), s.subject.as_str())
+    };
+    let ids = match sql {
+        Sql::Unnest => unnest_samples(&tx, &decoded, &order).await?,
+        Sql::Copy => copy_samples(&tx, &decoded, &order).await?,
+    };
+    // `RETURNING` promises no order: the ids are matched to the samples by key.
+    let ids: HashMap<(&str, &str, &str), i64> = ids
+        .iter()
+        .map(|(p, s, j, id)| ((p.as_str(), s.as_str(), j.as_str()), *id))
+        .collect();
+    let sample_ids = order
+        .iter()
+        .map(|at| {
+            let key = keys(at);
+            ids.get(&key)
+                .copied()
+                .with_context(|| format!("no id returned for {key:?}"))
+        })
+        .collect::<anyhow::Result<Vec<i64>>>()?;
+    let extracted = match extraction {
+        Some(extraction) => extraction.await.context("feature extraction panicked")?,
+        None => extract_all(&decoded, &order),
+    };
+    let rows: Vec<FeatureRow> = order
+        .iter()
+        .zip(&sample_ids)
+        .zip(&extracted)
+        .map(|((&(m, _), &sample_id), e)| FeatureRow {
+            sample_id,
+            extractor: e.0,
+            version: e.1,
+            values: &e.2,
+            job_id: decoded[m].job_id.as_deref(),
+            message_id: &decoded[m].message_id,
+        })
+        .collect();
+    match sql {
+        Sql::Unnest => unnest_features(&tx, &rows).await?,
+        Sql::Copy => copy_features(&tx, &rows).await?,
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// A sample's id as `RETURNING` gives it: `(project, site, subject, id)`.
+type SampleId = (String, String, String, i64);
+
+fn returned(rows: &[tokio_postgres::Row]) -> Vec<SampleId> {
+    rows.iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect()
+}
+
+async fn unnest_samples(
+    tx: &Transaction<'_>,
+    decoded: &[Decoded],
+    order: &[At],
+) -> anyhow::Result<Vec<SampleId>> {
     let message_of = |&(m, _): &At| &decoded[m];
     let sample_of = |&(m, s): &At| &decoded[m].message.samples[s];
     let rows = tx
         .query(
             UPSERT_SAMPLES,
             &[
-                &column(&decoded, &order, |d, (m, _)| &d[m].message.project),
-                &column(&decoded, &order, |d, (m, _)| &d[m].message.site),
-                &column(&decoded, &order, |d, (m, s)| {
-                    &d[m].message.samples[s].subject
-                }),
-                &column(&decoded, &order, |d, (m, s)| &d[m].message.samples[s].label),
-                &column(&decoded, &order, |d, (m, s)| {
+                &column(decoded, order, |d, (m, _)| &d[m].message.project),
+                &column(decoded, order, |d, (m, _)| &d[m].message.site),
+                &column(decoded, order, |d, (m, s)| &d[m].message.samples[s].subject),
+                &column(decoded, order, |d, (m, s)| &d[m].message.samples[s].label),
+                &column(decoded, order, |d, (m, s)| {
                     d[m].message.samples[s].kind.as_str()
                 }),
                 &order
@@ -252,48 +340,152 @@ async fn commit(
                     .iter()
                     .map(|at| message_of(at).job_id.as_deref())
                     .collect::<Vec<_>>(),
-                &column(&decoded, &order, |d, (m, _)| &d[m].message_id),
+                &column(decoded, order, |d, (m, _)| &d[m].message_id),
             ],
         )
         .await?;
-    // `RETURNING` promises no order: the ids are matched to the samples by key.
-    let ids: HashMap<(&str, &str, &str), i64> = rows
-        .iter()
-        .map(|r| ((r.get(0), r.get(1), r.get(2)), r.get(3)))
-        .collect();
-    let sample_ids = order
-        .iter()
-        .map(|at| {
-            let (m, s) = (message_of(at), sample_of(at));
-            let key = (
-                m.message.project.as_str(),
-                m.message.site.as_str(),
-                s.subject.as_str(),
-            );
-            ids.get(&key)
-                .copied()
-                .with_context(|| format!("no id returned for {key:?}"))
-        })
-        .collect::<anyhow::Result<Vec<i64>>>()?;
-    let extracted = match extraction {
-        Some(extraction) => extraction.await.context("feature extraction panicked")?,
-        None => extract_all(&decoded, &order),
-    };
+    Ok(returned(&rows))
+}
+
+/// The session's staging tables, made once per connection: temporary (no WAL, no other
+/// session sees them), emptied at every commit, their values stored uncompressed like the
+/// tables they stand for. `temp_buffers` can only be raised before a session's first temporary
+/// table: enough for a batch's samples, so staging them stays in memory.
+const STAGING: &str = r#"DO $$ BEGIN
+    IF to_regclass('pg_temp.staged_samples') IS NULL THEN
+        PERFORM set_config('temp_buffers', '64MB', false);
+        CREATE TEMP TABLE staged_samples (project text, site text, subject text, label text,
+            kind text, timepoints integer, "values" bytea, job_id text, message_id text)
+            ON COMMIT DELETE ROWS;
+        ALTER TABLE staged_samples ALTER COLUMN "values" SET STORAGE EXTERNAL;
+        CREATE TEMP TABLE staged_features (sample_id bigint, extractor text, version integer,
+            "values" bytea, job_id text, message_id text) ON COMMIT DELETE ROWS;
+        ALTER TABLE staged_features ALTER COLUMN "values" SET STORAGE EXTERNAL;
+    END IF;
+END $$"#;
+
+async fn copy_samples(
+    tx: &Transaction<'_>,
+    decoded: &[Decoded],
+    order: &[At],
+) -> anyhow::Result<Vec<SampleId>> {
+    tx.batch_execute(STAGING).await?;
+    let sink = tx
+        .copy_in(
+            r#"COPY staged_samples (project, site, subject, label, kind, timepoints, "values", job_id, message_id) FROM STDIN BINARY"#,
+        )
+        .await?;
+    let types = [
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::INT4,
+        Type::BYTEA,
+        Type::TEXT,
+        Type::TEXT,
+    ];
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    let mut writer = std::pin::pin!(writer);
+    for &(m, s) in order {
+        let d = &decoded[m];
+        let sample = &d.message.samples[s];
+        writer
+            .as_mut()
+            .write(&[
+                &d.message.project,
+                &d.message.site,
+                &sample.subject,
+                &sample.label,
+                &sample.kind.as_str(),
+                &sample.timepoints.map(|t| t as i32),
+                &Floats(&sample.values),
+                &d.job_id,
+                &d.message_id,
+            ])
+            .await?;
+    }
+    writer.finish().await?;
+    let rows = tx
+        .query(
+            r#"INSERT INTO samples (project, site, subject, label, kind, timepoints, "values", job_id, message_id)
+               SELECT * FROM staged_samples
+               ON CONFLICT (project, site, subject) DO UPDATE SET
+                   label = EXCLUDED.label, kind = EXCLUDED.kind, timepoints = EXCLUDED.timepoints,
+                   "values" = EXCLUDED."values", job_id = EXCLUDED.job_id,
+                   message_id = EXCLUDED.message_id, trace_id = EXCLUDED.trace_id, updated_at = now()
+               RETURNING project, site, subject, id"#,
+            &[],
+        )
+        .await?;
+    Ok(returned(&rows))
+}
+
+/// One `features` row to write.
+struct FeatureRow<'a> {
+    sample_id: i64,
+    extractor: &'static str,
+    version: i32,
+    values: &'a [f32],
+    job_id: Option<&'a str>,
+    message_id: &'a str,
+}
+
+async fn unnest_features(tx: &Transaction<'_>, rows: &[FeatureRow<'_>]) -> anyhow::Result<()> {
     tx.execute(
         UPSERT_FEATURES,
         &[
-            &sample_ids,
-            &extracted.iter().map(|e| e.0).collect::<Vec<_>>(),
-            &extracted.iter().map(|e| e.1).collect::<Vec<_>>(),
-            &extracted.iter().map(|e| Floats(&e.2)).collect::<Vec<_>>(),
-            &order
-                .iter()
-                .map(|at| message_of(at).job_id.as_deref())
-                .collect::<Vec<_>>(),
-            &column(&decoded, &order, |d, (m, _)| &d[m].message_id),
+            &rows.iter().map(|r| r.sample_id).collect::<Vec<_>>(),
+            &rows.iter().map(|r| r.extractor).collect::<Vec<_>>(),
+            &rows.iter().map(|r| r.version).collect::<Vec<_>>(),
+            &rows.iter().map(|r| Floats(r.values)).collect::<Vec<_>>(),
+            &rows.iter().map(|r| r.job_id).collect::<Vec<_>>(),
+            &rows.iter().map(|r| r.message_id).collect::<Vec<_>>(),
         ],
     )
     .await?;
-    tx.commit().await?;
+    Ok(())
+}
+
+async fn copy_features(tx: &Transaction<'_>, rows: &[FeatureRow<'_>]) -> anyhow::Result<()> {
+    let sink = tx
+        .copy_in(
+            r#"COPY staged_features (sample_id, extractor, version, "values", job_id, message_id) FROM STDIN BINARY"#,
+        )
+        .await?;
+    let types = [
+        Type::INT8,
+        Type::TEXT,
+        Type::INT4,
+        Type::BYTEA,
+        Type::TEXT,
+        Type::TEXT,
+    ];
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    let mut writer = std::pin::pin!(writer);
+    for r in rows {
+        writer
+            .as_mut()
+            .write(&[
+                &r.sample_id,
+                &r.extractor,
+                &r.version,
+                &Floats(r.values),
+                &r.job_id,
+                &r.message_id,
+            ])
+            .await?;
+    }
+    writer.finish().await?;
+    tx.execute(
+        r#"INSERT INTO features (sample_id, extractor, version, "values", job_id, message_id)
+           SELECT * FROM staged_features
+           ON CONFLICT (sample_id, extractor, version) DO UPDATE SET
+               "values" = EXCLUDED."values", job_id = EXCLUDED.job_id,
+               message_id = EXCLUDED.message_id, trace_id = EXCLUDED.trace_id, created_at = now()"#,
+        &[],
+    )
+    .await?;
     Ok(())
 }

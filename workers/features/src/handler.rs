@@ -1,10 +1,13 @@
-//! The features handler: load the samples named by `features.v1`, extract, upsert `features`
-//! in set-based statements.
+//! The features handler: load the samples named by `features.v1` — a message's, or a whole
+//! batch's — extract, upsert `features` in set-based statements.
+
+use std::collections::HashMap;
 
 use broker_schemas::{limits, FeaturesV1};
 use futures_util::future::try_join_all;
 use swarm_runtime::floats::{FloatVec, Floats};
 use swarm_runtime::{HandleError, Handler, Work};
+use tokio_postgres::types::ToSql;
 
 use crate::{connectivity, text};
 
@@ -98,59 +101,128 @@ impl Handler for FeaturesHandler {
 
     #[tracing::instrument(name = "features", skip_all, fields(project = %message.project, samples = message.sample_ids.len()), err)]
     async fn handle(&self, work: &mut Work<'_>, message: FeaturesV1) -> Result<(), HandleError> {
-        // A sample named twice is extracted once.
-        let mut ids = message.sample_ids.clone();
-        ids.sort_unstable();
-        ids.dedup();
-        // A chunk at a time: a message may name up to 10,000 samples of up to 480,000 values,
-        // far more than should be in memory at once. Ingest's own messages fit in one chunk.
-        for ids in ids.chunks(CHUNK) {
-            let samples = load(work, &message.project, ids).await?;
-            let extracted = extract_all(samples).await?;
-            upsert(work, &extracted).await?;
-        }
-        Ok(())
+        store(std::slice::from_mut(work), vec![message]).await
+    }
+
+    #[tracing::instrument(name = "features", skip_all, fields(messages = messages.len()), err)]
+    async fn handle_batch(
+        &self,
+        works: &mut [Work<'_>],
+        messages: Vec<FeaturesV1>,
+    ) -> Result<(), HandleError> {
+        store(works, messages).await
     }
 }
 
-/// Samples loaded, extracted and upserted together, at most: bounds a message's memory (about
+/// Samples loaded, extracted and upserted together, at most: bounds a batch's memory (about
 /// 250 MB at the largest samples allowed).
 pub const CHUNK: usize = 128;
 
-/// Loads the samples `ids` of `project`; a permanent error names the ids it does not have.
-async fn load(work: &Work<'_>, project: &str, ids: &[i64]) -> Result<Vec<Stored>, HandleError> {
+/// Extracts and stores the features of the samples `messages` name (each recorded as processed
+/// in the transaction `works[i]` holds), a chunk of samples at a time: all the messages'
+/// samples together, in set-based statements. A sample named twice is extracted once; its row's
+/// lineage is the last message that names it, as if the messages had come one after the other.
+async fn store(works: &mut [Work<'_>], messages: Vec<FeaturesV1>) -> Result<(), HandleError> {
+    let Some(first) = works.first() else {
+        return Ok(());
+    };
+    // Each sample id, with the messages that name it (the last one writes its row).
+    let mut named: HashMap<i64, Vec<usize>> = HashMap::new();
+    for (m, message) in messages.iter().enumerate() {
+        for &id in &message.sample_ids {
+            let by = named.entry(id).or_default();
+            if by.last() != Some(&m) {
+                by.push(m);
+            }
+        }
+    }
+    let mut ids: Vec<i64> = named.keys().copied().collect();
+    ids.sort_unstable();
+    let lineage: Vec<Lineage> = works
+        .iter()
+        .map(|w| {
+            let meta = w.meta();
+            Lineage {
+                job_id: meta.job_id.clone(),
+                message_id: meta.message_id.clone(),
+                trace_id: meta.trace_id.clone(),
+            }
+        })
+        .collect();
+    let writer = |id: i64| &lineage[*named[&id].last().expect("a sample id is named")];
+    // A chunk at a time: a message may name 10,000 samples of up to 480,000 values, far more
+    // than should be in memory at once. The chunks are even, so no last one runs nearly empty.
+    let chunks = ids.len().div_ceil(CHUNK).max(1);
+    for ids in ids.chunks(ids.len().div_ceil(chunks).max(1)) {
+        let samples = load(first, ids).await?;
+        check_projects(&messages, &named, ids, &samples)?;
+        let samples = samples.into_iter().map(|(_, stored)| stored).collect();
+        let extracted = extract_all(samples).await?;
+        upsert(first, &extracted, writer).await?;
+    }
+    Ok(())
+}
+
+/// The lineage columns of the message that writes a row.
+struct Lineage {
+    job_id: Option<String>,
+    message_id: String,
+    trace_id: Option<String>,
+}
+
+/// Loads the samples `ids` that exist, each with its project.
+async fn load(work: &Work<'_>, ids: &[i64]) -> Result<Vec<(String, Stored)>, HandleError> {
     let tx = work.tx();
     // By primary key only: with `AND project = $2` in the query the planner, whose row
     // estimates lag behind a growing table, chose the (project, site, subject) index and
-    // read every sample of the project for each message. The project is checked here.
+    // read every sample of the project for each message. The project is checked after.
     let select = tx
         .prepare_cached(
             r#"SELECT id, kind, timepoints, "values", text, project FROM samples WHERE id = ANY($1)"#,
         )
         .await?;
-    let mut rows = tx.query(&select, &[&ids]).await?;
-    rows.retain(|r| r.get::<_, &str>(5) == project);
-    if rows.len() != ids.len() {
-        let found: std::collections::HashSet<i64> = rows.iter().map(|r| r.get(0)).collect();
-        let missing: Vec<i64> = ids
-            .iter()
-            .copied()
-            .filter(|id| !found.contains(id))
-            .collect();
-        return Err(HandleError::permanent(format!(
-            "project {project:?} has no samples with ids {missing:?}"
-        )));
-    }
+    let rows = tx.query(&select, &[&ids]).await?;
     Ok(rows
         .into_iter()
-        .map(|r| Stored {
-            id: r.get(0),
-            kind: r.get(1),
-            timepoints: r.get(2),
-            values: r.get::<_, FloatVec>(3).0,
-            text: r.get(4),
+        .map(|r| {
+            (
+                r.get(5),
+                Stored {
+                    id: r.get(0),
+                    kind: r.get(1),
+                    timepoints: r.get(2),
+                    values: r.get::<_, FloatVec>(3).0,
+                    text: r.get(4),
+                },
+            )
         })
         .collect())
+}
+
+/// A permanent error for the first message that names, among `ids`, a sample its project does
+/// not have.
+fn check_projects(
+    messages: &[FeaturesV1],
+    named: &HashMap<i64, Vec<usize>>,
+    ids: &[i64],
+    loaded: &[(String, Stored)],
+) -> Result<(), HandleError> {
+    let project_of: HashMap<i64, &str> = loaded.iter().map(|(p, s)| (s.id, p.as_str())).collect();
+    let mut missing: Vec<Vec<i64>> = vec![Vec::new(); messages.len()];
+    for id in ids {
+        for &m in &named[id] {
+            if project_of.get(id) != Some(&messages[m].project.as_str()) {
+                missing[m].push(*id);
+            }
+        }
+    }
+    match missing.iter().position(|ids| !ids.is_empty()) {
+        None => Ok(()),
+        Some(m) => Err(HandleError::permanent(format!(
+            "project {:?} has no samples with ids {:?}",
+            messages[m].project, missing[m]
+        ))),
+    }
 }
 
 /// Extracts the features of `samples`, spread over the cores.
@@ -191,18 +263,21 @@ async fn extract_all(samples: Vec<Stored>) -> Result<Vec<Extracted>, HandleError
 /// samples is written in a few statements, not one of a quarter gigabyte.
 const VALUES_PER_STATEMENT: usize = 8 << 20;
 
-/// Upserts `extracted` with the message's lineage: one statement per
-/// [`VALUES_PER_STATEMENT`] values, its rows sent as arrays and `unnest`ed (the ids are
-/// distinct, so no row is upserted twice by a statement).
-async fn upsert(work: &Work<'_>, extracted: &[Extracted]) -> Result<(), HandleError> {
+/// Upserts `extracted`, each row with the lineage `lineage` gives its sample: one statement
+/// per [`VALUES_PER_STATEMENT`] values, its rows sent as arrays and `unnest`ed in the select
+/// list (read in lockstep, nothing materialised; the ids are distinct, so no row is upserted
+/// twice by a statement).
+async fn upsert<'l>(
+    work: &Work<'_>,
+    extracted: &[Extracted],
+    lineage: impl Fn(i64) -> &'l Lineage,
+) -> Result<(), HandleError> {
     let tx = work.tx();
-    let meta = work.meta();
     let stmt = tx
         .prepare_cached(
             r#"INSERT INTO features (sample_id, extractor, version, "values", job_id, message_id, trace_id)
-               SELECT u.sample_id, u.extractor, u.version, u."values", $5, $6, $7
-               FROM unnest($1::bigint[], $2::text[], $3::integer[], $4::bytea[])
-                   AS u (sample_id, extractor, version, "values")
+               SELECT unnest($1::bigint[]), unnest($2::text[]), unnest($3::integer[]),
+                   unnest($4::bytea[]), unnest($5::text[]), unnest($6::text[]), unnest($7::text[])
                ON CONFLICT (sample_id, extractor, version) DO UPDATE SET
                    "values" = EXCLUDED."values", job_id = EXCLUDED.job_id,
                    message_id = EXCLUDED.message_id, trace_id = EXCLUDED.trace_id, created_at = now()"#,
@@ -213,19 +288,20 @@ async fn upsert(work: &Work<'_>, extracted: &[Extracted]) -> Result<(), HandleEr
         let extractors: Vec<&str> = part.iter().map(|e| e.extractor).collect();
         let versions: Vec<i32> = part.iter().map(|e| e.version).collect();
         let values: Vec<Floats> = part.iter().map(|e| Floats(&e.values)).collect();
-        tx.execute(
-            &stmt,
-            &[
-                &sample_ids,
-                &extractors,
-                &versions,
-                &values,
-                &meta.job_id,
-                &meta.message_id,
-                &meta.trace_id,
-            ],
-        )
-        .await?;
+        let lineages: Vec<&Lineage> = part.iter().map(|e| lineage(e.sample_id)).collect();
+        let job_ids: Vec<Option<&str>> = lineages.iter().map(|l| l.job_id.as_deref()).collect();
+        let message_ids: Vec<&str> = lineages.iter().map(|l| l.message_id.as_str()).collect();
+        let trace_ids: Vec<Option<&str>> = lineages.iter().map(|l| l.trace_id.as_deref()).collect();
+        let params: [&(dyn ToSql + Sync); 7] = [
+            &sample_ids,
+            &extractors,
+            &versions,
+            &values,
+            &job_ids,
+            &message_ids,
+            &trace_ids,
+        ];
+        tx.execute(&stmt, &params).await?;
     }
     Ok(())
 }

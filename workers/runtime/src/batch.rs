@@ -10,10 +10,12 @@
 //! messages — a partial batch — are not held back waiting for messages that are not there. In
 //! the time-series bench that wait held both hops' last batches for 20 ms each.
 //!
-//! The batch's handlers run concurrently on its one transaction: their statements share the
-//! connection's pipeline, so the server works through one message's writes while the worker
-//! decodes or computes the next (a features batch: 2,700 → 3,300 subjects/s). Their order on the
-//! connection is not the delivery order — as across batches and replicas, where none is promised.
+//! The batch's fresh messages go to [`Handler::handle_batch`] together, in delivery order, each
+//! with its own [`Work`]. Ingest and features merge the batch's rows into set-based statements
+//! for the whole batch (a row two messages write is written once, the later message's). Any
+//! other handler keeps the default: each message's handler, concurrently on the one
+//! transaction, their statements sharing the connection's pipeline, in no promised order — as
+//! across batches and replicas, where none is promised.
 //!
 //! Up to `CONCURRENCY` batches are in flight at once (a batch's transaction overlaps the next
 //! one's decoding and the one before's commit). A `multiple=true` ack covers every earlier
@@ -190,8 +192,8 @@ async fn handle_batch<H: Handler>(
     .await
 }
 
-/// Handles every message in one transaction, their handlers concurrently; `Processed` with all
-/// their outbox rows, or a failure (the transaction is then rolled back).
+/// Handles every message in one transaction, through the handler's [`Handler::handle_batch`];
+/// `Processed` with all their outbox rows, or a failure (the transaction is then rolled back).
 async fn commit<H: Handler>(
     shared: &Shared<H>,
     prepared: Vec<(crate::MessageMeta, H::Message)>,
@@ -211,17 +213,16 @@ async fn commit<H: Handler>(
         // pipeline at once: one round trip. The server runs them in order, so a message id twice
         // in one batch is fresh only the first time.
         let fresh = try_join_all(prepared.iter().map(|(meta, _)| record(&tx, meta))).await?;
-        let tx_ref = &tx;
-        let handled = prepared
+        let (mut works, messages): (Vec<Work>, Vec<H::Message>) = prepared
             .into_iter()
             .zip(fresh)
             .filter(|(_, fresh)| *fresh)
-            .map(|((meta, message), _)| async move {
-                let mut work = Work::new(tx_ref, meta);
-                shared.handler.handle(&mut work, message).await?;
-                Ok::<_, HandleError>(work.into_emitted())
-            });
-        let emitted: Vec<_> = try_join_all(handled).await?.into_iter().flatten().collect();
+            .map(|((meta, message), _)| (Work::new(&tx, meta), message))
+            .unzip();
+        if !works.is_empty() {
+            shared.handler.handle_batch(&mut works, messages).await?;
+        }
+        let emitted: Vec<_> = works.into_iter().flat_map(Work::into_emitted).collect();
         tx.commit().await?;
         Ok::<_, HandleError>(emitted)
     };

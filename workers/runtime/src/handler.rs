@@ -1,9 +1,10 @@
 //! The `Handler` trait: what a worker adds to the runtime.
 //!
 //! The run loop decodes and validates a delivery, opens a transaction, records the message id, and
-//! then calls [`Handler::handle`] with a [`Work`]: the open transaction plus an outbox writer. The
-//! handler writes its derived rows through [`Work::tx`] and its downstream messages through
-//! [`Work::emit`]; the runtime commits, acks, and publishes the outbox.
+//! then calls [`Handler::handle`] with a [`Work`]: the open transaction plus an outbox writer
+//! (with `BATCH_SIZE` > 1, [`Handler::handle_batch`] with a batch's messages and a [`Work`]
+//! each). The handler writes its derived rows through [`Work::tx`] and its downstream messages
+//! through [`Work::emit`]; the runtime commits, acks, and publishes the outbox.
 //!
 //! A handler with long, CPU-bound work does it in [`Handler::compute`], before the transaction
 //! opens, and keeps [`Handler::handle`] to the short transaction that stores the result: a
@@ -186,4 +187,26 @@ pub trait Handler: Send + Sync + 'static {
         work: &mut Work<'_>,
         message: Self::Message,
     ) -> impl Future<Output = Result<(), HandleError>> + Send;
+
+    /// Writes the derived rows and downstream messages of a batch's messages (`BATCH_SIZE` >
+    /// 1), all on the batch's one transaction: `works[i]` (its envelope, its outbox) goes with
+    /// `messages[i]`, in delivery order, each already recorded as processed. A handler may merge
+    /// their rows into set-based statements for the whole batch; where two messages write the
+    /// same row, the later must win, as if they had been handled one after the other. An error
+    /// fails the whole batch: its transaction is rolled back and every message is handled on
+    /// its own. Default: every message's [`Handler::handle`], side by side on the transaction.
+    fn handle_batch(
+        &self,
+        works: &mut [Work<'_>],
+        messages: Vec<Self::Message>,
+    ) -> impl Future<Output = Result<(), HandleError>> + Send {
+        async move {
+            let handled = works
+                .iter_mut()
+                .zip(messages)
+                .map(|(work, message)| self.handle(work, message));
+            futures_util::future::try_join_all(handled).await?;
+            Ok(())
+        }
+    }
 }
