@@ -64,26 +64,38 @@ impl StandardScaler {
             });
         }
         check_rows(rows, features)?;
+        Ok(Self::fit_unchecked(rows.iter().map(AsRef::as_ref), features).0)
+    }
 
-        let n = rows.len() as f64;
+    /// Mean and scale of finite rows of `features` values: one pass for the sums and ranges,
+    /// one for the squared deviations (two passes, as scikit-learn, for the precision); and
+    /// whether every sum was finite (a NaN or an infinity among the values makes one not).
+    fn fit_unchecked<'a>(
+        rows: impl Iterator<Item = &'a [f64]> + Clone,
+        features: usize,
+    ) -> (Self, bool) {
+        let mut n = 0usize;
         let mut mean = vec![0.0; features];
         let mut min = vec![f64::INFINITY; features];
         let mut max = vec![f64::NEG_INFINITY; features];
-        for row in rows {
-            for (j, &v) in row.as_ref().iter().enumerate() {
-                mean[j] += v;
-                min[j] = min[j].min(v);
-                max[j] = max[j].max(v);
+        for row in rows.clone() {
+            n += 1;
+            for (((m, lo), hi), &v) in mean.iter_mut().zip(&mut min).zip(&mut max).zip(row) {
+                *m += v;
+                *lo = lo.min(v);
+                *hi = hi.max(v);
             }
         }
+        let n = n as f64;
+        let finite = mean.iter().all(|m| m.is_finite());
         for m in &mut mean {
             *m /= n;
         }
         let mut var = vec![0.0; features];
         for row in rows {
-            for (j, &v) in row.as_ref().iter().enumerate() {
-                let d = v - mean[j];
-                var[j] += d * d;
+            for ((s, m), &v) in var.iter_mut().zip(&mean).zip(row) {
+                let d = v - m;
+                *s += d * d;
             }
         }
         let scale = var
@@ -100,7 +112,7 @@ impl StandardScaler {
                 }
             })
             .collect();
-        Ok(Self { mean, scale })
+        (Self { mean, scale }, finite)
     }
 
     /// The number of features the scaler was fitted on.
@@ -143,10 +155,23 @@ impl StandardScaler {
 }
 
 impl StandardScaler {
-    /// [`StandardScaler::fit`] on a matrix's rows, without copying them.
+    /// [`StandardScaler::fit`] on a matrix's rows, without copying them. The values are
+    /// checked only when a sum is not finite (a NaN or infinity makes it so), to name the
+    /// first one: no pass of its own.
     pub fn fit_matrix(x: &Matrix) -> Result<Self, ScalerError> {
-        let rows: Vec<&[f64]> = (0..x.rows()).map(|i| x.row(i)).collect();
-        Self::fit(&rows)
+        let (n, p) = (x.rows(), x.cols());
+        if n == 0 || p == 0 {
+            return Err(ScalerError::Empty {
+                rows: n,
+                features: p,
+            });
+        }
+        let rows = (0..n).map(|i| x.row(i));
+        let (scaler, finite) = Self::fit_unchecked(rows.clone(), p);
+        if !finite {
+            check_rows(&rows.collect::<Vec<_>>(), p)?;
+        }
+        Ok(scaler)
     }
 
     /// [`StandardScaler::transform_rows`] on a matrix: one pass over its buffer, one output.
@@ -225,6 +250,20 @@ mod tests {
     }
 
     #[test]
+    fn a_matrix_fits_and_transforms_as_its_rows_do() {
+        let rows: Vec<Vec<f64>> = (0..9)
+            .map(|i| vec![i as f64 * 0.3, (i * i % 5) as f64, 0.1, -(i as f64).sqrt()])
+            .collect();
+        let x = Matrix::from_rows(&rows);
+        let scaler = StandardScaler::fit(&rows).unwrap();
+        assert_eq!(StandardScaler::fit_matrix(&x).unwrap(), scaler);
+        assert_eq!(
+            scaler.transform_matrix(&x).unwrap().to_rows(),
+            scaler.transform_rows(&rows).unwrap()
+        );
+    }
+
+    #[test]
     fn constant_feature_with_an_inexact_mean_is_still_zero() {
         let rows = vec![vec![0.1]; 7];
         let scaler = StandardScaler::fit(&rows).unwrap();
@@ -278,6 +317,16 @@ mod tests {
         assert_eq!(
             StandardScaler::fit(&[vec![1.0, f64::NAN]]),
             Err(ScalerError::NonFinite { row: 0, feature: 1 })
+        );
+        // A matrix is checked too, also where the other values are equal (a constant
+        // feature's mean is replaced by its value, which must not hide the NaN).
+        assert_eq!(
+            StandardScaler::fit_matrix(&Matrix::from_rows(&[
+                vec![1.0, 2.0],
+                vec![f64::NAN, 3.0],
+                vec![1.0, 4.0]
+            ])),
+            Err(ScalerError::NonFinite { row: 1, feature: 0 })
         );
         let scaler = StandardScaler::fit(&[vec![1.0, 2.0], vec![3.0, 4.0]]).unwrap();
         assert!(matches!(

@@ -13,11 +13,12 @@
 
 use serde::{Deserialize, Serialize};
 
+use faer::linalg::matmul::triangular::{self, BlockStructure};
 use faer::linalg::solvers::Solve;
-use faer::{Col, ColRef, Mat, MatRef, Side};
+use faer::{Accum, Col, ColRef, Mat, MatRef, Par, Side};
 
 use super::lbfgs::Lbfgs;
-use crate::matrix::{dot, Matrix};
+use crate::matrix::{dot, dot4, Matrix};
 
 /// A fitted logistic regression: one row of `coef` per class (one row for two classes).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,54 +52,59 @@ impl Logistic {
             ..Lbfgs::default()
         };
         let dim = k * (p + 1);
-        let mut z = vec![0.0; k];
-        let mut prob = vec![0.0; k];
+        let inv_n = 1.0 / n as f64;
+        // Residuals P − Y of a block of rows: each weight row is read once per block for the
+        // decision values and once for the gradient, not once per row.
+        let mut resid = vec![0.0; BLOCK * k];
         let fg = |w: &[f64], g: &mut [f64]| -> f64 {
-            g.iter_mut().for_each(|v| *v = 0.0);
+            g.fill(0.0);
+            let (wc, b) = w.split_at(k * p);
+            let (gw, gb) = g.split_at_mut(k * p);
             let mut loss = 0.0;
-            for i in 0..n {
-                let row = x.row(i);
-                for c in 0..k {
-                    z[c] = dot(&w[c * p..(c + 1) * p], row) + w[k * p + c];
-                }
-                if k == 1 {
-                    let t = if y[i] == 1 { 1.0 } else { 0.0 };
-                    // log(1 + e^z) − t z, computed stably.
-                    let zz = z[0];
-                    loss += if zz > 0.0 {
-                        zz + (-zz).exp().ln_1p()
+            for i0 in (0..n).step_by(BLOCK) {
+                let m = BLOCK.min(n - i0);
+                let rows: [&[f64]; BLOCK] = std::array::from_fn(|r| x.row(i0 + r.min(m - 1)));
+                for (c, wrow) in wc.chunks_exact(p).enumerate() {
+                    if m == BLOCK {
+                        let d = dot4(rows, wrow);
+                        for (r, v) in d.iter().enumerate() {
+                            resid[r * k + c] = v + b[c];
+                        }
                     } else {
-                        zz.exp().ln_1p()
-                    } - t * zz;
-                    prob[0] = 1.0 / (1.0 + (-zz).exp()) - t;
-                } else {
-                    let max = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                    let sum: f64 = z.iter().map(|v| (v - max).exp()).sum();
-                    let lse = max + sum.ln();
-                    loss += lse - z[y[i]];
-                    for c in 0..k {
-                        prob[c] = (z[c] - lse).exp() - if c == y[i] { 1.0 } else { 0.0 };
+                        for (r, row) in rows.iter().take(m).enumerate() {
+                            resid[r * k + c] = dot(wrow, row) + b[c];
+                        }
                     }
                 }
-                for c in 0..k {
-                    let d = prob[c];
-                    if d != 0.0 {
-                        let gc = &mut g[c * p..(c + 1) * p];
-                        for (gj, xj) in gc.iter_mut().zip(row) {
-                            *gj += d * xj;
+                for (z, &yi) in resid.chunks_exact_mut(k).zip(&y[i0..i0 + m]) {
+                    loss += residuals(z, yi);
+                }
+                for (c, gc) in gw.chunks_exact_mut(p).enumerate() {
+                    if m == BLOCK {
+                        let d = [resid[c], resid[k + c], resid[2 * k + c], resid[3 * k + c]];
+                        let [x0, x1, x2, x3] = rows;
+                        for ((((gj, a0), a1), a2), a3) in
+                            gc.iter_mut().zip(x0).zip(x1).zip(x2).zip(x3)
+                        {
+                            *gj += d[0] * a0 + d[1] * a1 + d[2] * a2 + d[3] * a3;
                         }
-                        g[k * p + c] += d;
+                        gb[c] += (d[0] + d[1]) + (d[2] + d[3]);
+                    } else {
+                        for (r, row) in rows.iter().take(m).enumerate() {
+                            let d = resid[r * k + c];
+                            for (gj, xj) in gc.iter_mut().zip(*row) {
+                                *gj += d * xj;
+                            }
+                            gb[c] += d;
+                        }
                     }
                 }
             }
-            let inv_n = 1.0 / n as f64;
+            gb.iter_mut().for_each(|v| *v *= inv_n);
             let mut penalty = 0.0;
-            for (j, gj) in g.iter_mut().enumerate() {
-                *gj *= inv_n;
-                if j < k * p {
-                    *gj += lambda * w[j];
-                    penalty += w[j] * w[j];
-                }
+            for (gj, wj) in gw.iter_mut().zip(wc) {
+                *gj = *gj * inv_n + lambda * wj;
+                penalty += wj * wj;
             }
             loss * inv_n + 0.5 * lambda * penalty
         };
@@ -152,6 +158,37 @@ pub fn argmax(v: &[f64]) -> usize {
     best
 }
 
+/// Rows per block of the logistic loss (the width of [`dot4`]).
+const BLOCK: usize = 4;
+
+/// One row's logistic loss from its decision values `z` (one for binary problems: the log-odds
+/// of class 1), overwriting them with the residuals `P − Y` for true class `yi`.
+fn residuals(z: &mut [f64], yi: usize) -> f64 {
+    if let [zz] = z {
+        let t = if yi == 1 { 1.0 } else { 0.0 };
+        let v = *zz;
+        *zz = 1.0 / (1.0 + (-v).exp()) - t;
+        // log(1 + e^z) − t z, computed stably.
+        return if v > 0.0 {
+            v + (-v).exp().ln_1p()
+        } else {
+            v.exp().ln_1p()
+        } - t * v;
+    }
+    let zy = z[yi];
+    let max = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let mut sum = 0.0;
+    for v in z.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    for v in z.iter_mut() {
+        *v /= sum;
+    }
+    z[yi] -= 1.0;
+    max + sum.ln() - zy
+}
+
 /// A fitted linear regression (OLS, ridge, lasso or elastic net).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LinearRegression {
@@ -171,12 +208,12 @@ impl LinearRegression {
         let yr = ColRef::from_slice(&yc);
         let coef = if p <= n {
             // (XᵀX + αI) w = Xᵀy
-            let a: Mat<f64> = xr.transpose() * xr;
+            let a = lower_gram(xr.transpose());
             let b: Col<f64> = xr.transpose() * yr;
             solve_spd(a, b, alpha)
         } else {
             // Dual: w = Xᵀ (XXᵀ + αI)⁻¹ y
-            let a: Mat<f64> = xr * xr.transpose();
+            let a = lower_gram(xr);
             let dual = solve_spd(a, yr.to_owned(), alpha);
             let w: Col<f64> = xr.transpose() * ColRef::from_slice(&dual);
             w.iter().copied().collect()
@@ -304,8 +341,27 @@ fn centre(x: &Matrix, y: &[f64]) -> (Matrix, Vec<f64>, f64) {
     (xc, mean, y_mean)
 }
 
-/// Solves `(A + αI) x = b` for a symmetric positive semi-definite `A` by faer's LLT (Cholesky);
-/// when the factorisation fails (α = 0 and `A` singular), retries with a tiny growing jitter.
+/// The lower triangle (diagonal included) of `M Mᵀ`: half the work of the full product, and
+/// all a Cholesky factorisation of the lower side reads.
+fn lower_gram(m: MatRef<'_, f64>) -> Mat<f64> {
+    let mut a = Mat::<f64>::zeros(m.nrows(), m.nrows());
+    triangular::matmul(
+        a.as_mut(),
+        BlockStructure::TriangularLower,
+        Accum::Replace,
+        m,
+        BlockStructure::Rectangular,
+        m.transpose(),
+        BlockStructure::Rectangular,
+        1.0,
+        Par::Seq,
+    );
+    a
+}
+
+/// Solves `(A + αI) x = b` for a symmetric positive semi-definite `A`, of which only the lower
+/// triangle is read, by faer's LLT (Cholesky); when the factorisation fails (α = 0 and `A`
+/// singular), retries with a tiny growing jitter.
 pub fn solve_spd(a: Mat<f64>, b: Col<f64>, alpha: f64) -> Vec<f64> {
     let d = a.nrows();
     let trace: f64 = (0..d).map(|i| a[(i, i)]).sum::<f64>() / d.max(1) as f64;
