@@ -322,6 +322,7 @@ impl Pca {
         let axes = MatRef::from_row_major_slice(self.components.data(), k, p);
         // (x − mean)·Cᵀ = x·Cᵀ − mean·Cᵀ: one matrix product, no centred copy.
         let projected = rows * axes.transpose();
+        crate::algo::avx::clear_upper();
         let offset: Vec<f64> = (0..k)
             .map(|c| dot(&self.mean, self.components.row(c)))
             .collect();

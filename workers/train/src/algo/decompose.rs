@@ -37,6 +37,7 @@ pub fn principal_axes(xc: MatRef<'_, f64>, k: usize) -> Axes {
     } else {
         randomised_axes(xc, k)
     };
+    super::avx::clear_upper();
     let denom = (n.max(2) - 1) as f64;
     for axis in vectors.chunks_mut(p) {
         let big = axis

@@ -218,6 +218,7 @@ impl LinearRegression {
             let w: Col<f64> = xr.transpose() * ColRef::from_slice(&dual);
             w.iter().copied().collect()
         };
+        super::avx::clear_upper();
         let intercept = y_mean - dot(&coef, &x_mean);
         Self { coef, intercept }
     }

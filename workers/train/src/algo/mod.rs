@@ -5,6 +5,7 @@
 // Index loops over several parallel arrays read more plainly than zipped iterators here.
 #![allow(clippy::needless_range_loop)]
 
+pub mod avx;
 pub mod decompose;
 pub mod lbfgs;
 pub mod linear;

@@ -54,6 +54,7 @@ impl Knn {
                     1.0,
                     Par::Seq,
                 );
+                super::avx::clear_upper();
                 // ‖t‖² − 2 x·t orders the training rows t as ‖x − t‖² does (‖x‖² is common),
                 // with scikit-learn's rounding: no clamping at zero that would make near-ties
                 // exact.
