@@ -6,7 +6,7 @@
 //! - **connectivity** (`HEAVY_SUBJECTS` × 6,670, default 1,000: the upper triangle of 116 regions'
 //!   connectivity: latent networks over a noise floor, two groups that differ in one network
 //!   and in 5 % of the edges; `benches/shared/mod.rs`): logistic
-//!   regression, C 3 values, stratified 5-fold, `HEAVY_CONNECTIVITY_PERMUTATIONS` (default 2).
+//!   regression, C 3 values, stratified 5-fold, `HEAVY_CONNECTIVITY_PERMUTATIONS` (default 10).
 //!
 //! Swarm runs each job through the real broker and database with `swarm worker train`
 //! processes: 1 replica × 1 thread, 1 replica × 2 threads, 2 replicas × 1 thread (each in a
@@ -99,7 +99,7 @@ fn connectivity() -> Job {
         labels,
         model: "logistic",
         grid,
-        permutations: env_number("HEAVY_CONNECTIVITY_PERMUTATIONS", 2) as u32,
+        permutations: env_number("HEAVY_CONNECTIVITY_PERMUTATIONS", 10) as u32,
     }
 }
 
